@@ -1,0 +1,36 @@
+# Two commands: `make run` (the demo on the embedded SQLite default) and `make test` (the whole suite).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# A strict editable install links every module into a plain folder on sys.path, so mypy
+# and pytest both see the prefixed package names (grayrelease_plugins, grayrelease_adapters).
+SOURCES := $(shell find grayrelease_core plugins adapters -name '*.py' -o -name 'py.typed' 2>/dev/null)
+
+.PHONY: run test lint typecheck unit bench clean
+
+$(VENV)/.installed: setup.cfg pyproject.toml $(SOURCES)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --config-settings editable_mode=strict -e '.[test,bench]'
+	touch $@
+
+run: $(VENV)/.installed
+	$(BIN)/python docs/examples/demo.py
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(VENV)/.installed
+	$(BIN)/mypy
+
+unit: $(VENV)/.installed
+	$(BIN)/python -m pytest
+
+test: lint typecheck unit
+
+bench: $(VENV)/.installed
+	$(BIN)/python benchmarks/resolve_bench.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Adapters that mount grayrelease into a host (Flask, Nacos, Apollo)."""

@@ -1,0 +1,70 @@
+"""Matching client addresses against exact IPs and CIDR blocks, IPv4 and IPv6."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+
+from .errors import ValidationError
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def parse_entry(entry: str, field: str) -> Address | Network:
+    """An address or a CIDR block; a malformed one is a validation error naming ``field``."""
+    try:
+        if "/" in entry:
+            return ipaddress.ip_network(entry, strict=False)
+        return ipaddress.ip_address(entry)
+    except ValueError as exc:
+        raise ValidationError(
+            field, f"is not an IP address or CIDR block ({exc})", value=entry
+        ) from None
+
+
+def is_address(entry: str) -> bool:
+    """Whether ``entry`` is an IP address (not a block, not an instance id)."""
+    try:
+        ipaddress.ip_address(entry)
+    except ValueError:
+        return False
+    return True
+
+
+class AddressSet:
+    """Exact addresses (a set lookup, O(1)) plus CIDR blocks (scanned only on a miss)."""
+
+    __slots__ = ("_exact", "_networks")
+
+    def __init__(self, entries: Iterable[Address | Network]) -> None:
+        exact: set[str] = set()
+        networks: list[Network] = []
+        for entry in entries:
+            if isinstance(entry, ipaddress.IPv4Network | ipaddress.IPv6Network):
+                if entry.num_addresses == 1:
+                    exact.add(entry.network_address.compressed)
+                else:
+                    networks.append(entry)
+            else:
+                exact.add(entry.compressed)
+        self._exact = frozenset(exact)
+        self._networks = tuple(networks)
+
+    def __contains__(self, address: object) -> bool:
+        if not isinstance(address, str) or not address:
+            return False
+        if address in self._exact:
+            return True
+        if not self._networks and ":" not in address:
+            # A valid IPv4 string is already in its one canonical form: a miss is final.
+            return False
+        try:
+            parsed = ipaddress.ip_address(address.strip())
+        except ValueError:
+            return False
+        if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
+            parsed = parsed.ipv4_mapped
+        if parsed.compressed in self._exact:
+            return True
+        return any(parsed in network for network in self._networks)

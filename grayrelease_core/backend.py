@@ -1,0 +1,33 @@
+"""What the engine needs from a config backend: the config center that holds the real values."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from .models import ConfigRef
+
+
+class ConfigBackend(Protocol):
+    """Reads and publishes config values. ``get`` is on the read path: keep it in memory."""
+
+    name: str
+
+    def get(self, ref: ConfigRef) -> str | None:
+        """The current value of ``ref`` (a ``ConfigRef``), ``None`` when the key is absent.
+
+        :raises BackendError: the value cannot be read.
+        """
+        ...
+
+    def publish(self, ref: ConfigRef, value: str | None, *, actor: str) -> None:
+        """Set ``ref`` to ``value`` for everyone (``None`` removes the key).
+
+        :raises BackendError: the value could not be published; nothing was changed.
+        """
+        ...
+
+    def refresh(self) -> None:
+        """Pick up changes made elsewhere (called by the engine's sync, every ``cache_ttl``)."""
+        ...
+
+    def close(self) -> None: ...

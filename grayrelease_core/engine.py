@@ -1,0 +1,620 @@
+"""The facade: ``GrayRelease`` ties the store, the backend, the strategies and the index.
+
+Control path: authorize -> state machine -> store (one transaction, version check, audit row)
+-> index refresh -> events. Read path: ``resolve()`` reads only the in-memory index.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+import attrs
+import pluggy
+
+from . import lifecycle
+from .backend import ConfigBackend
+from .clock import Clock, SystemClock
+from .errors import (
+    BackendError,
+    ConfigurationError,
+    Conflict,
+    NotFound,
+    PermissionDenied,
+    ValidationError,
+)
+from .hits import HitBuffer, HitRecord
+from .index import IndexEntry, build_entries
+from .lifecycle import Action
+from .models import (
+    Client,
+    ConfigRef,
+    InstanceRecord,
+    ItemStatus,
+    LogRecord,
+    Page,
+    Plan,
+    PlanEvent,
+    PlanItem,
+    PlanStatus,
+    Progress,
+    Resolution,
+)
+from .plugin_manager import collect, make_plugin_manager
+from .settings import Settings
+from .store import PlanQuery, PlanStore
+from .strategy import StrategyRegistry
+from .sync import BackgroundSync
+from .wire import parse_plan_body, plan_to_wire
+
+log = logging.getLogger("grayrelease")
+
+Mutation = Callable[[Plan, datetime], Plan]
+
+
+class GrayRelease:
+    """Gray release of configuration: plans, their lifecycle, and per-client resolution."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        plugin_manager: pluggy.PluginManager,
+        store: PlanStore,
+        backend: ConfigBackend,
+        strategies: StrategyRegistry,
+        clock: Clock,
+    ) -> None:
+        self.settings = settings
+        self.plugin_manager = plugin_manager
+        self.strategies = strategies
+        self.clock = clock
+        self._store = store
+        self._backend = backend
+        self._backend_get = backend.get
+        self._hits = HitBuffer()
+        self._entries: dict[ConfigRef, IndexEntry] = {}
+        self._generation: int | None = None
+        self._live_plan_ids: set[str] = set()
+        self._coarse_now = clock.now()
+        self._refresh_lock = threading.Lock()
+        self._last_flush = clock.monotonic()
+        self._closed = False
+        self.refresh_index()
+        self._sync = (
+            BackgroundSync(self.sync, settings.cache_ttl) if settings.background_sync else None
+        )
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Mapping[str, Any] | Settings | None = None,
+        *,
+        clock: Clock | None = None,
+        plugins: tuple[object, ...] | list[object] = (),
+        load_entrypoints: bool = True,
+    ) -> GrayRelease:
+        """Build an instance from settings (see :class:`Settings`) and extra plugin objects."""
+        if not isinstance(settings, Settings):
+            settings = Settings.from_mapping(settings)
+        pm = make_plugin_manager(plugins, load_entrypoints=load_entrypoints)
+        strategies = StrategyRegistry.collect(collect(pm, "grayrelease_register_strategies"))
+        store = pm.hook.grayrelease_make_store(settings=settings)
+        if store is None:
+            raise ConfigurationError(
+                f"no plugin provides a store for database_url {settings.database_url!r}",
+                details={"field": "settings.database_url"},
+            )
+        backend = pm.hook.grayrelease_make_backend(settings=settings)
+        if backend is None:
+            store.close()
+            raise ValidationError(
+                "settings.backend",
+                "no installed plugin provides this backend",
+                value=settings.backend,
+            )
+        return cls(
+            settings=settings,
+            plugin_manager=pm,
+            store=store,
+            backend=backend,
+            strategies=strategies,
+            clock=clock or SystemClock(),
+        )
+
+    # --- read path ------------------------------------------------------------------------
+
+    def resolve(self, ref: ConfigRef, client: Client) -> Resolution:
+        """The value ``client`` gets for ``ref``: the gray value or the backend's value."""
+        entry = self._entries.get(ref)
+        if entry is None:
+            return Resolution(self._backend_get(ref), False, None)
+        if entry.matcher(client):
+            record = entry.tracker.get(client.instance_id)
+            if record is None:
+                entry.tracker.setdefault(
+                    client.instance_id, HitRecord(client.instance_ip, self._coarse_now)
+                )
+            else:
+                record.count += 1
+                record.last_seen = self._coarse_now
+            return entry.gray
+        return Resolution(self._backend_get(ref), False, entry.plan_id)
+
+    @property
+    def backend(self) -> ConfigBackend:
+        """The config backend (``get(ref)``, ``publish(ref, value, actor=...)``)."""
+        return self._backend
+
+    # --- plans ----------------------------------------------------------------------------
+
+    def create_plan(self, body: Mapping[str, Any], *, actor: str) -> Plan:
+        """Create a DRAFT plan from the spec's JSON body (plus ``grayValues``)."""
+        self._authorize(actor, Action.CREATE, None)
+        fields = parse_plan_body(body, creating=True).fields
+        strategy = self.strategies.get(fields["grayStrategy"])
+        now = self.clock.now()
+        gray = fields.get("grayValues", {})
+        _check_gray_keys(gray, fields["configKeys"])
+        plan = Plan(
+            id=uuid.uuid4().hex,
+            name=fields["planName"],
+            app_name=fields["appName"],
+            environment=fields["environment"],
+            group_name=fields.get("groupName", self.settings.default_group),
+            items=tuple(PlanItem(key, gray_value=gray.get(key)) for key in fields["configKeys"]),
+            strategy=strategy.name,
+            rules=strategy.validate(fields["grayRules"]),
+            description=fields.get("description", ""),
+            created_by=actor,
+            updated_by=actor,
+            created_at=now,
+            updated_at=now,
+        )
+        self._store.add_plan(plan, self._log(plan, None, "CREATED", actor, now))
+        self._emit(PlanEvent("CREATED", plan, None, actor, now))
+        return plan
+
+    def update_plan(
+        self,
+        plan_id: str,
+        body: Mapping[str, Any],
+        *,
+        actor: str,
+        expected_version: int | None = None,
+    ) -> Plan:
+        """Change a DRAFT plan; fields not in ``body`` keep their value."""
+        fields = parse_plan_body(body, creating=False).fields
+
+        def edit(plan: Plan, now: datetime) -> Plan:
+            strategy_name = fields.get("grayStrategy", plan.strategy)
+            strategy = self.strategies.get(strategy_name)
+            if "grayRules" in fields:
+                rules = strategy.validate(fields["grayRules"])
+            elif strategy.name != plan.strategy:
+                raise ValidationError("grayRules", "is required when grayStrategy changes")
+            else:
+                rules = dict(plan.rules)
+            keys = fields.get("configKeys", plan.config_keys)
+            gray = {i.config_key: i.gray_value for i in plan.items if i.gray_value is not None}
+            gray.update(fields.get("grayValues", {}))
+            _check_gray_keys(fields.get("grayValues", {}), keys)
+            return attrs.evolve(
+                plan,
+                name=fields.get("planName", plan.name),
+                app_name=fields.get("appName", plan.app_name),
+                environment=fields.get("environment", plan.environment),
+                group_name=fields.get("groupName", plan.group_name),
+                items=tuple(PlanItem(key, gray_value=gray.get(key)) for key in keys),
+                strategy=strategy.name,
+                rules=rules,
+                description=fields.get("description", plan.description),
+            )
+
+        return self._act(plan_id, Action.UPDATE, actor, expected_version, edit, "UPDATED")
+
+    def delete_plan(self, plan_id: str, *, actor: str, expected_version: int | None = None) -> None:
+        """Delete a DRAFT plan; its audit rows stay."""
+        plan = self._load(plan_id, expected_version)
+        self._authorize(actor, Action.DELETE, plan)
+        lifecycle.target(Action.DELETE, plan.status)
+        now = self.clock.now()
+        self._store.remove_plan(
+            plan.id, expected_version=plan.version, log=self._log(plan, None, "DELETED", actor, now)
+        )
+        self._emit(PlanEvent("DELETED", plan, plan, actor, now))
+
+    def get_plan(self, plan_id: str) -> Plan:
+        """The plan, or ``NotFound``."""
+        return self._load(plan_id, None)
+
+    def list_plans(self, query: PlanQuery | None = None, **filters: Any) -> Page[Plan]:
+        """Plans, newest first, filtered by app, environment, group and status."""
+        return self._store.find_plans(query or PlanQuery(**filters))
+
+    def plan_logs(self, plan_id: str, page: int = 1, page_size: int = 50) -> Page[LogRecord]:
+        """The plan's audit rows, oldest first."""
+        return self._store.list_logs(plan_id, page, page_size)
+
+    def plan_instances(
+        self, plan_id: str, page: int = 1, page_size: int = 50
+    ) -> Page[InstanceRecord]:
+        """The instances that received the plan's gray value (after flushing this process)."""
+        self.flush_hits(plan_id)
+        return self._store.list_instances(plan_id, page, page_size)
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def start(self, plan_id: str, *, actor: str, expected_version: int | None = None) -> Plan:
+        """DRAFT -> ACTIVE: snapshot the original values and start serving the gray set."""
+
+        def begin(plan: Plan, now: datetime) -> Plan:
+            missing = [item.config_key for item in plan.items if item.gray_value is None]
+            if missing:
+                raise ValidationError(
+                    "grayValues",
+                    "every key needs a gray value before the plan starts; "
+                    f"missing: {', '.join(missing)}",
+                    details={"missingKeys": missing},
+                )
+            self._refuse_overlap(plan)
+            items = []
+            for item, ref in zip(plan.items, plan.refs, strict=True):
+                original = self._read_backend(ref)
+                items.append(
+                    attrs.evolve(
+                        item,
+                        original_value=original,
+                        original_present=original is not None,
+                        status=ItemStatus.GRAY,
+                    )
+                )
+            strategy = self.strategies.get(plan.strategy)
+            return attrs.evolve(
+                plan,
+                items=tuple(items),
+                started_at=now,
+                progress=Progress(
+                    percentage=strategy.initial_percentage(plan.rules),
+                    next_step_at=strategy.next_step_at(plan.rules, now),
+                ),
+            )
+
+        return self._act(plan_id, Action.START, actor, expected_version, begin, "STARTED")
+
+    def pause(self, plan_id: str, *, actor: str, expected_version: int | None = None) -> Plan:
+        """ACTIVE -> PAUSED: recorded instances keep the gray value, no new one enters."""
+
+        def hold(plan: Plan, now: datetime) -> Plan:
+            self.flush_hits(plan.id)
+            return attrs.evolve(plan, progress=attrs.evolve(plan.progress, next_step_at=None))
+
+        return self._act(plan_id, Action.PAUSE, actor, expected_version, hold, "PAUSED")
+
+    def resume(self, plan_id: str, *, actor: str, expected_version: int | None = None) -> Plan:
+        """PAUSED -> ACTIVE: the strategy's rules apply again; the canary clock restarts."""
+
+        def go_on(plan: Plan, now: datetime) -> Plan:
+            next_step_at = self.strategies.get(plan.strategy).next_step_at(plan.rules, now)
+            return attrs.evolve(
+                plan, progress=attrs.evolve(plan.progress, next_step_at=next_step_at)
+            )
+
+        return self._act(plan_id, Action.RESUME, actor, expected_version, go_on, "RESUMED")
+
+    def complete(self, plan_id: str, *, actor: str, expected_version: int | None = None) -> Plan:
+        """ACTIVE/PAUSED -> COMPLETED: publish every gray value to the backend, all or none."""
+
+        def finish(plan: Plan, now: datetime) -> Plan:
+            self.flush_hits(plan.id)
+            return attrs.evolve(
+                plan,
+                items=tuple(attrs.evolve(i, status=ItemStatus.PUBLISHED) for i in plan.items),
+                progress=attrs.evolve(plan.progress, percentage=100.0, next_step_at=None),
+                finished_at=now,
+            )
+
+        def publish(plan: Plan) -> dict[ConfigRef, str | None]:
+            return {ref: item.gray_value for item, ref in zip(plan.items, plan.refs, strict=True)}
+
+        return self._act(
+            plan_id, Action.COMPLETE, actor, expected_version, finish, "COMPLETED", publish=publish
+        )
+
+    def rollback(
+        self,
+        plan_id: str,
+        *,
+        actor: str,
+        reason: str = "",
+        force: bool = False,
+        expected_version: int | None = None,
+    ) -> Plan:
+        """Everyone gets the original values at once.
+
+        From ACTIVE or PAUSED the gray set simply ends. From COMPLETED the snapshotted
+        originals are published again, refused with a ``Conflict`` if a key's backend value
+        changed since the plan completed, unless ``force``.
+        """
+        if not isinstance(reason, str) or len(reason) > 2000:
+            raise ValidationError("reason", "must be a string of at most 2000 characters")
+
+        def undo(plan: Plan, now: datetime) -> Plan:
+            self.flush_hits(plan.id)
+            if plan.status is PlanStatus.COMPLETED and not force:
+                self._refuse_drift(plan)
+            return attrs.evolve(
+                plan,
+                items=tuple(attrs.evolve(i, status=ItemStatus.ROLLED_BACK) for i in plan.items),
+                progress=attrs.evolve(plan.progress, next_step_at=None),
+                finished_at=now,
+            )
+
+        def restore(plan: Plan) -> dict[ConfigRef, str | None]:
+            if plan.status is not PlanStatus.COMPLETED:
+                return {}
+            return {
+                ref: item.original_value for item, ref in zip(plan.items, plan.refs, strict=True)
+            }
+
+        return self._act(
+            plan_id,
+            Action.ROLLBACK,
+            actor,
+            expected_version,
+            undo,
+            "ROLLED_BACK",
+            publish=restore,
+            message=reason,
+        )
+
+    # --- housekeeping ---------------------------------------------------------------------
+
+    def tick(self, now: datetime | None = None) -> None:
+        """One round of periodic work: today, writing buffered hits and refreshing the index.
+
+        Canary step expansion and metric analysis will hook in here.
+        """
+        self.sync()
+
+    def sync(self) -> None:
+        """Refresh the index if the store changed, refresh the backend, flush due hits."""
+        self._coarse_now = self.clock.now()
+        try:
+            self.refresh_index(only_if_changed=True)
+            self._backend.refresh()
+            if self.clock.monotonic() - self._last_flush >= self.settings.hit_flush_interval:
+                self.flush_hits()
+        except Exception:
+            # The read path keeps serving the last good index; the next sync tries again.
+            log.exception("grayrelease: sync failed; serving the last known plans")
+
+    def refresh_index(self, *, only_if_changed: bool = False) -> None:
+        """Rebuild the read path's index from the store's live plans."""
+        with self._refresh_lock:
+            generation = self._store.generation()
+            if only_if_changed and generation == self._generation:
+                return
+            plans = self._store.live_plans()
+            entries = build_entries(plans, self.strategies, self._hits, self._members)
+            self._entries = entries
+            self._generation = generation
+            self._live_plan_ids = {plan.id for plan in plans}
+
+    def flush_hits(self, plan_id: str | None = None) -> int:
+        """Write buffered gray hits to the store; returns how many instance rows changed."""
+        with self._hits.flush_lock:
+            pending = self._hits.pending(plan_id)
+            if pending:
+                self._store.record_hits(pending)
+                self._hits.mark_written(pending)
+            if plan_id is None:
+                self._last_flush = self.clock.monotonic()
+                self._hits.forget(self._live_plan_ids)
+            return len(pending)
+
+    def close(self) -> None:
+        """Stop the background sync, write buffered hits, release the store and backend."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._sync is not None:
+            self._sync.stop()
+        try:
+            self.flush_hits()
+        finally:
+            self._backend.close()
+            self._store.close()
+
+    def __enter__(self) -> GrayRelease:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- internals ------------------------------------------------------------------------
+
+    def _act(
+        self,
+        plan_id: str,
+        action: Action,
+        actor: str,
+        expected_version: int | None,
+        mutate: Mutation,
+        event: str,
+        *,
+        publish: Callable[[Plan], dict[ConfigRef, str | None]] | None = None,
+        message: str = "",
+    ) -> Plan:
+        plan = self._load(plan_id, expected_version)
+        self._authorize(actor, action, plan)
+        status = lifecycle.target(action, plan.status)
+        assert status is not None
+        now = self.clock.now()
+        changed = attrs.evolve(mutate(plan, now), status=status, updated_by=actor, updated_at=now)
+        values = publish(plan) if publish else {}
+        published = self._publish_all(plan, values, actor, action, now)
+        try:
+            saved = self._store.save_plan(
+                changed,
+                expected_version=plan.version,
+                log=self._log(plan, changed, event, actor, now, message),
+            )
+        except Exception:
+            self._restore(published, actor)
+            raise
+        self.refresh_index()
+        self._emit(PlanEvent(event, saved, plan, actor, now, message))
+        return saved
+
+    def _publish_all(
+        self,
+        plan: Plan,
+        values: dict[ConfigRef, str | None],
+        actor: str,
+        action: Action,
+        now: datetime,
+    ) -> dict[ConfigRef, str | None]:
+        """Publish ``values``, all or none; returns what each key held before."""
+        before: dict[ConfigRef, str | None] = {}
+        for ref, value in values.items():
+            try:
+                previous = self._backend.get(ref)
+                self._backend.publish(ref, value, actor=actor)
+            except Exception as exc:
+                self._restore(before, actor)
+                failed = "COMPLETE_FAILED" if action is Action.COMPLETE else "ROLLBACK_FAILED"
+                reason = f"publishing {ref.config_key} failed: {exc}; nothing was changed"
+                self._store.append_log(
+                    LogRecord(plan.id, failed, actor, now, plan.status, plan.status, message=reason)
+                )
+                self._emit(PlanEvent(failed, plan, plan, actor, now, reason))
+                if isinstance(exc, BackendError):
+                    raise
+                raise BackendError(reason, details={"configKey": ref.config_key}) from exc
+            before[ref] = previous
+        return before
+
+    def _restore(self, before: dict[ConfigRef, str | None], actor: str) -> None:
+        for ref, value in before.items():
+            try:
+                self._backend.publish(ref, value, actor=actor)
+            except Exception:
+                log.exception("grayrelease: could not restore %s after a failed publish", ref)
+
+    def _load(self, plan_id: str, expected_version: int | None) -> Plan:
+        if not isinstance(plan_id, str) or not plan_id:
+            raise ValidationError("planId", "must be a non-empty string", value=plan_id)
+        plan = self._store.get_plan(plan_id)
+        if plan is None:
+            raise NotFound(
+                f"plan {plan_id} does not exist; list plans to find its id",
+                details={"planId": plan_id},
+            )
+        if expected_version is not None and expected_version != plan.version:
+            raise Conflict(
+                f"plan {plan_id} changed: it is at version {plan.version}, not {expected_version}; "
+                "reload it and try again",
+                details={
+                    "planId": plan_id,
+                    "version": plan.version,
+                    "expectedVersion": expected_version,
+                },
+            )
+        return plan
+
+    def _authorize(self, actor: str, action: Action, plan: Plan | None) -> None:
+        if not isinstance(actor, str) or not actor.strip():
+            raise ValidationError("actor", "must name who acts")
+        answers = self.plugin_manager.hook.grayrelease_authorize(
+            actor=actor, action=action.value, plan=plan
+        )
+        if any(answer is False for answer in answers):
+            target = f" plan {plan.id}" if plan else " a plan"
+            raise PermissionDenied(
+                f"{actor} may not {action.value}{target}; ask an administrator for the permission",
+                details={
+                    "actor": actor,
+                    "action": action.value,
+                    "planId": plan.id if plan else None,
+                },
+            )
+
+    def _refuse_overlap(self, plan: Plan) -> None:
+        holders = self._store.live_plans_covering(plan.refs, exclude=plan.id)
+        if holders:
+            keys = sorted(ref.config_key for ref in holders)
+            others = sorted(set(holders.values()))
+            raise Conflict(
+                f"plan {others[0]} is already releasing {', '.join(keys)}; "
+                "complete or roll it back before starting this one",
+                details={"conflictingPlanIds": others, "configKeys": keys},
+            )
+
+    def _refuse_drift(self, plan: Plan) -> None:
+        drifted = [
+            ref.config_key
+            for item, ref in zip(plan.items, plan.refs, strict=True)
+            if self._read_backend(ref) != item.gray_value
+        ]
+        if drifted:
+            raise Conflict(
+                f"{', '.join(drifted)} changed in the config backend since the plan completed; "
+                "rolling back would overwrite that change. "
+                "Check the values, then roll back with force",
+                details={"driftedKeys": drifted},
+            )
+
+    def _read_backend(self, ref: ConfigRef) -> str | None:
+        try:
+            return self._backend.get(ref)
+        except BackendError:
+            raise
+        except Exception as exc:
+            raise BackendError(f"reading {ref.config_key} from the backend failed: {exc}") from exc
+
+    def _members(self, plan_id: str) -> frozenset[str]:
+        return self._store.instance_ids(plan_id) | self._hits.instance_ids(plan_id)
+
+    def _log(
+        self,
+        before: Plan | None,
+        after: Plan | None,
+        action: str,
+        actor: str,
+        now: datetime,
+        message: str = "",
+    ) -> LogRecord:
+        subject = after or before
+        assert subject is not None
+        return LogRecord(
+            plan_id=subject.id,
+            action=action,
+            actor=actor,
+            at=now,
+            status_before=before.status if before else None,
+            status_after=after.status if after else None,
+            before=plan_to_wire(before) if before else None,
+            after=plan_to_wire(after) if after else None,
+            message=message,
+        )
+
+    def _emit(self, event: PlanEvent) -> None:
+        try:
+            self.plugin_manager.hook.grayrelease_plan_event(event=event)
+        except Exception:
+            log.exception("grayrelease: a plan_event hook failed for %s", event.action)
+
+
+def _check_gray_keys(gray: Mapping[str, str], keys: tuple[str, ...] | Any) -> None:
+    stray = sorted(set(gray) - set(keys))
+    if stray:
+        raise ValidationError(
+            f"grayValues.{stray[0]}",
+            "is not one of the plan's configKeys",
+            details={"unknown": stray},
+        )

@@ -1,0 +1,114 @@
+"""The hooks a plugin may implement; the built-in plugins use exactly these.
+
+Every hook carries the ``grayrelease_`` prefix. ``register_*`` hooks contribute lists that the
+caller flattens (a name claimed twice is a start-up error naming both plugins); ``make_*``
+hooks are ``firstresult``: the first plugin to return something other than ``None`` wins.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .backend import ConfigBackend
+    from .models import Plan, PlanEvent
+    from .settings import Settings
+    from .store import PlanStore
+    from .strategy import Strategy
+
+hookspec = pluggy.HookspecMarker("grayrelease")
+
+
+# --- contributions, collected once when a GrayRelease is built ----------------------------
+
+
+@hookspec
+def grayrelease_register_strategies() -> list[Strategy]:
+    """Contribute gray strategies.
+
+    :returns: strategies, each with a ``name`` unique across all plugins.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def grayrelease_register_notifiers(settings: Settings) -> list[Any]:
+    """Contribute notification channels (email, SMS, DingTalk, ...).
+
+    Collected by the notification feature, which is not part of this release yet.
+
+    :param settings: the installation's settings, for channel credentials and URLs.
+    :returns: notifiers, each with a unique ``name``.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def grayrelease_register_metric_sources(settings: Settings) -> list[Any]:
+    """Contribute metric sources (pushed samples, Prometheus, ...).
+
+    Collected by the monitoring feature, which is not part of this release yet.
+
+    :param settings: the installation's settings.
+    :returns: metric sources, each with a unique ``name``.
+    """
+    raise NotImplementedError
+
+
+# --- providers: one plugin wins -------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def grayrelease_make_store(settings: Settings) -> PlanStore | None:
+    """Provide the plan store for ``settings.database_url``.
+
+    ``firstresult``: the first store returned is used; return ``None`` to let others try.
+
+    :param settings: the installation's settings.
+    :returns: a store, or ``None`` when this plugin does not handle the URL.
+    """
+    raise NotImplementedError
+
+
+@hookspec(firstresult=True)
+def grayrelease_make_backend(settings: Settings) -> ConfigBackend | None:
+    """Provide the config backend named by ``settings.backend``.
+
+    ``firstresult``: the first backend returned is used; return ``None`` for other names.
+
+    :param settings: the installation's settings (``settings.section(name)`` for options).
+    :returns: a backend, or ``None`` when this plugin does not provide that backend.
+    """
+    raise NotImplementedError
+
+
+# --- control path ---------------------------------------------------------------------------
+
+
+@hookspec
+def grayrelease_authorize(actor: str, action: str, plan: Plan | None) -> bool | None:
+    """Decide whether ``actor`` may perform ``action`` on ``plan``.
+
+    Called before every plan action in the core, so the Python API, the REST API and the CLI
+    all obey it. Any ``False`` denies; ``True`` or ``None`` leaves the decision to the others.
+
+    :param actor: who acts (a user name or token owner).
+    :param action: ``create``, ``update``, ``delete``, ``start``, ``pause``, ``resume``,
+        ``complete`` or ``rollback``.
+    :param plan: the plan acted on (``None`` for ``create``).
+    :returns: ``False`` to deny.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def grayrelease_plan_event(event: PlanEvent) -> None:
+    """React to a plan action after its transaction committed.
+
+    A failing implementation is logged and does not undo or block the action.
+
+    :param event: the action, the plan after (and before) it, the actor and the time.
+    """
+    raise NotImplementedError

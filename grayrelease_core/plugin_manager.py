@@ -1,0 +1,67 @@
+"""Building the plugin manager: built-ins from ``DEFAULT_PLUGINS``, then the entry points.
+
+Built by a factory, never at import time, so every ``GrayRelease`` (and every test) gets
+a fresh manager.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Iterable
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+
+PROJECT = "grayrelease"
+"""The marker name, the entry-point group and the hook prefix."""
+
+DISABLE_ENV = "GRAYRELEASE_DISABLE_PLUGINS"
+"""Comma-separated entry-point names of external plugins not to load."""
+
+DEFAULT_PLUGINS: tuple[str, ...] = (
+    "grayrelease_plugins.strategies.ip_whitelist",
+    "grayrelease_plugins.strategies.user_whitelist",
+    "grayrelease_plugins.strategies.percentage",
+    "grayrelease_plugins.strategies.canary",
+    "grayrelease_plugins.strategies.label",
+    "grayrelease_plugins.stores.sqlalchemy",
+    "grayrelease_plugins.backends.memory",
+    "grayrelease_plugins.backends.sql",
+)
+"""Module paths of the built-in plugins, registered in this order."""
+
+
+def make_plugin_manager(
+    plugins: Iterable[object] = (), *, load_entrypoints: bool = True
+) -> pluggy.PluginManager:
+    """A fresh manager with the hookspecs, the built-ins, the entry points and ``plugins``."""
+    pm = pluggy.PluginManager(PROJECT)
+    pm.add_hookspecs(hookspecs)
+    for module_path in DEFAULT_PLUGINS:
+        pm.register(importlib.import_module(module_path), name=module_path)
+    if load_entrypoints:
+        for name in _disabled_names():
+            pm.set_blocked(name)
+        pm.load_setuptools_entrypoints(PROJECT)
+    for plugin in plugins:
+        pm.register(plugin)
+    pm.check_pending()
+    return pm
+
+
+def collect(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
+    """Call a ``register_*`` hook and flatten the lists, keeping which plugin gave what."""
+    caller = getattr(pm.hook, hook_name)
+    contributions: list[tuple[str, Any]] = []
+    for impl in reversed(caller.get_hookimpls()):  # registration order
+        wanted = {name: kwargs[name] for name in impl.argnames}
+        contributions.extend((impl.plugin_name, item) for item in impl.function(**wanted) or ())
+    return contributions
+
+
+def _disabled_names() -> list[str]:
+    raw = os.environ.get(DISABLE_ENV, "")
+    return [name.strip() for name in raw.split(",") if name.strip()]

@@ -1,0 +1,89 @@
+"""Checks shared by the strategies' rule validators; each error names the field it is about."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from .errors import ValidationError
+
+RULES = "grayRules"
+STICKINESS_FIELDS = ("instanceId", "instanceIp", "userId")
+
+
+def rules_object(rules: Any, allowed: Collection[str], required: Collection[str]) -> dict[str, Any]:
+    """``rules`` as a dict, refusing anything but an object with known fields."""
+    if not isinstance(rules, Mapping):
+        raise ValidationError(RULES, "must be a JSON object", value=type(rules).__name__)
+    unknown = sorted(str(key) for key in rules if key not in allowed)
+    if unknown:
+        raise ValidationError(
+            f"{RULES}.{unknown[0]}",
+            f"unknown field; allowed fields are {', '.join(sorted(allowed))}",
+            details={"unknown": unknown},
+        )
+    for name in required:
+        if name not in rules:
+            raise ValidationError(f"{RULES}.{name}", "is required")
+    return dict(rules)
+
+
+MAX_LIST = 10_000
+"""Longest list a rule may hold (a longer whitelist belongs in CIDR blocks or labels)."""
+
+
+def string_list(value: Any, field: str, *, allow_empty: bool = False) -> list[str]:
+    """A list of distinct non-blank strings, trimmed, in the given order."""
+    if not isinstance(value, list | tuple):
+        raise ValidationError(field, "must be a list of strings", value=type(value).__name__)
+    if not value and not allow_empty:
+        raise ValidationError(field, "must not be empty")
+    if len(value) > MAX_LIST:
+        raise ValidationError(field, f"must list at most {MAX_LIST} entries", value=len(value))
+    seen: dict[str, None] = {}
+    for index, entry in enumerate(value):
+        if not isinstance(entry, str) or not entry.strip():
+            raise ValidationError(f"{field}[{index}]", "must be a non-empty string", value=entry)
+        seen.setdefault(entry.strip(), None)
+    return list(seen)
+
+
+def percentage(value: Any, field: str, *, allow_zero: bool = True) -> float:
+    """A number from 0 to 100 with at most two decimals (0.01% is one bucket)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValidationError(field, "must be a number from 0 to 100", value=value)
+    number = float(value)
+    if not math.isfinite(number) or number < 0 or number > 100:
+        raise ValidationError(field, "must be a number from 0 to 100", value=value)
+    if not allow_zero and number == 0:
+        raise ValidationError(field, "must be greater than 0", value=value)
+    if abs(number * 100 - round(number * 100)) > 1e-6:
+        raise ValidationError(field, "allows at most two decimals (0.01% steps)", value=value)
+    return round(number, 2)
+
+
+def positive_int(value: Any, field: str, *, maximum: int | None = None) -> int:
+    """A whole number of at least 1 (and at most ``maximum``)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        raise ValidationError(field, "must be a whole number", value=value)
+    number = int(value)
+    if number < 1:
+        raise ValidationError(field, "must be at least 1", value=value)
+    if maximum is not None and number > maximum:
+        raise ValidationError(field, f"must be at most {maximum}", value=value)
+    return number
+
+
+def stickiness(value: Any, field: str) -> str:
+    """Which client attribute is hashed: ``instanceId`` (default), ``instanceIp`` or ``userId``."""
+    if value not in STICKINESS_FIELDS:
+        raise ValidationError(field, f"must be one of {', '.join(STICKINESS_FIELDS)}", value=value)
+    return str(value)
+
+
+def salt(value: Any, field: str) -> str:
+    """A non-empty hash salt of at most 128 characters."""
+    if not isinstance(value, str) or not value or len(value) > 128:
+        raise ValidationError(field, "must be a string of 1 to 128 characters", value=value)
+    return value

@@ -1,0 +1,87 @@
+"""What the engine needs from a plan store. The SQLAlchemy plugin is the built-in one.
+
+Every method that changes a plan is one transaction that also writes its audit row and bumps
+the store's generation number, so other processes notice the change and the audit trail can
+never miss a committed action.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+import attrs
+
+from .models import ConfigRef, InstanceHits, InstanceRecord, LogRecord, Page, Plan, PlanStatus
+
+
+@attrs.frozen
+class PlanQuery:
+    """Filters and paging for listing plans; ``None`` means any."""
+
+    app_name: str | None = None
+    environment: str | None = None
+    group_name: str | None = None
+    status: PlanStatus | None = None
+    page: int = 1
+    page_size: int = 20
+
+
+class PlanStore(Protocol):
+    """Durable plans, their audit log and their instance records."""
+
+    def generation(self) -> int:
+        """A number that changes whenever any plan changes (in any process)."""
+        ...
+
+    def add_plan(self, plan: Plan, log: LogRecord) -> None:
+        """Insert a new plan with its audit row."""
+        ...
+
+    def save_plan(self, plan: Plan, *, expected_version: int, log: LogRecord) -> Plan:
+        """Replace the stored plan if its version is still ``expected_version``.
+
+        :returns: the plan as stored, with ``version = expected_version + 1``.
+        :raises Conflict: the stored version differs, or a live plan already holds one of the
+            plan's keys (when the plan is ACTIVE or PAUSED).
+        :raises NotFound: the plan is gone.
+        """
+        ...
+
+    def remove_plan(self, plan_id: str, *, expected_version: int, log: LogRecord) -> None:
+        """Delete a plan (its audit rows stay)."""
+        ...
+
+    def append_log(self, log: LogRecord) -> None:
+        """Write an audit row that goes with no plan change (a failed action)."""
+        ...
+
+    def get_plan(self, plan_id: str) -> Plan | None: ...
+
+    def find_plans(self, query: PlanQuery) -> Page[Plan]: ...
+
+    def live_plans(self) -> list[Plan]:
+        """Every ACTIVE or PAUSED plan: what the read path's index is built from."""
+        ...
+
+    def live_plans_covering(
+        self, refs: Iterable[ConfigRef], *, exclude: str
+    ) -> dict[ConfigRef, str]:
+        """For each of ``refs`` held by a live plan other than ``exclude``: that plan's id."""
+        ...
+
+    def record_hits(self, hits: Sequence[InstanceHits]) -> None:
+        """Add buffered gray hits to ``gray_release_instance`` (insert or accumulate)."""
+        ...
+
+    def instance_ids(self, plan_id: str) -> frozenset[str]:
+        """Ids of every instance recorded as having received the plan's gray value."""
+        ...
+
+    def list_instances(
+        self, plan_id: str, page: int = 1, page_size: int = 50
+    ) -> Page[InstanceRecord]: ...
+
+    def list_logs(self, plan_id: str, page: int = 1, page_size: int = 50) -> Page[LogRecord]: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,232 @@
+"""The camelCase wire format of the spec, in one place: request bodies in, plans out."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+from .errors import ValidationError
+from .models import InstanceRecord, LogRecord, Plan
+
+MAX_NAME = 128
+MAX_KEY = 256
+MAX_KEYS = 200
+MAX_DESCRIPTION = 2000
+MAX_VALUE = 1024 * 1024
+"""Longest accepted config value, in characters."""
+
+EDITABLE_FIELDS = (
+    "planName",
+    "appName",
+    "environment",
+    "groupName",
+    "configKeys",
+    "grayStrategy",
+    "grayRules",
+    "description",
+    "grayValues",
+)
+REQUIRED_ON_CREATE = (
+    "planName",
+    "appName",
+    "environment",
+    "configKeys",
+    "grayStrategy",
+    "grayRules",
+)
+
+
+@attrs.frozen
+class PlanDraft:
+    """A checked create or update body, still in the caller's terms; rules unvalidated."""
+
+    fields: Mapping[str, Any]
+    """Only the fields the body gave, converted to Python values."""
+
+
+def parse_plan_body(body: Any, *, creating: bool) -> PlanDraft:
+    """Check a ``POST /plan`` (``creating``) or ``PUT /plan/{id}`` body field by field.
+
+    The strategy's rules are checked later by the strategy itself, since only it knows them.
+    """
+    if not isinstance(body, Mapping):
+        raise ValidationError("body", "must be a JSON object", value=type(body).__name__)
+    unknown = sorted(str(key) for key in body if key not in EDITABLE_FIELDS)
+    if unknown:
+        raise ValidationError(
+            unknown[0],
+            f"unknown field; allowed fields are {', '.join(EDITABLE_FIELDS)}",
+            details={"unknown": unknown},
+        )
+    if creating:
+        for name in REQUIRED_ON_CREATE:
+            if name not in body:
+                raise ValidationError(name, "is required")
+    fields: dict[str, Any] = {}
+    for name in ("planName", "appName", "environment", "groupName"):
+        if name in body:
+            fields[name] = name_field(body[name], name)
+    if "configKeys" in body:
+        fields["configKeys"] = config_keys(body["configKeys"])
+    if "grayStrategy" in body:
+        strategy = body["grayStrategy"]
+        if not isinstance(strategy, str) or not strategy:
+            raise ValidationError("grayStrategy", "must be a strategy name", value=strategy)
+        fields["grayStrategy"] = strategy
+    if "grayRules" in body:
+        fields["grayRules"] = body["grayRules"]
+    if "description" in body:
+        fields["description"] = description(body["description"])
+    if "grayValues" in body:
+        fields["grayValues"] = gray_values(body["grayValues"])
+    return PlanDraft(fields)
+
+
+def name_field(value: Any, field: str) -> str:
+    """A non-blank single-line name of at most ``MAX_NAME`` characters, trimmed."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(field, "must be a non-empty string", value=value)
+    text = value.strip()
+    if len(text) > MAX_NAME:
+        raise ValidationError(field, f"must be at most {MAX_NAME} characters", value=len(text))
+    if any(ch < " " for ch in text):
+        raise ValidationError(field, "must not contain control characters")
+    return text
+
+
+def config_keys(value: Any) -> tuple[str, ...]:
+    """1 to ``MAX_KEYS`` distinct keys, each a non-blank line of at most ``MAX_KEY`` characters."""
+    if not isinstance(value, list):
+        raise ValidationError(
+            "configKeys", "must be a list of config keys", value=type(value).__name__
+        )
+    if not value:
+        raise ValidationError("configKeys", "must name at least one config key")
+    if len(value) > MAX_KEYS:
+        raise ValidationError("configKeys", f"must name at most {MAX_KEYS} keys", value=len(value))
+    keys: list[str] = []
+    for index, key in enumerate(value):
+        field = f"configKeys[{index}]"
+        if not isinstance(key, str) or not key.strip():
+            raise ValidationError(field, "must be a non-empty string", value=key)
+        key = key.strip()
+        if len(key) > MAX_KEY or any(ch < " " for ch in key):
+            raise ValidationError(field, f"must be one line of at most {MAX_KEY} characters")
+        if key in keys:
+            raise ValidationError(field, "is listed twice", value=key)
+        keys.append(key)
+    return tuple(keys)
+
+
+def description(value: Any) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str) or len(value) > MAX_DESCRIPTION:
+        raise ValidationError(
+            "description", f"must be a string of at most {MAX_DESCRIPTION} characters"
+        )
+    return value
+
+
+def gray_values(value: Any) -> dict[str, str]:
+    """``{configKey: value}``; scalars become the text a config file would hold."""
+    if not isinstance(value, Mapping):
+        raise ValidationError(
+            "grayValues", "must be an object of configKey: value", value=type(value).__name__
+        )
+    return {str(key): config_value(item, f"grayValues.{key}") for key, item in value.items()}
+
+
+def config_value(value: Any, field: str) -> str:
+    """A config value as text: strings as given, ``true``/``false``, numbers as written."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return json.dumps(value)
+    if not isinstance(value, str):
+        raise ValidationError(
+            field,
+            "must be a string, number or boolean (config values are text)",
+            value=type(value).__name__,
+        )
+    if len(value) > MAX_VALUE:
+        raise ValidationError(field, f"must be at most {MAX_VALUE} characters", value=len(value))
+    return value
+
+
+def timestamp(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC with a ``Z``, or ``None``."""
+    if value is None:
+        return None
+    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def plan_to_wire(plan: Plan) -> dict[str, Any]:
+    """The plan as the API answers it (and as the audit log records it)."""
+    return {
+        "planId": plan.id,
+        "planName": plan.name,
+        "appName": plan.app_name,
+        "environment": plan.environment,
+        "groupName": plan.group_name,
+        "configKeys": list(plan.config_keys),
+        "grayStrategy": plan.strategy,
+        "grayRules": json.loads(json.dumps(plan.rules)),
+        "grayValues": {
+            item.config_key: item.gray_value for item in plan.items if item.gray_value is not None
+        },
+        "status": plan.status.value,
+        "progress": {
+            "percentage": plan.progress.percentage,
+            "step": plan.progress.step,
+            "nextStepAt": timestamp(plan.progress.next_step_at),
+        },
+        "items": [
+            {
+                "configKey": item.config_key,
+                "grayValue": item.gray_value,
+                "originalValue": item.original_value,
+                "originalPresent": item.original_present,
+                "status": item.status.value,
+            }
+            for item in plan.items
+        ],
+        "description": plan.description,
+        "createdBy": plan.created_by,
+        "updatedBy": plan.updated_by,
+        "createdAt": timestamp(plan.created_at),
+        "updatedAt": timestamp(plan.updated_at),
+        "startedAt": timestamp(plan.started_at),
+        "finishedAt": timestamp(plan.finished_at),
+        "version": plan.version,
+    }
+
+
+def log_to_wire(log: LogRecord) -> dict[str, Any]:
+    return {
+        "id": log.id,
+        "planId": log.plan_id,
+        "action": log.action,
+        "actor": log.actor,
+        "at": timestamp(log.at),
+        "statusBefore": log.status_before.value if log.status_before else None,
+        "statusAfter": log.status_after.value if log.status_after else None,
+        "message": log.message,
+        "before": log.before,
+        "after": log.after,
+    }
+
+
+def instance_to_wire(record: InstanceRecord) -> dict[str, Any]:
+    return {
+        "planId": record.plan_id,
+        "instanceId": record.instance_id,
+        "instanceIp": record.instance_ip,
+        "firstSeen": timestamp(record.first_seen),
+        "lastSeen": timestamp(record.last_seen),
+        "hits": record.hits,
+    }

@@ -1,0 +1,1 @@
+"""The built-in plugins of grayrelease, written on the same hooks as any user's plugin."""

@@ -1,0 +1,1 @@
+"""Built-in config backends: ``memory`` and ``sql``."""

@@ -1,0 +1,145 @@
+"""``sql``: config values in a table, for hosts with no config center of their own.
+
+Reads come from an in-memory mirror (the read path must not touch the database); the mirror
+is reloaded when the table's revision counter moves, at most every ``cache_ttl``.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Engine,
+    MetaData,
+    String,
+    Text,
+    delete,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from grayrelease_core import BackendError, ConfigRef, Settings, hookimpl
+from grayrelease_core.sql import make_engine, writing
+
+REVISION = "revision"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData()
+
+
+class ConfigValueRow(Base):
+    """gray_config_value: the current value of each config key."""
+
+    __tablename__ = "gray_config_value"
+
+    app_name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    environment: Mapped[str] = mapped_column(String(128), primary_key=True)
+    group_name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    config_key: Mapped[str] = mapped_column(String(256), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_by: Mapped[str] = mapped_column(String(128))
+
+
+class ConfigRevisionRow(Base):
+    """gray_config_revision: bumped by every publish, so other processes know to reload."""
+
+    __tablename__ = "gray_config_revision"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)
+
+
+class SqlBackend:
+    """Config values in ``gray_config_value``, mirrored in memory."""
+
+    name = "sql"
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._lock = threading.Lock()
+        self._mirror: dict[ConfigRef, str] = {}
+        self._revision: int | None = None
+        Base.metadata.create_all(engine)
+        with writing(engine) as conn:
+            if (
+                conn.scalar(
+                    select(ConfigRevisionRow.value).where(ConfigRevisionRow.name == REVISION)
+                )
+                is None
+            ):
+                conn.execute(insert(ConfigRevisionRow).values(name=REVISION, value=0))
+        self.refresh()
+
+    def get(self, ref: ConfigRef) -> str | None:
+        return self._mirror.get(ref)
+
+    def publish(self, ref: ConfigRef, value: str | None, *, actor: str) -> None:
+        key = _where(ref)
+        try:
+            with writing(self._engine) as conn:
+                if value is None:
+                    conn.execute(delete(ConfigValueRow).where(*key))
+                else:
+                    changed = conn.execute(
+                        update(ConfigValueRow).where(*key).values(value=value, updated_by=actor)
+                    ).rowcount
+                    if changed == 0:
+                        conn.execute(
+                            insert(ConfigValueRow).values(
+                                app_name=ref.app_name,
+                                environment=ref.environment,
+                                group_name=ref.group_name,
+                                config_key=ref.config_key,
+                                value=value,
+                                updated_by=actor,
+                            )
+                        )
+                conn.execute(
+                    update(ConfigRevisionRow)
+                    .where(ConfigRevisionRow.name == REVISION)
+                    .values(value=ConfigRevisionRow.value + 1)
+                )
+        except Exception as exc:
+            raise BackendError(
+                f"could not publish {ref.config_key} to the sql backend: {exc}"
+            ) from exc
+        self.refresh()
+
+    def refresh(self) -> None:
+        with self._lock, self._engine.connect() as conn:
+            revision = conn.scalar(
+                select(ConfigRevisionRow.value).where(ConfigRevisionRow.name == REVISION)
+            )
+            if revision == self._revision:
+                return
+            rows = conn.execute(select(ConfigValueRow)).all()
+            self._mirror = {
+                ConfigRef(r.app_name, r.environment, r.group_name, r.config_key): r.value
+                for r in rows
+            }
+            self._revision = revision
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+
+def _where(ref: ConfigRef) -> tuple[ColumnElement[bool], ...]:
+    return (
+        ConfigValueRow.app_name == ref.app_name,
+        ConfigValueRow.environment == ref.environment,
+        ConfigValueRow.group_name == ref.group_name,
+        ConfigValueRow.config_key == ref.config_key,
+    )
+
+
+@hookimpl
+def grayrelease_make_backend(settings: Settings) -> SqlBackend | None:
+    if settings.backend != "sql":
+        return None
+    url = settings.section("sql").get("database_url", settings.database_url)
+    return SqlBackend(make_engine(url, field="settings.sql.database_url"))

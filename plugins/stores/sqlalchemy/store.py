@@ -1,0 +1,370 @@
+"""``SqlPlanStore``: plans, audit rows and instance records in one SQL database."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import attrs
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+
+from grayrelease_core import (
+    Conflict,
+    InstanceRecord,
+    ItemStatus,
+    LogRecord,
+    NotFound,
+    Page,
+    Plan,
+    PlanItem,
+    PlanQuery,
+    PlanStatus,
+    Progress,
+)
+from grayrelease_core.models import ConfigRef, InstanceHits
+from grayrelease_core.sql import writing
+
+from .tables import Base, DetailRow, InstanceRow, LogRow, MetaRow, PlanRow
+
+GENERATION = "generation"
+LIVE = (PlanStatus.ACTIVE.value, PlanStatus.PAUSED.value)
+HIT_BATCH = 500
+
+
+def live_key(ref: ConfigRef) -> str:
+    """A fixed-length digest of a key's coordinates, unique-indexed while a plan holds it."""
+    return hashlib.sha256("\x1f".join(ref).encode()).hexdigest()
+
+
+class SqlPlanStore:
+    """The built-in store; every write is one transaction with its audit row."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def create_schema(self) -> None:
+        """Create missing tables and the generation counter."""
+        Base.metadata.create_all(self._engine)
+        with writing(self._engine) as conn:
+            if conn.scalar(select(MetaRow.value).where(MetaRow.name == GENERATION)) is None:
+                conn.execute(insert(MetaRow).values(name=GENERATION, value=0))
+
+    # --- reads ----------------------------------------------------------------------------
+
+    def generation(self) -> int:
+        with self._engine.connect() as conn:
+            return int(conn.scalar(select(MetaRow.value).where(MetaRow.name == GENERATION)) or 0)
+
+    def get_plan(self, plan_id: str) -> Plan | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(PlanRow).where(PlanRow.id == plan_id)).one_or_none()
+            return None if row is None else self._plans(conn, [row])[0]
+
+    def find_plans(self, query: PlanQuery) -> Page[Plan]:
+        conditions = []
+        if query.app_name is not None:
+            conditions.append(PlanRow.app_name == query.app_name)
+        if query.environment is not None:
+            conditions.append(PlanRow.environment == query.environment)
+        if query.group_name is not None:
+            conditions.append(PlanRow.group_name == query.group_name)
+        if query.status is not None:
+            conditions.append(PlanRow.status == query.status.value)
+        with self._engine.connect() as conn:
+            total = conn.scalar(select(func.count()).select_from(PlanRow).where(*conditions)) or 0
+            rows = conn.execute(
+                select(PlanRow)
+                .where(*conditions)
+                .order_by(PlanRow.created_at.desc(), PlanRow.id)
+                .limit(query.page_size)
+                .offset((query.page - 1) * query.page_size)
+            ).all()
+            return Page(tuple(self._plans(conn, rows)), int(total), query.page, query.page_size)
+
+    def live_plans(self) -> list[Plan]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(PlanRow).where(PlanRow.status.in_(LIVE))).all()
+            return self._plans(conn, rows)
+
+    def live_plans_covering(
+        self, refs: Iterable[ConfigRef], *, exclude: str
+    ) -> dict[ConfigRef, str]:
+        by_key = {live_key(ref): ref for ref in refs}
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(DetailRow.live_key, DetailRow.plan_id).where(
+                    DetailRow.live_key.in_(list(by_key)), DetailRow.plan_id != exclude
+                )
+            ).all()
+        return {by_key[row.live_key]: row.plan_id for row in rows}
+
+    def instance_ids(self, plan_id: str) -> frozenset[str]:
+        with self._engine.connect() as conn:
+            return frozenset(
+                conn.scalars(select(InstanceRow.instance_id).where(InstanceRow.plan_id == plan_id))
+            )
+
+    def list_instances(
+        self, plan_id: str, page: int = 1, page_size: int = 50
+    ) -> Page[InstanceRecord]:
+        where = InstanceRow.plan_id == plan_id
+        with self._engine.connect() as conn:
+            total = conn.scalar(select(func.count()).select_from(InstanceRow).where(where)) or 0
+            rows = conn.execute(
+                select(InstanceRow)
+                .where(where)
+                .order_by(InstanceRow.first_seen, InstanceRow.instance_id)
+                .limit(page_size)
+                .offset((page - 1) * page_size)
+            ).all()
+        records = tuple(
+            InstanceRecord(
+                r.plan_id, r.instance_id, r.instance_ip, r.first_seen, r.last_seen, r.hits
+            )
+            for r in rows
+        )
+        return Page(records, int(total), page, page_size)
+
+    def list_logs(self, plan_id: str, page: int = 1, page_size: int = 50) -> Page[LogRecord]:
+        where = LogRow.plan_id == plan_id
+        with self._engine.connect() as conn:
+            total = conn.scalar(select(func.count()).select_from(LogRow).where(where)) or 0
+            rows = conn.execute(
+                select(LogRow)
+                .where(where)
+                .order_by(LogRow.id)
+                .limit(page_size)
+                .offset((page - 1) * page_size)
+            ).all()
+        records = tuple(
+            LogRecord(
+                plan_id=r.plan_id,
+                action=r.action,
+                actor=r.actor,
+                at=r.at,
+                status_before=PlanStatus(r.status_before) if r.status_before else None,
+                status_after=PlanStatus(r.status_after) if r.status_after else None,
+                before=r.before,
+                after=r.after,
+                message=r.message,
+                id=r.id,
+            )
+            for r in rows
+        )
+        return Page(records, int(total), page, page_size)
+
+    # --- writes ---------------------------------------------------------------------------
+
+    def add_plan(self, plan: Plan, log: LogRecord) -> None:
+        with writing(self._engine) as conn:
+            conn.execute(
+                insert(PlanRow).values(**_plan_values(plan), id=plan.id, version=plan.version)
+            )
+            self._write_details(conn, plan)
+            self._finish(conn, log)
+
+    def save_plan(self, plan: Plan, *, expected_version: int, log: LogRecord) -> Plan:
+        saved = attrs.evolve(plan, version=expected_version + 1)
+        try:
+            with writing(self._engine) as conn:
+                result = conn.execute(
+                    update(PlanRow)
+                    .where(PlanRow.id == plan.id, PlanRow.version == expected_version)
+                    .values(**_plan_values(plan), version=expected_version + 1)
+                )
+                if result.rowcount != 1:
+                    self._raise_stale(conn, plan.id, expected_version)
+                conn.execute(delete(DetailRow).where(DetailRow.plan_id == plan.id))
+                self._write_details(conn, plan)
+                self._finish(conn, log)
+        except IntegrityError as exc:
+            holders = self.live_plans_covering(plan.refs, exclude=plan.id)
+            others = sorted(set(holders.values()))
+            raise Conflict(
+                f"plan {', '.join(others) or '(another)'} started on the same keys at the same "
+                "time; complete or roll it back first",
+                details={
+                    "conflictingPlanIds": others,
+                    "configKeys": sorted(r.config_key for r in holders),
+                },
+            ) from exc
+        return saved
+
+    def remove_plan(self, plan_id: str, *, expected_version: int, log: LogRecord) -> None:
+        with writing(self._engine) as conn:
+            conn.execute(delete(DetailRow).where(DetailRow.plan_id == plan_id))
+            result = conn.execute(
+                delete(PlanRow).where(PlanRow.id == plan_id, PlanRow.version == expected_version)
+            )
+            if result.rowcount != 1:
+                self._raise_stale(conn, plan_id, expected_version)
+            self._finish(conn, log)
+
+    def append_log(self, log: LogRecord) -> None:
+        with writing(self._engine) as conn:
+            conn.execute(insert(LogRow).values(**_log_values(log)))
+
+    def record_hits(self, hits: Sequence[InstanceHits]) -> None:
+        rows = [
+            {
+                "plan_id": h.plan_id,
+                "instance_id": h.instance_id,
+                "instance_ip": h.instance_ip[:64],
+                "first_seen": h.first_seen,
+                "last_seen": h.last_seen,
+                "hits": h.hits,
+            }
+            for h in hits
+        ]
+        with writing(self._engine) as conn:
+            for start in range(0, len(rows), HIT_BATCH):
+                conn.execute(_upsert_hits(conn, rows[start : start + HIT_BATCH]))
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    # --- internals ------------------------------------------------------------------------
+
+    def _write_details(self, conn: Connection, plan: Plan) -> None:
+        live = plan.status.is_live
+        conn.execute(
+            insert(DetailRow),
+            [
+                {
+                    "plan_id": plan.id,
+                    "position": position,
+                    "config_key": item.config_key,
+                    "gray_value": item.gray_value,
+                    "original_value": item.original_value,
+                    "original_present": item.original_present,
+                    "status": item.status.value,
+                    "live_key": live_key(ref) if live else None,
+                }
+                for position, (item, ref) in enumerate(zip(plan.items, plan.refs, strict=True))
+            ],
+        )
+
+    def _finish(self, conn: Connection, log: LogRecord) -> None:
+        conn.execute(insert(LogRow).values(**_log_values(log)))
+        conn.execute(
+            update(MetaRow).where(MetaRow.name == GENERATION).values(value=MetaRow.value + 1)
+        )
+
+    def _raise_stale(self, conn: Connection, plan_id: str, expected_version: int) -> None:
+        current = conn.scalar(select(PlanRow.version).where(PlanRow.id == plan_id))
+        if current is None:
+            raise NotFound(
+                f"plan {plan_id} does not exist (deleted meanwhile?)", details={"planId": plan_id}
+            )
+        raise Conflict(
+            f"plan {plan_id} changed meanwhile (version {current}, expected {expected_version}); "
+            "reload it and try again",
+            details={"planId": plan_id, "version": current, "expectedVersion": expected_version},
+        )
+
+    def _plans(self, conn: Connection, rows: Sequence[Any]) -> list[Plan]:
+        if not rows:
+            return []
+        details: dict[str, list[Any]] = {row.id: [] for row in rows}
+        for detail in conn.execute(
+            select(DetailRow)
+            .where(DetailRow.plan_id.in_(list(details)))
+            .order_by(DetailRow.position)
+        ):
+            details[detail.plan_id].append(detail)
+        return [_plan_from_rows(row, details[row.id]) for row in rows]
+
+
+def _plan_values(plan: Plan) -> dict[str, Any]:
+    return {
+        "plan_name": plan.name,
+        "app_name": plan.app_name,
+        "environment": plan.environment,
+        "group_name": plan.group_name,
+        "gray_strategy": plan.strategy,
+        "gray_rules": dict(plan.rules),
+        "status": plan.status.value,
+        "percentage": plan.progress.percentage,
+        "current_step": plan.progress.step,
+        "next_step_at": plan.progress.next_step_at,
+        "description": plan.description,
+        "created_by": plan.created_by,
+        "updated_by": plan.updated_by,
+        "created_at": plan.created_at,
+        "updated_at": plan.updated_at,
+        "started_at": plan.started_at,
+        "finished_at": plan.finished_at,
+    }
+
+
+def _plan_from_rows(row: Any, details: list[Any]) -> Plan:
+    return Plan(
+        id=row.id,
+        name=row.plan_name,
+        app_name=row.app_name,
+        environment=row.environment,
+        group_name=row.group_name,
+        items=tuple(
+            PlanItem(
+                config_key=d.config_key,
+                gray_value=d.gray_value,
+                original_value=d.original_value,
+                original_present=bool(d.original_present),
+                status=ItemStatus(d.status),
+            )
+            for d in details
+        ),
+        strategy=row.gray_strategy,
+        rules=row.gray_rules,
+        status=PlanStatus(row.status),
+        progress=Progress(row.percentage, row.current_step, row.next_step_at),
+        description=row.description,
+        created_by=row.created_by,
+        updated_by=row.updated_by,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        version=row.version,
+    )
+
+
+def _log_values(log: LogRecord) -> dict[str, Any]:
+    return {
+        "plan_id": log.plan_id,
+        "action": log.action,
+        "actor": log.actor,
+        "at": log.at,
+        "status_before": log.status_before.value if log.status_before else None,
+        "status_after": log.status_after.value if log.status_after else None,
+        "before": dict(log.before) if log.before is not None else None,
+        "after": dict(log.after) if log.after is not None else None,
+        "message": log.message,
+    }
+
+
+def _upsert_hits(conn: Connection, rows: list[dict[str, Any]]) -> Any:
+    """Insert new instances, add to the hits of known ones (one statement per dialect)."""
+    name = conn.dialect.name
+    if name in ("sqlite", "postgresql"):
+        dialect_insert = sqlite.insert if name == "sqlite" else postgresql.insert
+        stmt = dialect_insert(InstanceRow).values(rows)
+        return stmt.on_conflict_do_update(
+            index_elements=[InstanceRow.plan_id, InstanceRow.instance_id],
+            set_={
+                "hits": InstanceRow.hits + stmt.excluded.hits,
+                "last_seen": stmt.excluded.last_seen,
+                "instance_ip": stmt.excluded.instance_ip,
+            },
+        )
+    if name in ("mysql", "mariadb"):
+        my = mysql.insert(InstanceRow).values(rows)
+        return my.on_duplicate_key_update(
+            hits=InstanceRow.hits + my.inserted.hits,
+            last_seen=my.inserted.last_seen,
+            instance_ip=my.inserted.instance_ip,
+        )
+    raise NotImplementedError(f"recording instance hits is not written for {name!r} databases")

@@ -1,0 +1,173 @@
+"""The spec's five tables (plus a generation counter), as SQLAlchemy 2.0 typed tables."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, with microseconds on every database."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime())
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use the injected clock")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+LongId = BigInteger().with_variant(Integer, "sqlite")
+"""Auto-increment ids: BIGINT, except SQLite, which only auto-increments INTEGER."""
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class PlanRow(Base):
+    """gray_release_plan: a release plan, its strategy, rules, state and progress."""
+
+    __tablename__ = "gray_release_plan"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    plan_name: Mapped[str] = mapped_column(String(128))
+    app_name: Mapped[str] = mapped_column(String(128))
+    environment: Mapped[str] = mapped_column(String(128))
+    group_name: Mapped[str] = mapped_column(String(128))
+    gray_strategy: Mapped[str] = mapped_column(String(64))
+    gray_rules: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    percentage: Mapped[float] = mapped_column(Float, default=0.0)
+    current_step: Mapped[int] = mapped_column(Integer, default=0)
+    next_step_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str] = mapped_column(String(128))
+    updated_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    version: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (
+        Index(None, "app_name", "environment", "status"),
+        Index(None, "status"),
+        Index(None, "created_at"),
+    )
+
+
+class DetailRow(Base):
+    """gray_release_detail: one config key of a plan, its values and its own status."""
+
+    __tablename__ = "gray_release_detail"
+
+    id: Mapped[int] = mapped_column(LongId, primary_key=True, autoincrement=True)
+    plan_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("gray_release_plan.id", ondelete="CASCADE")
+    )
+    position: Mapped[int] = mapped_column(Integer)
+    config_key: Mapped[str] = mapped_column(String(256))
+    gray_value: Mapped[str | None] = mapped_column(Text)
+    original_value: Mapped[str | None] = mapped_column(Text)
+    original_present: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16))
+    live_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    """Digest of (app, env, group, key) while the plan is live, else NULL: the database itself
+    refuses two live plans on one key, even when two processes start them at once."""
+
+    __table_args__ = (UniqueConstraint("plan_id", "config_key"),)
+
+
+class LogRow(Base):
+    """gray_release_log: the audit trail; rows are only ever inserted."""
+
+    __tablename__ = "gray_release_log"
+
+    id: Mapped[int] = mapped_column(LongId, primary_key=True, autoincrement=True)
+    plan_id: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(128))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    status_before: Mapped[str | None] = mapped_column(String(16))
+    status_after: Mapped[str | None] = mapped_column(String(16))
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    message: Mapped[str] = mapped_column(Text, default="")
+
+    __table_args__ = (Index(None, "plan_id", "id"), Index(None, "at"))
+
+
+class MonitorRow(Base):
+    """gray_release_monitor: metric samples of the gray set and the baseline."""
+
+    __tablename__ = "gray_release_monitor"
+
+    id: Mapped[int] = mapped_column(LongId, primary_key=True, autoincrement=True)
+    plan_id: Mapped[str] = mapped_column(String(64))
+    metric_name: Mapped[str] = mapped_column(String(128))
+    gray: Mapped[bool] = mapped_column(Boolean)
+    instance_id: Mapped[str | None] = mapped_column(String(256))
+    value: Mapped[float] = mapped_column(Float)
+    sampled_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+    __table_args__ = (Index(None, "plan_id", "metric_name", "sampled_at"),)
+
+
+class InstanceRow(Base):
+    """gray_release_instance: which instances got a plan's gray value, when, how often."""
+
+    __tablename__ = "gray_release_instance"
+
+    plan_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    instance_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    instance_ip: Mapped[str] = mapped_column(String(64), default="")
+    first_seen: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_seen: Mapped[datetime] = mapped_column(UtcDateTime)
+    hits: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class MetaRow(Base):
+    """gray_release_meta: named counters; ``generation`` changes with every plan write."""
+
+    __tablename__ = "gray_release_meta"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)

@@ -1,0 +1,1 @@
+"""Built-in gray strategies: IP whitelist, user whitelist, percentage, canary, labels."""
