@@ -175,7 +175,7 @@ class GrayRelease:
             created_at=now,
             updated_at=now,
         )
-        self._store.add_plan(plan, self._log(plan, None, "CREATED", actor, now))
+        self._store.add_plan(plan, self._log(None, plan, "CREATED", actor, now))
         self._emit(PlanEvent("CREATED", plan, None, actor, now))
         return plan
 

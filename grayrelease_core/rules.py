@@ -12,20 +12,22 @@ RULES = "grayRules"
 STICKINESS_FIELDS = ("instanceId", "instanceIp", "userId")
 
 
-def rules_object(rules: Any, allowed: Collection[str], required: Collection[str]) -> dict[str, Any]:
-    """``rules`` as a dict, refusing anything but an object with known fields."""
+def rules_object(
+    rules: Any, allowed: Collection[str], required: Collection[str], field: str = RULES
+) -> dict[str, Any]:
+    """``rules`` (found at ``field``) as a dict: an object with known fields only."""
     if not isinstance(rules, Mapping):
-        raise ValidationError(RULES, "must be a JSON object", value=type(rules).__name__)
+        raise ValidationError(field, "must be a JSON object", value=type(rules).__name__)
     unknown = sorted(str(key) for key in rules if key not in allowed)
     if unknown:
         raise ValidationError(
-            f"{RULES}.{unknown[0]}",
+            f"{field}.{unknown[0]}",
             f"unknown field; allowed fields are {', '.join(sorted(allowed))}",
             details={"unknown": unknown},
         )
     for name in required:
         if name not in rules:
-            raise ValidationError(f"{RULES}.{name}", "is required")
+            raise ValidationError(f"{field}.{name}", "is required")
     return dict(rules)
 
 

@@ -48,6 +48,7 @@ class CanaryStrategy:
             outer["canary"],
             allowed=FIELDS,
             required=("canaryInstances", "stepPercentage", "stepInterval"),
+            field=base,
         )
         instances = string_list(data["canaryInstances"], f"{base}.canaryInstances")
         step = percentage(data["stepPercentage"], f"{base}.stepPercentage", allow_zero=False)
