@@ -44,7 +44,7 @@ from .models import (
     Progress,
     Resolution,
 )
-from .plugin_manager import collect, make_plugin_manager
+from .plugin_manager import collect, implementations, make_plugin_manager
 from .settings import Settings
 from .store import PlanQuery, PlanStore
 from .strategy import StrategyRegistry
@@ -604,10 +604,14 @@ class GrayRelease:
         )
 
     def _emit(self, event: PlanEvent) -> None:
-        try:
-            self.plugin_manager.hook.grayrelease_plan_event(event=event)
-        except Exception:
-            log.exception("grayrelease: a plan_event hook failed for %s", event.action)
+        """Tell every plugin; one that fails is logged and does not stop the others."""
+        for plugin_name, call in implementations(
+            self.plugin_manager, "grayrelease_plan_event", event=event
+        ):
+            try:
+                call()
+            except Exception:
+                log.exception("grayrelease: plugin %s failed on %s", plugin_name, event.action)
 
 
 def _check_gray_keys(gray: Mapping[str, str], keys: tuple[str, ...] | Any) -> None:

@@ -6,9 +6,10 @@ a fresh manager.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pluggy
@@ -54,12 +55,22 @@ def make_plugin_manager(
 
 def collect(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
     """Call a ``register_*`` hook and flatten the lists, keeping which plugin gave what."""
-    caller = getattr(pm.hook, hook_name)
     contributions: list[tuple[str, Any]] = []
-    for impl in reversed(caller.get_hookimpls()):  # registration order
-        wanted = {name: kwargs[name] for name in impl.argnames}
-        contributions.extend((impl.plugin_name, item) for item in impl.function(**wanted) or ())
+    for plugin_name, call in implementations(pm, hook_name, **kwargs):
+        contributions.extend((plugin_name, item) for item in call() or ())
     return contributions
+
+
+def implementations(
+    pm: pluggy.PluginManager, hook_name: str, **kwargs: Any
+) -> Iterator[tuple[str, Callable[[], Any]]]:
+    """Each implementation of a hook as ``(plugin name, call)``, in registration order.
+
+    For callers that must tell the plugins apart or keep one failure from stopping the rest.
+    """
+    for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
+        wanted = {name: kwargs[name] for name in impl.argnames}
+        yield impl.plugin_name, functools.partial(impl.function, **wanted)
 
 
 def _disabled_names() -> list[str]:
