@@ -23,13 +23,16 @@ def parse_entry(entry: str, field: str) -> Address | Network:
         ) from None
 
 
-def is_address(entry: str) -> bool:
-    """Whether ``entry`` is an IP address (not a block, not an instance id)."""
+def ip_entry(entry: str) -> Address | Network | None:
+    """``entry`` as an address or CIDR block, or ``None`` when it is neither (an instance id)."""
     try:
-        ipaddress.ip_address(entry)
+        return (
+            ipaddress.ip_network(entry, strict=False)
+            if "/" in entry
+            else ipaddress.ip_address(entry)
+        )
     except ValueError:
-        return False
-    return True
+        return None
 
 
 class AddressSet:

@@ -261,7 +261,8 @@ class GrayRelease:
                     f"missing: {', '.join(missing)}",
                     details={"missingKeys": missing},
                 )
-            self._refuse_overlap(plan)
+            self._refuse_overlap(plan, "starting")
+            self._backend.refresh()
             items = []
             for item, ref in zip(plan.items, plan.refs, strict=True):
                 original = self._read_backend(ref)
@@ -345,8 +346,12 @@ class GrayRelease:
 
         def undo(plan: Plan, now: datetime) -> Plan:
             self.flush_hits(plan.id)
-            if plan.status is PlanStatus.COMPLETED and not force:
-                self._refuse_drift(plan)
+            if plan.status is PlanStatus.COMPLETED:
+                # A newer plan releasing these keys has snapshotted our values as its originals.
+                self._refuse_overlap(plan, "rolling back")
+                self._backend.refresh()
+                if not force:
+                    self._refuse_drift(plan)
             return attrs.evolve(
                 plan,
                 items=tuple(attrs.evolve(i, status=ItemStatus.ROLLED_BACK) for i in plan.items),
@@ -467,7 +472,11 @@ class GrayRelease:
         except Exception:
             self._restore(published, actor)
             raise
-        self.refresh_index()
+        try:
+            self.refresh_index()
+        except Exception:
+            # Committed all the same; the next sync rebuilds the index.
+            log.exception("grayrelease: index refresh after %s failed", event)
         self._emit(PlanEvent(event, saved, plan, actor, now, message))
         return saved
 
@@ -544,14 +553,14 @@ class GrayRelease:
                 },
             )
 
-    def _refuse_overlap(self, plan: Plan) -> None:
+    def _refuse_overlap(self, plan: Plan, doing: str) -> None:
         holders = self._store.live_plans_covering(plan.refs, exclude=plan.id)
         if holders:
             keys = sorted(ref.config_key for ref in holders)
             others = sorted(set(holders.values()))
             raise Conflict(
-                f"plan {others[0]} is already releasing {', '.join(keys)}; "
-                "complete or roll it back before starting this one",
+                f"plan {others[0]} is releasing {', '.join(keys)}; "
+                f"complete or roll it back before {doing} this one",
                 details={"conflictingPlanIds": others, "configKeys": keys},
             )
 

@@ -28,11 +28,15 @@ class IndexEntry:
         """Where hits of clients in the gray set are recorded."""
 
 
-def paused_matcher(members: frozenset[str]) -> Matcher:
-    """While paused, exactly the instances already recorded keep the gray value."""
+def paused_matcher(members: frozenset[str], rules: Matcher) -> Matcher:
+    """While paused, instances already recorded keep the gray value; no new one gets it.
+
+    The rules still apply on top: a recorded instance reading for a user outside a user
+    whitelist (or outside a user-sticky percentage) does not get it either.
+    """
 
     def is_member(client: Client) -> bool:
-        return client.instance_id in members
+        return client.instance_id in members and rules(client)
 
     return is_member
 
@@ -46,12 +50,11 @@ def build_entries(
     """Compile every live plan into index entries, one per config key."""
     entries: dict[ConfigRef, IndexEntry] = {}
     for plan in plans:
-        if plan.status is PlanStatus.PAUSED:
-            matcher = paused_matcher(members_of(plan.id))
-        elif plan.status is PlanStatus.ACTIVE:
-            matcher = strategies.get(plan.strategy).compile(plan)
-        else:
+        if not plan.status.is_live:
             continue
+        matcher = strategies.get(plan.strategy).compile(plan)
+        if plan.status is PlanStatus.PAUSED:
+            matcher = paused_matcher(members_of(plan.id), matcher)
         tracker = hits.tracker(plan.id)
         for item, ref in zip(plan.items, plan.refs, strict=True):
             gray = Resolution(item.gray_value, True, plan.id)

@@ -15,12 +15,14 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
+from .errors import ConfigurationError
 
 PROJECT = "grayrelease"
 """The marker name, the entry-point group and the hook prefix."""
 
 DISABLE_ENV = "GRAYRELEASE_DISABLE_PLUGINS"
-"""Comma-separated entry-point names of external plugins not to load."""
+"""Comma-separated plugin names not to load: entry-point names, or a built-in's module path
+(to replace a built-in with a plugin of one's own)."""
 
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "grayrelease_plugins.strategies.ip_whitelist",
@@ -41,15 +43,23 @@ def make_plugin_manager(
     """A fresh manager with the hookspecs, the built-ins, the entry points and ``plugins``."""
     pm = pluggy.PluginManager(PROJECT)
     pm.add_hookspecs(hookspecs)
-    for module_path in DEFAULT_PLUGINS:
-        pm.register(importlib.import_module(module_path), name=module_path)
-    if load_entrypoints:
-        for name in _disabled_names():
-            pm.set_blocked(name)
-        pm.load_setuptools_entrypoints(PROJECT)
-    for plugin in plugins:
-        pm.register(plugin)
-    pm.check_pending()
+    for name in _disabled_names():
+        pm.set_blocked(name)
+    try:
+        for module_path in DEFAULT_PLUGINS:
+            if not pm.is_blocked(module_path):
+                pm.register(importlib.import_module(module_path), name=module_path)
+        if load_entrypoints:
+            pm.load_setuptools_entrypoints(PROJECT)
+        for plugin in plugins:
+            pm.register(plugin)
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise ConfigurationError(
+            f"plugin {exc.plugin!r} does not fit the grayrelease hooks: {exc}; "
+            "check the hook's name and arguments against docs/hooks.md",
+            details={"plugin": str(exc.plugin)},
+        ) from exc
     return pm
 
 

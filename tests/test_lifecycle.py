@@ -391,3 +391,54 @@ def test_instances_that_got_the_gray_value_are_recorded(
     record = gr.plan_instances(plan_id).items[0]
     assert record.hits == 4
     assert record.last_seen - record.first_seen == timedelta(seconds=30)
+
+
+def test_pause_keeps_the_rules_on_top_of_membership(gr: GrayRelease) -> None:
+    plan = gr.create_plan(
+        spec_body(grayStrategy="USER_WHITELIST", grayRules={"userWhitelist": ["alice"]}), actor="a"
+    )
+    gr.start(plan.id, actor="a")
+    assert gr.resolve(ref("database.url"), Client("i-1", user_id="alice")).gray
+    gr.pause(plan.id, actor="a")
+    assert gr.resolve(ref("database.url"), Client("i-1", user_id="alice")).gray
+    assert not gr.resolve(ref("database.url"), Client("i-1", user_id="mallory")).gray
+    assert not gr.resolve(ref("database.url"), Client("i-2", user_id="alice")).gray
+
+
+def test_rollback_after_complete_refuses_while_a_newer_plan_holds_the_keys(gr: GrayRelease) -> None:
+    first = started(gr)
+    gr.complete(first, actor="a")
+    newer = gr.create_plan(
+        spec_body(grayValues={"database.url": "v3", "database.username": "u3"}), actor="b"
+    )
+    gr.start(newer.id, actor="b")
+    with pytest.raises(Conflict) as caught:
+        gr.rollback(first, actor="a")
+    assert caught.value.details["conflictingPlanIds"] == [newer.id]
+    assert "rolling back" in caught.value.message
+    assert gr.backend.get(ref("database.url")) == "jdbc:mysql://db-new:3306/demo"
+
+
+def test_start_snapshots_the_latest_backend_value_of_another_process(make_gr: Factory) -> None:
+    editor, operator = make_gr({"backend": "sql"}), make_gr({"backend": "sql"})
+    editor.backend.publish(ref("database.url"), "edited-elsewhere", actor="ops")
+    plan = operator.create_plan(spec_body(), actor="a")
+    started_plan = operator.start(plan.id, actor="a")  # no sync in between
+    assert started_plan.item("database.url").original_value == "edited-elsewhere"
+
+
+def test_an_index_refresh_failure_does_not_undo_a_committed_action(
+    gr: GrayRelease, caplog: pytest.LogCaptureFixture
+) -> None:
+    plan = gr.create_plan(spec_body(), actor="a")
+    real = gr._store.live_plans
+
+    def unreachable() -> list[Any]:
+        raise OSError("connection reset")
+
+    gr._store.live_plans = unreachable  # type: ignore[method-assign]
+    assert gr.start(plan.id, actor="a").status is PlanStatus.ACTIVE
+    assert "index refresh after STARTED failed" in caplog.text
+    gr._store.live_plans = real  # type: ignore[method-assign]
+    gr.sync()
+    assert gr.resolve(ref("database.url"), LISTED).gray

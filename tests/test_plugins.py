@@ -214,3 +214,33 @@ def test_hook_make_backend_for_an_unknown_name_is_a_settings_error(db_url: str) 
             {"database_url": db_url, "backend": "etcd"}, load_entrypoints=False
         )
     assert caught.value.field == "settings.backend"
+
+
+def test_a_plugin_with_an_unknown_hook_is_a_configuration_error(db_url: str) -> None:
+    class Misspelled:
+        @hookimpl
+        def grayrelease_register_strategy(self) -> list[object]:
+            return []
+
+    with pytest.raises(ConfigurationError, match="does not fit the grayrelease hooks"):
+        make_plugin_manager([Misspelled()], load_entrypoints=False)
+
+
+def test_disabling_a_built_in_lets_a_plugin_replace_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(DISABLE_ENV, "grayrelease_plugins.strategies.percentage")
+
+    class MyPercentage(PercentageStrategy):
+        pass
+
+    class Replacement:
+        @hookimpl
+        def grayrelease_register_strategies(self) -> list[PercentageStrategy]:
+            return [MyPercentage()]
+
+    pm = make_plugin_manager([Replacement()], load_entrypoints=False)
+    assert pm.get_plugin("grayrelease_plugins.strategies.percentage") is None
+    from grayrelease_core.plugin_manager import collect
+    from grayrelease_core.strategy import StrategyRegistry
+
+    registry = StrategyRegistry.collect(collect(pm, "grayrelease_register_strategies"))
+    assert isinstance(registry.get("PERCENTAGE"), MyPercentage)

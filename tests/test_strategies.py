@@ -258,3 +258,24 @@ def test_label_requires_every_listed_label_to_match_one_value() -> None:
 )
 def test_label_rejects_bad_rules(rules: Any, field: str) -> None:
     assert field_of("LABEL", rules) == field
+
+
+def test_canary_instances_may_be_cidr_blocks() -> None:
+    match = compiled(
+        "CANARY",
+        {
+            "canary": {
+                "canaryInstances": ["10.0.0.0/24", "pod-1"],
+                "stepPercentage": 10,
+                "stepInterval": 5,
+            }
+        },
+    )
+    assert match(Client("x", "10.0.0.7"))
+    assert match(Client("pod-1", "172.16.0.1"))
+    assert not match(Client("x", "10.0.1.7"))
+
+
+def test_canary_refuses_a_malformed_cidr_block() -> None:
+    bad = {"canaryInstances": ["pod-1", "10.0.0.0/33"], "stepPercentage": 10, "stepInterval": 5}
+    assert field_of("CANARY", {"canary": bad}) == "grayRules.canary.canaryInstances[1]"

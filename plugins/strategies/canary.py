@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from grayrelease_core import Client, Matcher, Plan, ValidationError, hookimpl
-from grayrelease_core.addresses import AddressSet, is_address, parse_entry
+from grayrelease_core.addresses import AddressSet, ip_entry, parse_entry
 from grayrelease_core.rules import (
     RULES,
     percentage,
@@ -33,10 +33,10 @@ MAX_INTERVAL_MINUTES = 7 * 24 * 60
 class CanaryStrategy:
     """``{"canary": {"canaryInstances": [...], "stepPercentage": 20, "stepInterval": 30}}``.
 
-    ``canaryInstances`` are instance ids or IP addresses; they get the gray value from the
-    start. ``stepInterval`` is in minutes; the percentage grows by ``stepPercentage`` per step
-    up to ``maxPercentage`` (default 100). The current percentage and the next step time live
-    in the plan's progress; the ticker that advances them is a separate feature.
+    ``canaryInstances`` are instance ids, IP addresses or CIDR blocks; they get the gray value
+    from the start. ``stepInterval`` is in minutes; the percentage grows by ``stepPercentage``
+    per step up to ``maxPercentage`` (default 100). The current percentage and the next step
+    time live in the plan's progress; the ticker that advances them is a separate feature.
     """
 
     name = "CANARY"
@@ -51,6 +51,9 @@ class CanaryStrategy:
             field=base,
         )
         instances = string_list(data["canaryInstances"], f"{base}.canaryInstances")
+        for index, entry in enumerate(instances):
+            if "/" in entry:  # instance ids have no slash: this must be a CIDR block
+                parse_entry(entry, f"{base}.canaryInstances[{index}]")
         step = percentage(data["stepPercentage"], f"{base}.stepPercentage", allow_zero=False)
         maximum = percentage(
             data.get("maxPercentage", 100), f"{base}.maxPercentage", allow_zero=False
@@ -81,10 +84,9 @@ class CanaryStrategy:
     def compile(self, plan: Plan) -> Matcher:
         canary = plan.rules["canary"]
         instances = canary["canaryInstances"]
-        addresses = AddressSet(
-            parse_entry(i, "canaryInstances") for i in instances if is_address(i)
-        )
-        ids = frozenset(i for i in instances if not is_address(i))
+        parsed = {entry: ip_entry(entry) for entry in instances}
+        addresses = AddressSet(ip for ip in parsed.values() if ip is not None)
+        ids = frozenset(entry for entry, ip in parsed.items() if ip is None)
         hashed = hashed_matcher(
             plan.progress.percentage, canary.get("salt", plan.id), canary["stickiness"]
         )
