@@ -15,6 +15,7 @@ from .errors import (
     InvalidTransition,
     NotFound,
     PermissionDenied,
+    Unauthenticated,
     ValidationError,
 )
 from .models import (
@@ -68,6 +69,7 @@ __all__ = [
     "Settings",
     "Strategy",
     "SystemClock",
+    "Unauthenticated",
     "ValidationError",
     "hookimpl",
 ]

@@ -66,6 +66,12 @@ class Conflict(GrayReleaseError):
     code: ClassVar[str] = "CONFLICT"
 
 
+class Unauthenticated(GrayReleaseError):
+    """No valid identity came with a request that needs one."""
+
+    code: ClassVar[str] = "UNAUTHENTICATED"
+
+
 class PermissionDenied(GrayReleaseError):
     """The actor may not perform the action."""
 

@@ -103,6 +103,19 @@ def grayrelease_authorize(actor: str, action: str, plan: Plan | None) -> bool | 
     raise NotImplementedError
 
 
+@hookspec(firstresult=True)
+def grayrelease_identify(request: Any) -> str | None:
+    """Name the actor behind an HTTP request (a host's own login, SSO, mTLS, ...).
+
+    Called by the HTTP adapters before every request that needs an actor. ``firstresult``:
+    the first name returned wins; the Flask adapter's bearer-token check runs last.
+
+    :param request: the framework's request object (``flask.Request`` in the Flask adapter).
+    :returns: the actor's name, or ``None`` when this plugin cannot tell.
+    """
+    raise NotImplementedError
+
+
 @hookspec
 def grayrelease_plan_event(event: PlanEvent) -> None:
     """React to a plan action after its transaction committed.

@@ -1,0 +1,296 @@
+"""The REST API blueprint: plans, their lifecycle, their audit and instances, config reads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flask import Blueprint, Response, current_app, request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+
+from grayrelease_core import (
+    Client,
+    ConfigRef,
+    GrayReleaseError,
+    NotFound,
+    Plan,
+    PlanQuery,
+    PlanStatus,
+    Unauthenticated,
+    ValidationError,
+)
+from grayrelease_core.wire import instance_to_wire, log_to_wire, plan_to_wire
+
+from .http import (
+    error_response,
+    expected_version,
+    http_error_response,
+    int_param,
+    json_body,
+    json_response,
+    query,
+    required_text,
+    unexpected_error_response,
+)
+from .identity import bearer_token, token_matches
+from .openapi import openapi_document
+from .state import AppState
+
+MAX_PAGE_SIZE = 200
+CONFIG_VALUE_PARAMS = frozenset(
+    {
+        "appName",
+        "environment",
+        "groupName",
+        "configKey",
+        "instanceId",
+        "instanceIp",
+        "userId",
+        "labels",
+    }
+)
+PLAN_LIST_PARAMS = frozenset({"appName", "environment", "groupName", "status", "page", "pageSize"})
+PAGE_PARAMS = frozenset({"page", "pageSize"})
+LIFECYCLE = ("start", "pause", "resume", "complete")
+ANY_METHOD = ["GET", "POST", "PUT", "DELETE", "PATCH"]
+
+
+def state() -> AppState:
+    extension = current_app.extensions["grayrelease"]
+    result: AppState = extension.state()
+    return result
+
+
+def actor() -> str:
+    """The caller's name from ``grayrelease_identify``, or a 401."""
+    engine = state().engine
+    name = engine.plugin_manager.hook.grayrelease_identify(request=request)
+    if not name:
+        raise Unauthenticated(
+            "this request needs an identity: send Authorization: Bearer <token> with a token "
+            "from GRAYRELEASE_TOKENS"
+        )
+    return str(name)
+
+
+def plan_response(plan: Plan, status: int = 200) -> Response:
+    return json_response(plan_to_wire(plan), status, {"ETag": f'"{plan.version}"'})
+
+
+def page_response(page: Any, convert: Callable[[Any], dict[str, Any]]) -> Response:
+    return json_response(
+        {
+            "items": [convert(item) for item in page.items],
+            "total": page.total,
+            "page": page.page,
+            "pageSize": page.page_size,
+        }
+    )
+
+
+def create_api_blueprint(name: str = "grayrelease_api") -> Blueprint:
+    """The REST API as a blueprint; ``init_app`` registers it under ``GRAYRELEASE_URL_PREFIX``."""
+    api = Blueprint(name, __name__)
+
+    @api.before_request
+    def limit_body() -> None:
+        request.max_content_length = state().max_body_bytes
+
+    @api.errorhandler(GrayReleaseError)
+    def core_error(error: GrayReleaseError) -> Response:
+        return error_response(error)
+
+    @api.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Response:
+        return http_error_response(error)
+
+    @api.errorhandler(Exception)
+    def unexpected(error: Exception) -> Response:
+        return unexpected_error_response(error)
+
+    @api.get("/openapi.json")
+    def openapi() -> Response:
+        query(request, ())
+        return json_response(openapi_document(state().url_prefix))
+
+    @api.get("/config/value")
+    def config_value() -> Response:
+        settings = state()
+        if settings.client_tokens:
+            token = bearer_token(request)
+            if token is None or token_matches(token, settings.client_tokens) is None:
+                raise Unauthenticated(
+                    "config reads need a client token: Authorization: Bearer <token>"
+                )
+        params = query(request, CONFIG_VALUE_PARAMS, repeatable=("labels",))
+        ref = ConfigRef(
+            required_text(params, "appName"),
+            required_text(params, "environment"),
+            params.get("groupName", "").strip() or settings.engine.settings.default_group,
+            required_text(params, "configKey"),
+        )
+        client = Client(
+            instance_id=required_text(params, "instanceId"),
+            instance_ip=params.get("instanceIp") or request.remote_addr or "",
+            user_id=params.get("userId") or None,
+            labels=_labels(params.get("labels", [])),
+        )
+        value, gray, plan_id = settings.engine.resolve(ref, client)
+        return json_response({"value": value, "gray": gray, "planId": plan_id})
+
+    @api.post("/plan")
+    def create_plan() -> Response:
+        query(request, ())
+        who = actor()
+        return plan_response(state().engine.create_plan(json_body(request), actor=who), 201)
+
+    @api.get("/plans")
+    def list_plans() -> Response:
+        actor()
+        params = query(request, PLAN_LIST_PARAMS)
+        status = params.get("status")
+        if status is not None and status not in PlanStatus.__members__:
+            raise ValidationError("status", f"must be one of {', '.join(PlanStatus)}", value=status)
+        page = state().engine.list_plans(
+            PlanQuery(
+                app_name=params.get("appName"),
+                environment=params.get("environment"),
+                group_name=params.get("groupName"),
+                status=PlanStatus(status) if status else None,
+                page=int_param(params, "page", 1, maximum=1_000_000),
+                page_size=int_param(params, "pageSize", 20, maximum=MAX_PAGE_SIZE),
+            )
+        )
+        return page_response(page, plan_to_wire)
+
+    @api.get("/plan/<plan_id>")
+    def get_plan(plan_id: str) -> Response:
+        actor()
+        query(request, ())
+        return plan_response(state().engine.get_plan(plan_id))
+
+    @api.put("/plan/<plan_id>")
+    def update_plan(plan_id: str) -> Response:
+        query(request, ())
+        who = actor()
+        plan = state().engine.update_plan(
+            plan_id, json_body(request), actor=who, expected_version=expected_version(request)
+        )
+        return plan_response(plan)
+
+    @api.delete("/plan/<plan_id>")
+    def delete_plan(plan_id: str) -> Response:
+        query(request, ())
+        who = actor()
+        state().engine.delete_plan(plan_id, actor=who, expected_version=expected_version(request))
+        return Response(status=204)
+
+    def lifecycle_view(action: str) -> Callable[[str], Response]:
+        def view(plan_id: str) -> Response:
+            query(request, ())
+            who = actor()
+            body = json_body(request, optional=True)
+            if not isinstance(body, dict):
+                raise ValidationError("body", "must be a JSON object (or empty)")
+            if body:
+                raise ValidationError(sorted(body)[0], f"unknown field; {action} takes no body")
+            act = getattr(state().engine, action)
+            return plan_response(
+                act(plan_id, actor=who, expected_version=expected_version(request))
+            )
+
+        view.__name__ = f"{action}_plan"
+        return view
+
+    for action in LIFECYCLE:
+        api.add_url_rule(
+            f"/plan/<plan_id>/{action}", view_func=lifecycle_view(action), methods=["POST"]
+        )
+
+    @api.post("/plan/<plan_id>/rollback")
+    def rollback_plan(plan_id: str) -> Response:
+        query(request, ())
+        who = actor()
+        body = json_body(request, optional=True)
+        if not isinstance(body, dict):
+            raise ValidationError("body", "must be a JSON object (or empty)")
+        unknown = sorted(set(body) - {"reason", "force"})
+        if unknown:
+            raise ValidationError(unknown[0], "unknown field; rollback takes reason and force")
+        reason = body.get("reason", "")
+        if not isinstance(reason, str):
+            raise ValidationError("reason", "must be a string", value=type(reason).__name__)
+        force = body.get("force", False)
+        if not isinstance(force, bool):
+            raise ValidationError("force", "must be true or false", value=force)
+        plan = state().engine.rollback(
+            plan_id,
+            actor=who,
+            reason=reason,
+            force=force,
+            expected_version=expected_version(request),
+        )
+        return plan_response(plan)
+
+    @api.get("/plan/<plan_id>/logs")
+    def plan_logs(plan_id: str) -> Response:
+        actor()
+        params = query(request, PAGE_PARAMS)
+        engine = state().engine
+        page = engine.plan_logs(
+            plan_id,
+            int_param(params, "page", 1, maximum=1_000_000),
+            int_param(params, "pageSize", 50, maximum=MAX_PAGE_SIZE),
+        )
+        if page.total == 0:
+            engine.get_plan(plan_id)  # a 404 unless the plan exists (deleted plans keep logs)
+        return page_response(page, log_to_wire)
+
+    @api.get("/plan/<plan_id>/instances")
+    def plan_instances(plan_id: str) -> Response:
+        actor()
+        params = query(request, PAGE_PARAMS)
+        engine = state().engine
+        engine.get_plan(plan_id)
+        page = engine.plan_instances(
+            plan_id,
+            int_param(params, "page", 1, maximum=1_000_000),
+            int_param(params, "pageSize", 50, maximum=MAX_PAGE_SIZE),
+        )
+        return page_response(page, instance_to_wire)
+
+    @api.route("/<path:unknown>", methods=ANY_METHOD)
+    def no_such_endpoint(unknown: str) -> Response:
+        # Routing errors never reach a blueprint's handlers; this rule catches them instead.
+        allowed = _methods_of(request.path)
+        if allowed:
+            raise MethodNotAllowed(valid_methods=allowed)
+        raise NotFound(f"no endpoint {request.path}; see {state().url_prefix}/openapi.json")
+
+    return api
+
+
+def _methods_of(path: str) -> list[str]:
+    """The methods that other rules of the app serve at ``path``."""
+    urls = current_app.url_map.bind("")
+    allowed = []
+    for method in ANY_METHOD:
+        try:
+            endpoint, _ = urls.match(path, method=method)
+        except HTTPException:
+            continue
+        if not str(endpoint).endswith(".no_such_endpoint"):
+            allowed.append(method)
+    return allowed
+
+
+def _labels(pairs: list[str]) -> dict[str, str]:
+    """``labels=zone=hz-a&labels=version=2.1.0`` (or ``labels=zone=hz-a,version=2.1.0``)."""
+    labels: dict[str, str] = {}
+    for raw in pairs:
+        for pair in raw.split(","):
+            name, sep, value = pair.partition("=")
+            if not sep or not name.strip():
+                raise ValidationError("labels", "must be name=value pairs", value=pair)
+            labels[name.strip()] = value.strip()
+    return labels

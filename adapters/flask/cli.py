@@ -1,0 +1,313 @@
+"""The ``grayrelease`` command, also attached to a host's ``flask`` command as ``gray-release``.
+
+Standalone, it works on the database named by ``--database-url`` with the ``sql`` backend
+(the demo server's). Under ``flask gray-release`` it uses the host app's engine.
+"""
+
+from __future__ import annotations
+
+import functools
+import getpass
+import json
+import secrets
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TextIO
+
+import attrs
+import click
+from flask import Flask
+from flask.cli import ScriptInfo
+
+from grayrelease_core import GrayRelease as Engine
+from grayrelease_core import GrayReleaseError, PlanQuery, PlanStatus, ValidationError
+from grayrelease_core.wire import plan_to_wire
+
+DEFAULT_URL = "sqlite:///grayrelease.db"
+OPTIONS = "grayrelease.options"
+
+
+@attrs.frozen
+class Options:
+    """The group's options, kept in ``ctx.meta`` for the subcommands."""
+
+    database_url: str
+    backend: str
+    actor: str
+
+
+def _host_app(ctx: click.Context) -> Flask | None:
+    info = ctx.find_object(ScriptInfo)
+    return info.load_app() if info is not None else None
+
+
+@contextmanager
+def engine_for(ctx: click.Context) -> Iterator[Engine]:
+    """The host app's engine under ``flask``, else one built from the options (closed after)."""
+    app = _host_app(ctx)
+    if app is not None:
+        yield app.extensions["grayrelease"].state(app).engine
+        return
+    options: Options = ctx.meta[OPTIONS]
+    engine = Engine.from_settings(
+        {"database_url": options.database_url, "backend": options.backend, "background_sync": False}
+    )
+    try:
+        yield engine
+    finally:
+        engine.close()
+
+
+def reporting_errors(command: Callable[..., None]) -> Callable[..., None]:
+    """The library's errors as a one-line message and exit status 1, never a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            command(*args, **kwargs)
+        except GrayReleaseError as exc:
+            raise click.ClickException(f"{exc.code}: {exc.message}") from exc
+
+    return wrapper
+
+
+def echo_json(payload: Any) -> None:
+    click.echo(json.dumps(payload, ensure_ascii=False, indent=2))
+
+
+@click.group(name="grayrelease")
+@click.option(
+    "--database-url",
+    envvar="GRAYRELEASE_DATABASE_URL",
+    default=DEFAULT_URL,
+    show_default=True,
+    help="The plan store (under `flask gray-release`: the app's).",
+)
+@click.option(
+    "--backend",
+    envvar="GRAYRELEASE_BACKEND",
+    default="sql",
+    show_default=True,
+    help="The config backend (under `flask gray-release`: the app's).",
+)
+@click.option(
+    "--actor",
+    envvar="GRAYRELEASE_ACTOR",
+    help="Who acts, for the audit trail [default: the OS user].",
+)
+@click.pass_context
+def cli(ctx: click.Context, database_url: str, backend: str, actor: str | None) -> None:
+    """Gray release of configuration: plans, their lifecycle, and the demo config center."""
+    ctx.meta[OPTIONS] = Options(database_url, backend, actor or getpass.getuser())
+
+
+# --- serve ------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--admin-token",
+    envvar="GRAYRELEASE_ADMIN_TOKEN",
+    help="Bearer token of the admin [default: generated].",
+)
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256))
+@click.option("--load-examples", is_flag=True, help="Seed the spec's example config values.")
+@click.pass_context
+@reporting_errors
+def serve(
+    ctx: click.Context,
+    host: str,
+    port: int,
+    admin_token: str | None,
+    threads: int,
+    load_examples: bool,
+) -> None:
+    """Run the demo config center (or, under `flask`, the host app) with waitress."""
+    from .demo import create_demo_app
+    from .server import serve as run
+
+    options: Options = ctx.meta[OPTIONS]
+    app = _host_app(ctx)
+    generated = admin_token is None
+    token = admin_token or secrets.token_urlsafe(24)
+    if len(token) < 16:
+        raise ValidationError("--admin-token", "must be at least 16 characters")
+    if app is None:
+        app = create_demo_app(options.database_url, token, load_examples=load_examples)
+
+    def ready(bound_port: int) -> None:
+        prefix = app.extensions["grayrelease"].state(app).url_prefix
+        base = f"http://{host}:{bound_port}"
+        click.echo(f"grayrelease: listening on {base} (REST API at {base}{prefix})")
+        if generated and _host_app(ctx) is None:
+            click.echo(f"grayrelease: admin token (shown once): {token}")
+        if _host_app(ctx) is None:
+            auth = f"-H 'Authorization: Bearer {token}'"
+            click.echo("try:")
+            click.echo(
+                f"  curl -s {auth} -H 'Content-Type: application/json' -X POST {base}{prefix}/plan "
+                '-d \'{"planName":"新功能开关灰度","appName":"order-service","environment":"prod",'
+                '"configKeys":["feature.newPayment.enabled"],"grayStrategy":"PERCENTAGE",'
+                '"grayRules":{"percentage":10},"grayValues":{"feature.newPayment.enabled":"true"}}\''
+            )
+            click.echo(f"  curl -s {auth} -X POST {base}{prefix}/plan/<planId>/start")
+            click.echo(
+                f"  curl -s '{base}{prefix}/config/value?appName=order-service&environment=prod"
+                "&configKey=feature.newPayment.enabled&instanceId=order-7&instanceIp=192.168.1.107'"
+            )
+
+    run(app, host, port, threads=threads, on_ready=ready)
+
+
+# --- plans ------------------------------------------------------------------------------------
+
+
+@cli.group()
+def plan() -> None:
+    """Create, inspect and drive release plans."""
+
+
+@plan.command("list")
+@click.option("--app", "app_name")
+@click.option("--env", "environment")
+@click.option("--group", "group_name")
+@click.option("--status", type=click.Choice([s.value for s in PlanStatus]))
+@click.option("--page", default=1, type=click.IntRange(1))
+@click.option("--page-size", default=20, type=click.IntRange(1, 200))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+@reporting_errors
+def list_plans(
+    ctx: click.Context,
+    app_name: str | None,
+    environment: str | None,
+    group_name: str | None,
+    status: str | None,
+    page: int,
+    page_size: int,
+    as_json: bool,
+) -> None:
+    """List plans, newest first."""
+    query = PlanQuery(
+        app_name=app_name,
+        environment=environment,
+        group_name=group_name,
+        status=PlanStatus(status) if status else None,
+        page=page,
+        page_size=page_size,
+    )
+    with engine_for(ctx) as engine:
+        found = engine.list_plans(query)
+    if as_json:
+        echo_json({"items": [plan_to_wire(p) for p in found.items], "total": found.total})
+        return
+    click.echo(f"{'PLAN ID':32}  {'STATUS':9}  {'STRATEGY':14}  {'PCT':>6}  APP/ENV/GROUP  NAME")
+    for p in found.items:
+        where = f"{p.app_name}/{p.environment}/{p.group_name}"
+        pct = p.progress.percentage
+        click.echo(f"{p.id:32}  {p.status:9}  {p.strategy:14}  {pct:6.2f}  {where}  {p.name}")
+    click.echo(f"{found.total} plan(s); page {found.page}")
+
+
+@plan.command("show")
+@click.argument("plan_id")
+@click.pass_context
+@reporting_errors
+def show_plan(ctx: click.Context, plan_id: str) -> None:
+    """Print one plan as JSON."""
+    with engine_for(ctx) as engine:
+        echo_json(plan_to_wire(engine.get_plan(plan_id)))
+
+
+@plan.command("create")
+@click.option(
+    "-f",
+    "--file",
+    "source",
+    type=click.File("r", encoding="utf-8"),
+    required=True,
+    help="The plan as JSON (the spec's body plus grayValues); - for stdin.",
+)
+@click.pass_context
+@reporting_errors
+def create_plan(ctx: click.Context, source: TextIO) -> None:
+    """Create a DRAFT plan from a JSON file."""
+    try:
+        body = json.load(source)
+    except json.JSONDecodeError as exc:
+        raise ValidationError(
+            "file", f"is not valid JSON ({exc.msg} at line {exc.lineno})"
+        ) from None
+    with engine_for(ctx) as engine:
+        echo_json(plan_to_wire(engine.create_plan(body, actor=ctx.meta[OPTIONS].actor)))
+
+
+def _lifecycle_command(action: str, summary: str) -> click.Command:
+    @click.argument("plan_id")
+    @click.pass_context
+    @reporting_errors
+    def command(ctx: click.Context, plan_id: str) -> None:
+        with engine_for(ctx) as engine:
+            result = getattr(engine, action)(plan_id, actor=ctx.meta[OPTIONS].actor)
+            echo_json(plan_to_wire(result))
+
+    command.__doc__ = summary
+    return plan.command(action)(command)
+
+
+for _action, _summary in (
+    ("start", "DRAFT -> ACTIVE: snapshot the originals and serve the gray set."),
+    ("pause", "ACTIVE -> PAUSED: recorded instances keep the gray value; no new one joins."),
+    ("resume", "PAUSED -> ACTIVE."),
+    ("complete", "Publish the gray values to everyone, all keys or none."),
+):
+    _lifecycle_command(_action, _summary)
+
+
+@plan.command("rollback")
+@click.argument("plan_id")
+@click.option("--reason", default="", help="Why, for the audit trail.")
+@click.option(
+    "--force", is_flag=True, help="Roll back a completed plan even if its keys changed since."
+)
+@click.pass_context
+@reporting_errors
+def rollback_plan(ctx: click.Context, plan_id: str, reason: str, force: bool) -> None:
+    """Everyone gets the original values at once."""
+    with engine_for(ctx) as engine:
+        result = engine.rollback(plan_id, actor=ctx.meta[OPTIONS].actor, reason=reason, force=force)
+        echo_json(plan_to_wire(result))
+
+
+# --- housekeeping -----------------------------------------------------------------------------
+
+
+@cli.group()
+def db() -> None:
+    """The plan store's schema."""
+
+
+@db.command("init")
+@click.pass_context
+@reporting_errors
+def db_init(ctx: click.Context) -> None:
+    """Create the tables if they are missing."""
+    with engine_for(ctx):
+        click.echo("grayrelease: tables are in place")
+
+
+@cli.command()
+@click.pass_context
+@reporting_errors
+def tick(ctx: click.Context) -> None:
+    """One round of periodic work (from cron): write buffered hits, refresh the index."""
+    with engine_for(ctx) as engine:
+        engine.tick()
+        click.echo("grayrelease: tick done")
+
+
+def main() -> None:
+    """The console script."""
+    cli(prog_name="grayrelease")

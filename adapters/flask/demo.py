@@ -1,0 +1,97 @@
+"""The demo config center behind ``grayrelease serve``: a tiny host with gray release mounted.
+
+The host's own config API (``PUT``/``GET /api/config/item``) writes and reads the ``sql``
+backend's table; the gray-release REST API sits beside it under ``/api/gray-release``.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Flask, Response, request
+
+from grayrelease_core import ConfigRef, GrayReleaseError, Unauthenticated, ValidationError
+from grayrelease_core.wire import MAX_KEY, config_value, name_field
+
+from .extension import GrayRelease
+from .http import (
+    error_response,
+    json_body,
+    json_response,
+    query,
+    required_text,
+    unexpected_error_response,
+)
+
+EXAMPLE_VALUES: dict[ConfigRef, str] = {
+    ConfigRef("demo-app", "prod", "database", "database.url"): "jdbc:mysql://db-old:3306/demo",
+    ConfigRef("demo-app", "prod", "database", "database.username"): "app",
+    ConfigRef("user-service", "prod", "default", "database.maxPoolSize"): "20",
+    ConfigRef("user-service", "prod", "default", "database.connectionTimeout"): "3000",
+    ConfigRef("order-service", "prod", "default", "feature.newPayment.enabled"): "false",
+    ConfigRef("cache-service", "prod", "default", "redis.cluster.nodes"): "10.0.0.1:6379",
+}
+"""Values the spec's scenarios start from."""
+
+ITEM_FIELDS = ("appName", "environment", "groupName", "configKey")
+
+
+def create_demo_app(database_url: str, admin_token: str, *, load_examples: bool = False) -> Flask:
+    """A Flask app with the extension on the ``sql`` backend and a config API of its own."""
+    app = Flask("grayrelease_demo")
+    app.config.update(
+        GRAYRELEASE_DATABASE_URL=database_url,
+        GRAYRELEASE_BACKEND="sql",
+        GRAYRELEASE_TOKENS={admin_token: "admin"},
+    )
+    extension = GrayRelease(app)
+    app.register_blueprint(_config_api(extension))
+    if load_examples:
+        backend = extension.state(app).engine.backend
+        for ref, value in EXAMPLE_VALUES.items():
+            if backend.get(ref) is None:
+                backend.publish(ref, value, actor="examples")
+    return app
+
+
+def _config_api(extension: GrayRelease) -> Blueprint:
+    api = Blueprint("demo_config", __name__, url_prefix="/api/config")
+
+    @api.errorhandler(GrayReleaseError)
+    def core_error(error: GrayReleaseError) -> Response:
+        return error_response(error)
+
+    @api.errorhandler(Exception)
+    def unexpected(error: Exception) -> Response:
+        return unexpected_error_response(error)
+
+    @api.get("/item")
+    def get_item() -> Response:
+        params = query(request, ITEM_FIELDS)
+        app_name, environment, group_name, key = (required_text(params, n) for n in ITEM_FIELDS)
+        ref = ConfigRef(app_name, environment, group_name, key)
+        return json_response({"value": extension.engine.backend.get(ref)})
+
+    @api.put("/item")
+    def put_item() -> Response:
+        query(request, ())
+        engine = extension.engine
+        actor = engine.plugin_manager.hook.grayrelease_identify(request=request)
+        if not actor:
+            raise Unauthenticated("writing config needs Authorization: Bearer <admin token>")
+        body = json_body(request)
+        if not isinstance(body, dict):
+            raise ValidationError("body", "must be a JSON object")
+        unknown = sorted(set(body) - {*ITEM_FIELDS, "value"})
+        if unknown:
+            raise ValidationError(unknown[0], "unknown field")
+        app_name, environment, group_name = (name_field(body.get(n), n) for n in ITEM_FIELDS[:3])
+        key = body.get("configKey")
+        if not isinstance(key, str) or not key.strip() or len(key) > MAX_KEY:
+            raise ValidationError("configKey", f"must be a string of 1 to {MAX_KEY} characters")
+        if "value" not in body:
+            raise ValidationError("value", "is required")
+        ref = ConfigRef(app_name, environment, group_name, key.strip())
+        value = config_value(body["value"], "value")
+        engine.backend.publish(ref, value, actor=str(actor))
+        return json_response({"value": value})
+
+    return api

@@ -1,0 +1,167 @@
+"""``GrayRelease``: the Flask extension that mounts gray release into a host config center."""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from flask import Flask, current_app
+
+from grayrelease_core import Clock, ConfigurationError, ValidationError
+from grayrelease_core import GrayRelease as Engine
+
+from .api import create_api_blueprint
+from .identity import BearerTokenIdentity
+from .state import AppState
+
+EXTENSION = "grayrelease"
+
+DEFAULTS: dict[str, Any] = {
+    "GRAYRELEASE_DATABASE_URL": "sqlite:///grayrelease.db",
+    "GRAYRELEASE_BACKEND": "memory",
+    "GRAYRELEASE_URL_PREFIX": "/api/gray-release",
+    "GRAYRELEASE_CACHE_TTL": 1.0,
+    "GRAYRELEASE_HIT_FLUSH_INTERVAL": 5.0,
+    "GRAYRELEASE_BACKGROUND_SYNC": True,
+    "GRAYRELEASE_TOKENS": {},
+    "GRAYRELEASE_CLIENT_TOKENS": [],
+    "GRAYRELEASE_MAX_BODY_BYTES": 1024 * 1024,
+    "GRAYRELEASE_SETTINGS": {},
+}
+"""Every config key the extension reads, with its default."""
+
+
+class GrayRelease:
+    """Gray release for a Flask app: the engine, the REST API and the ``flask gray-release`` CLI.
+
+    ``GrayRelease(app)`` or ``ext = GrayRelease(); ext.init_app(app)``. Options that are
+    objects rather than config: ``plugins`` (extra pluggy plugins, for example one that
+    implements ``grayrelease_identify`` with the host's login), ``clock`` and
+    ``load_entrypoints``.
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        plugins: Iterable[object] = (),
+        clock: Clock | None = None,
+        load_entrypoints: bool = True,
+    ) -> None:
+        self._plugins = tuple(plugins)
+        self._clock = clock
+        self._load_entrypoints = load_entrypoints
+        self._states: weakref.WeakKeyDictionary[Flask, AppState] = weakref.WeakKeyDictionary()
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Read the config once, build the engine, register the blueprint and the CLI.
+
+        Config keys (defaults in ``DEFAULTS``):
+
+        - ``GRAYRELEASE_DATABASE_URL``: the plan store's SQLAlchemy URL.
+        - ``GRAYRELEASE_BACKEND``: the config backend (``memory``, ``sql``, or a plugin's).
+        - ``GRAYRELEASE_URL_PREFIX``: where the REST API is mounted.
+        - ``GRAYRELEASE_CACHE_TTL``: seconds another process's plan change may take to show.
+        - ``GRAYRELEASE_HIT_FLUSH_INTERVAL``: seconds between writes of instance hits.
+        - ``GRAYRELEASE_BACKGROUND_SYNC``: run the sync thread (else call ``engine.sync()``).
+        - ``GRAYRELEASE_TOKENS``: ``{"token": "actor"}`` for ``Authorization: Bearer``.
+        - ``GRAYRELEASE_CLIENT_TOKENS``: tokens a config read must carry; empty = open.
+        - ``GRAYRELEASE_MAX_BODY_BYTES``: the largest request body accepted.
+        - ``GRAYRELEASE_SETTINGS``: more engine settings and plugin sections.
+        """
+        if EXTENSION in app.extensions:
+            raise RuntimeError(
+                "grayrelease is already registered on this app; call init_app once per app"
+            )
+        for key, value in DEFAULTS.items():
+            app.config.setdefault(key, value)
+        config = app.config
+        tokens = _tokens(config["GRAYRELEASE_TOKENS"])
+        client_tokens = _client_tokens(config["GRAYRELEASE_CLIENT_TOKENS"])
+        prefix = _prefix(config["GRAYRELEASE_URL_PREFIX"])
+        max_body = config["GRAYRELEASE_MAX_BODY_BYTES"]
+        if isinstance(max_body, bool) or not isinstance(max_body, int) or max_body < 1024:
+            raise ValidationError(
+                "GRAYRELEASE_MAX_BODY_BYTES", "must be a whole number of at least 1024"
+            )
+        extra = config["GRAYRELEASE_SETTINGS"]
+        if not isinstance(extra, Mapping):
+            raise ValidationError("GRAYRELEASE_SETTINGS", "must be a mapping of engine settings")
+        settings = {
+            **extra,
+            "database_url": config["GRAYRELEASE_DATABASE_URL"],
+            "backend": config["GRAYRELEASE_BACKEND"],
+            "cache_ttl": config["GRAYRELEASE_CACHE_TTL"],
+            "hit_flush_interval": config["GRAYRELEASE_HIT_FLUSH_INTERVAL"],
+            "background_sync": config["GRAYRELEASE_BACKGROUND_SYNC"],
+        }
+        engine = Engine.from_settings(
+            settings,
+            clock=self._clock,
+            plugins=[*self._plugins, BearerTokenIdentity(tokens)],
+            load_entrypoints=self._load_entrypoints,
+        )
+        self._states[app] = AppState(engine, prefix, client_tokens, max_body)
+        weakref.finalize(app, engine.close)
+        app.extensions[EXTENSION] = self
+        app.register_blueprint(create_api_blueprint(), url_prefix=prefix)
+
+        from .cli import cli
+
+        app.cli.add_command(cli, "gray-release")
+
+    def state(self, app: Flask | None = None) -> AppState:
+        """The engine and request settings of ``app`` (default: the current app)."""
+        target = app if app is not None else current_app
+        target = getattr(target, "_get_current_object", lambda: target)()  # unwrap the proxy
+        try:
+            return self._states[target]
+        except KeyError:
+            raise ConfigurationError(
+                "grayrelease.init_app(app) was not called for this app"
+            ) from None
+
+    @property
+    def engine(self) -> Engine:
+        """The current app's engine: ``resolve``, ``create_plan``, ``start``, ..."""
+        return self.state().engine
+
+    def close(self, app: Flask | None = None) -> None:
+        """Flush buffered hits and release the database (also done when the app is collected)."""
+        self.state(app).engine.close()
+
+
+def _tokens(raw: Any) -> dict[str, str]:
+    field = "GRAYRELEASE_TOKENS"
+    if not isinstance(raw, Mapping):
+        raise ValidationError(field, 'must be a mapping {"token": "actor name"}')
+    for token, actor in raw.items():
+        if not isinstance(token, str) or len(token) < 16:
+            raise ValidationError(field, "each token must be a string of at least 16 characters")
+        if not isinstance(actor, str) or not actor.strip():
+            raise ValidationError(f"{field}.<token>", "must name an actor")
+    return dict(raw)
+
+
+def _client_tokens(raw: Any) -> frozenset[str]:
+    if isinstance(raw, str) or not isinstance(raw, Iterable):
+        raise ValidationError("GRAYRELEASE_CLIENT_TOKENS", "must be a list of tokens")
+    tokens = list(raw)
+    if any(not isinstance(t, str) or len(t) < 16 for t in tokens):
+        raise ValidationError(
+            "GRAYRELEASE_CLIENT_TOKENS", "each token must be a string of at least 16 characters"
+        )
+    return frozenset(tokens)
+
+
+def _prefix(raw: Any) -> str:
+    if not isinstance(raw, str) or not (
+        raw == "" or (raw.startswith("/") and not raw.endswith("/"))
+    ):
+        raise ValidationError(
+            "GRAYRELEASE_URL_PREFIX", 'must start with "/" and not end with one', value=raw
+        )
+    return raw

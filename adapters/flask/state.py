@@ -1,0 +1,21 @@
+"""What the extension keeps per Flask app."""
+
+from __future__ import annotations
+
+import attrs
+
+from grayrelease_core import GrayRelease as Engine
+
+
+@attrs.define
+class AppState:
+    """One app's engine and the request-handling settings read from its config."""
+
+    engine: Engine
+    """The gray-release engine serving this app."""
+    url_prefix: str
+    """Where the REST API is mounted (``GRAYRELEASE_URL_PREFIX``)."""
+    client_tokens: frozenset[str]
+    """Tokens a config read must carry; empty means config reads are open."""
+    max_body_bytes: int
+    """Largest accepted request body (``GRAYRELEASE_MAX_BODY_BYTES``)."""
