@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # and pytest both see the prefixed package names (grayrelease_plugins, grayrelease_adapters).
 SOURCES := $(shell find grayrelease_core plugins adapters -name '*.py' -o -name 'py.typed' 2>/dev/null)
 
-.PHONY: run test lint typecheck unit bench clean
+.PHONY: run demo test lint typecheck unit bench bench-http clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml $(SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,6 +15,9 @@ $(VENV)/.installed: setup.cfg pyproject.toml $(SOURCES)
 	touch $@
 
 run: $(VENV)/.installed
+	$(BIN)/grayrelease serve --load-examples
+
+demo: $(VENV)/.installed
 	$(BIN)/python docs/examples/demo.py
 
 lint: $(VENV)/.installed
@@ -31,6 +34,9 @@ test: lint typecheck unit
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/resolve_bench.py
+
+bench-http: $(VENV)/.installed
+	$(BIN)/python benchmarks/http_bench.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache

@@ -165,3 +165,15 @@ def test_transition_table_in_concepts_md_matches_the_state_machine(concepts: str
         for action, (sources, to) in TRANSITIONS.items()
     }
     assert documented == expected
+
+
+def test_api_reference_lists_exactly_the_openapi_operations() -> None:
+    from grayrelease_adapters.flask.openapi import openapi_document
+
+    document = openapi_document("/api/gray-release")
+    documented = {
+        (method.upper(), path) for path, item in document["paths"].items() for method in item
+    }
+    text = (Path(__file__).parent.parent / "docs" / "api.md").read_text(encoding="utf-8")
+    listed = set(re.findall(r"^### `([A-Z]+) (/\S*)`$", text, flags=re.MULTILINE))
+    assert listed == documented

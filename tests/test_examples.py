@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,9 +52,63 @@ def test_readme_example_runs(
     blocks = python_blocks(readme)
     assert blocks, "the README lost its example"
     monkeypatch.chdir(tmp_path)
+    scope: dict[str, Any] = {"__name__": "readme_example"}
     for block in blocks:
-        exec(compile(block, str(readme), "exec"), {"__name__": "readme_example"})
+        exec(compile(block, str(readme), "exec"), scope)
+    app = scope["app"]
+    assert app.test_client().get("/api/gray-release/openapi.json").status_code == 200
+    app.extensions["grayrelease"].close(app)
     value, gray, plan_id = capsys.readouterr().out.split()
     assert (value, gray) in {("true", "True"), ("false", "False")}
     assert len(plan_id) == 32
     assert (tmp_path / "gray.db").exists()
+
+
+def test_flask_guide_code_mounts_and_serves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    guide = Path(__file__).parent.parent / "docs" / "flask.md"
+    monkeypatch.chdir(tmp_path)
+    scope: dict[str, Any] = {"__name__": "flask_guide"}
+    for block in python_blocks(guide):
+        exec(compile(block, str(guide), "exec"), scope)
+    app, sso_app = scope["app"], scope["sso_app"]
+    try:
+        http = app.test_client()
+        auth = {"Authorization": "Bearer alice-0123456789abcdef-token"}
+        plan = {
+            "planName": "p",
+            "appName": "shop",
+            "environment": "prod",
+            "configKeys": ["k"],
+            "grayStrategy": "USER_WHITELIST",
+            "grayRules": {"userWhitelist": ["vip-1"]},
+            "grayValues": {"k": "new"},
+        }
+        created = http.post("/api/gray-release/plan", json=plan, headers=auth).json
+        assert created["createdBy"] == "alice"
+        http.post(f"/api/gray-release/plan/{created['planId']}/start", headers=auth)
+        assert http.get("/configs/shop/prod/default/k?userId=vip-1").json == {
+            "value": "new",
+            "gray": True,
+        }
+        assert http.get("/configs/shop/prod/default/k?userId=u-2").json == {
+            "value": None,
+            "gray": False,
+        }
+
+        sso = sso_app.test_client()
+        body = {**plan, "appName": "other"}
+        made = sso.post("/api/gray-release/plan", json=body, headers={"X-Remote-User": "carol"})
+        assert made.json["createdBy"] == "carol"
+        assert sso.post("/api/gray-release/plan", json=body).status_code == 401
+    finally:
+        app.extensions["grayrelease"].close(app)
+        sso_app.extensions["grayrelease"].close(sso_app)
+
+
+def test_flask_guide_lists_every_config_key() -> None:
+    from grayrelease_adapters.flask import DEFAULTS
+
+    guide = (Path(__file__).parent.parent / "docs" / "flask.md").read_text(encoding="utf-8")
+    assert [key for key in DEFAULTS if f"`{key}`" not in guide] == []

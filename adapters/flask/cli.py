@@ -311,3 +311,7 @@ def tick(ctx: click.Context) -> None:
 def main() -> None:
     """The console script."""
     cli(prog_name="grayrelease")
+
+
+if __name__ == "__main__":
+    main()

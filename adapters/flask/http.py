@@ -130,7 +130,7 @@ def json_body(request: Request, *, optional: bool = False) -> Any:
             return {}
         raise ValidationError("body", "is required (a JSON object)")
     try:
-        return json.loads(raw)
+        return json.loads(raw.decode("utf-8-sig"))
     except UnicodeDecodeError:
         raise ValidationError("body", "is not UTF-8 text") from None
     except json.JSONDecodeError as exc:

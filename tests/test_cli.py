@@ -1,0 +1,215 @@
+"""The ``grayrelease`` command: standalone, under ``flask gray-release``, and ``serve`` for real."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from flask import Flask
+from flask.cli import FlaskGroup
+from grayrelease_adapters.flask import GrayRelease
+from grayrelease_adapters.flask.cli import cli
+
+SPEC_PLAN = {
+    "planName": "新功能开关灰度",
+    "appName": "order-service",
+    "environment": "prod",
+    "configKeys": ["feature.newPayment.enabled"],
+    "grayStrategy": "PERCENTAGE",
+    "grayRules": {"percentage": 10},
+    "grayValues": {"feature.newPayment.enabled": "true"},
+}
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Any:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    runner = CliRunner()
+
+    def invoke(*args: str, input: str | None = None, ok: bool = True) -> Any:
+        result = runner.invoke(cli, ["--database-url", url, "--actor", "ops", *args], input=input)
+        if ok:
+            assert result.exit_code == 0, result.output
+        return result
+
+    return invoke
+
+
+def test_plan_lifecycle_from_the_command_line(run: Any, tmp_path: Path) -> None:
+    source = tmp_path / "plan.json"
+    source.write_text(json.dumps(SPEC_PLAN, ensure_ascii=False), encoding="utf-8")
+    created = json.loads(run("plan", "create", "-f", str(source)).output)
+    assert created["status"] == "DRAFT"
+    assert created["createdBy"] == "ops"
+    plan_id = created["planId"]
+    assert json.loads(run("plan", "start", plan_id).output)["status"] == "ACTIVE"
+    assert json.loads(run("plan", "pause", plan_id).output)["status"] == "PAUSED"
+    assert json.loads(run("plan", "resume", plan_id).output)["status"] == "ACTIVE"
+    assert json.loads(run("plan", "complete", plan_id).output)["status"] == "COMPLETED"
+    rolled = json.loads(run("plan", "rollback", plan_id, "--reason", "oops").output)
+    assert rolled["status"] == "ROLLBACK"
+    assert json.loads(run("plan", "show", plan_id).output)["version"] == 6
+    table = run("plan", "list").output
+    assert plan_id in table
+    assert "新功能开关灰度" in table
+    assert "1 plan(s)" in table
+    listed = json.loads(run("plan", "list", "--status", "ROLLBACK", "--json").output)
+    assert [p["planId"] for p in listed["items"]] == [plan_id]
+
+
+def test_create_reads_stdin(run: Any) -> None:
+    created = json.loads(run("plan", "create", "-f", "-", input=json.dumps(SPEC_PLAN)).output)
+    assert created["planName"] == "新功能开关灰度"
+
+
+def test_errors_are_one_line_and_exit_1(run: Any, tmp_path: Path) -> None:
+    missing = run("plan", "start", "nope", ok=False)
+    assert missing.exit_code == 1
+    assert "NOT_FOUND" in missing.output
+    assert "Traceback" not in missing.output
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**SPEC_PLAN, "grayRules": {"percentage": 300}}))
+    invalid = run("plan", "create", "-f", str(bad), ok=False)
+    assert "VALIDATION_ERROR: grayRules.percentage" in invalid.output
+    broken = tmp_path / "broken.json"
+    broken.write_text("{")
+    assert "VALIDATION_ERROR: file" in run("plan", "create", "-f", str(broken), ok=False).output
+
+
+def test_db_init_and_tick(run: Any, tmp_path: Path) -> None:
+    assert "tables are in place" in run("db", "init").output
+    assert (tmp_path / "cli.db").exists()
+    assert "tick done" in run("tick").output
+
+
+def test_flask_gray_release_uses_the_host_apps_engine(tmp_path: Path) -> None:
+    def create_app() -> Flask:
+        app = Flask("host")
+        app.config.update(
+            GRAYRELEASE_DATABASE_URL=f"sqlite:///{tmp_path / 'host.db'}",
+            GRAYRELEASE_BACKEND="memory",
+            GRAYRELEASE_BACKGROUND_SYNC=False,
+        )
+        GrayRelease(app, load_entrypoints=False)
+        return app
+
+    flask_cli = FlaskGroup(create_app=create_app)
+    runner = CliRunner()
+    source = tmp_path / "plan.json"
+    source.write_text(json.dumps(SPEC_PLAN))
+    created = runner.invoke(
+        flask_cli, ["gray-release", "--actor", "host-ops", "plan", "create", "-f", str(source)]
+    )
+    assert created.exit_code == 0, created.output
+    assert json.loads(created.output)["createdBy"] == "host-ops"
+    listed = runner.invoke(flask_cli, ["gray-release", "plan", "list", "--json"])
+    assert json.loads(listed.output)["total"] == 1
+    assert (tmp_path / "host.db").exists()
+    assert not (tmp_path / "grayrelease.db").exists()
+
+
+def request(
+    url: str, method: str = "GET", token: str | None = None, body: Any = None
+) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as answer:
+            raw = answer.read()
+            return answer.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_serve_runs_the_demo_config_center_and_stops_cleanly(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("GRAYRELEASE_ADMIN_TOKEN", None)
+    database = f"sqlite:///{tmp_path / 'serve.db'}"
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "grayrelease_adapters.flask.cli",
+            "--database-url",
+            database,
+            "serve",
+            "--port",
+            "0",
+            "--load-examples",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        assert server.stdout is not None
+        banner = [server.stdout.readline() for _ in range(2)]
+        port = int(re.search(r"127\.0\.0\.1:(\d+)", banner[0]).group(1))  # type: ignore[union-attr]
+        token = banner[1].rsplit(" ", 1)[-1].strip()
+        assert "shown once" in banner[1]
+        base = f"http://127.0.0.1:{port}"
+        api = f"{base}/api/gray-release"
+
+        status, seeded = request(
+            f"{base}/api/config/item?appName=order-service&environment=prod&groupName=default"
+            "&configKey=feature.newPayment.enabled"
+        )
+        assert (status, seeded) == (200, {"value": "false"})
+        assert request(f"{api}/plan", "POST", None, SPEC_PLAN)[0] == 401
+        status, plan = request(f"{api}/plan", "POST", token, SPEC_PLAN)
+        assert status == 201
+        assert request(f"{api}/plan/{plan['planId']}/start", "POST", token)[1]["status"] == "ACTIVE"
+        answers = [
+            request(
+                f"{api}/config/value?appName=order-service&environment=prod"
+                f"&configKey=feature.newPayment.enabled&instanceId=order-{n}"
+            )[1]
+            for n in range(200)
+        ]
+        gray = [a for a in answers if a["gray"]]
+        assert 5 <= len(gray) <= 40
+        assert {a["value"] for a in gray} == {"true"}
+        status, _ = request(
+            f"{base}/api/config/item",
+            "PUT",
+            token,
+            {
+                "appName": "order-service",
+                "environment": "prod",
+                "groupName": "default",
+                "configKey": "feature.other",
+                "value": True,
+            },
+        )
+        assert status == 200
+
+        server.send_signal(signal.SIGTERM)
+        rest, _ = server.communicate(timeout=30)
+        assert server.returncode == 0, rest
+        assert "buffered instance hits written" in rest
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.communicate()
+    # The hits buffered in the server reached the database on shutdown.
+    listed = CliRunner().invoke(cli, ["--database-url", database, "plan", "list", "--json"])
+    plan_id = json.loads(listed.output)["items"][0]["planId"]
+    from grayrelease_core import GrayRelease as Engine
+
+    with Engine.from_settings({"database_url": database, "background_sync": False}) as engine:
+        assert engine.plan_instances(plan_id).total == len(gray)
