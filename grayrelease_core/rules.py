@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -53,11 +52,10 @@ def string_list(value: Any, field: str, *, allow_empty: bool = False) -> list[st
 
 def percentage(value: Any, field: str, *, allow_zero: bool = True) -> float:
     """A number from 0 to 100 with at most two decimals (0.01% is one bucket)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    # Compared before float(): a 400-digit integer would overflow it; NaN fails the comparison.
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 100:
         raise ValidationError(field, "must be a number from 0 to 100", value=value)
     number = float(value)
-    if not math.isfinite(number) or number < 0 or number > 100:
-        raise ValidationError(field, "must be a number from 0 to 100", value=value)
     if not allow_zero and number == 0:
         raise ValidationError(field, "must be greater than 0", value=value)
     if abs(number * 100 - round(number * 100)) > 1e-6:
@@ -67,7 +65,8 @@ def percentage(value: Any, field: str, *, allow_zero: bool = True) -> float:
 
 def positive_int(value: Any, field: str, *, maximum: int | None = None) -> int:
     """A whole number of at least 1 (and at most ``maximum``)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+    whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    if isinstance(value, bool) or not whole:  # int() of inf or NaN would raise
         raise ValidationError(field, "must be a whole number", value=value)
     number = int(value)
     if number < 1:

@@ -87,15 +87,17 @@ def parse_plan_body(body: Any, *, creating: bool) -> PlanDraft:
 
 
 def name_field(value: Any, field: str) -> str:
-    """A non-blank single-line name of at most ``MAX_NAME`` characters, trimmed."""
+    """A non-blank single-line name of at most ``MAX_NAME`` characters, trimmed.
+
+    Length and characters are checked as sent, so that a JSON Schema can state the rule.
+    """
     if not isinstance(value, str) or not value.strip():
         raise ValidationError(field, "must be a non-empty string", value=value)
-    text = value.strip()
-    if len(text) > MAX_NAME:
-        raise ValidationError(field, f"must be at most {MAX_NAME} characters", value=len(text))
-    if any(ch < " " for ch in text):
+    if len(value) > MAX_NAME:
+        raise ValidationError(field, f"must be at most {MAX_NAME} characters", value=len(value))
+    if any(ch < " " for ch in value):
         raise ValidationError(field, "must not contain control characters")
-    return text
+    return value.strip()
 
 
 def config_keys(value: Any) -> tuple[str, ...]:
@@ -113,9 +115,9 @@ def config_keys(value: Any) -> tuple[str, ...]:
         field = f"configKeys[{index}]"
         if not isinstance(key, str) or not key.strip():
             raise ValidationError(field, "must be a non-empty string", value=key)
-        key = key.strip()
         if len(key) > MAX_KEY or any(ch < " " for ch in key):
             raise ValidationError(field, f"must be one line of at most {MAX_KEY} characters")
+        key = key.strip()
         if key in keys:
             raise ValidationError(field, "is listed twice", value=key)
         keys.append(key)

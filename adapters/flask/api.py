@@ -19,15 +19,20 @@ from grayrelease_core import (
     Unauthenticated,
     ValidationError,
 )
-from grayrelease_core.wire import instance_to_wire, log_to_wire, plan_to_wire
+from grayrelease_core.wire import MAX_KEY, MAX_NAME, instance_to_wire, log_to_wire, plan_to_wire
 
 from .http import (
+    MAX_ADDRESS,
+    MAX_INSTANCE_ID,
+    MAX_PAGE,
+    MAX_PAGE_SIZE,
     error_response,
     expected_version,
     http_error_response,
     int_param,
     json_body,
     json_response,
+    optional_text,
     query,
     required_text,
     unexpected_error_response,
@@ -36,7 +41,6 @@ from .identity import bearer_token, token_matches
 from .openapi import openapi_document
 from .state import AppState
 
-MAX_PAGE_SIZE = 200
 CONFIG_VALUE_PARAMS = frozenset(
     {
         "appName",
@@ -96,6 +100,17 @@ def create_api_blueprint(name: str = "grayrelease_api") -> Blueprint:
     def limit_body() -> None:
         request.max_content_length = state().max_body_bytes
 
+    @api.before_request
+    def answer_options() -> Response | None:
+        # Flask's automatic answer would also list the methods of the catch-all rule below.
+        if request.method != "OPTIONS":
+            return None
+        allowed = _methods_of(request.path)
+        if not allowed:
+            raise _no_endpoint()
+        implied = ["HEAD"] if "GET" in allowed else []
+        return Response(status=200, headers={"Allow": ", ".join([*allowed, *implied, "OPTIONS"])})
+
     @api.errorhandler(GrayReleaseError)
     def core_error(error: GrayReleaseError) -> Response:
         return error_response(error)
@@ -124,15 +139,18 @@ def create_api_blueprint(name: str = "grayrelease_api") -> Blueprint:
                 )
         params = query(request, CONFIG_VALUE_PARAMS, repeatable=("labels",))
         ref = ConfigRef(
-            required_text(params, "appName"),
-            required_text(params, "environment"),
-            params.get("groupName", "").strip() or settings.engine.settings.default_group,
-            required_text(params, "configKey"),
+            required_text(params, "appName", maximum=MAX_NAME),
+            required_text(params, "environment", maximum=MAX_NAME),
+            optional_text(params, "groupName", maximum=MAX_NAME)
+            or settings.engine.settings.default_group,
+            required_text(params, "configKey", maximum=MAX_KEY),
         )
         client = Client(
-            instance_id=required_text(params, "instanceId"),
-            instance_ip=params.get("instanceIp") or request.remote_addr or "",
-            user_id=params.get("userId") or None,
+            instance_id=required_text(params, "instanceId", maximum=MAX_INSTANCE_ID),
+            instance_ip=optional_text(params, "instanceIp", maximum=MAX_ADDRESS)
+            or request.remote_addr
+            or "",
+            user_id=optional_text(params, "userId", maximum=MAX_INSTANCE_ID),
             labels=_labels(params.get("labels", [])),
         )
         value, gray, plan_id = settings.engine.resolve(ref, client)
@@ -153,11 +171,11 @@ def create_api_blueprint(name: str = "grayrelease_api") -> Blueprint:
             raise ValidationError("status", f"must be one of {', '.join(PlanStatus)}", value=status)
         page = state().engine.list_plans(
             PlanQuery(
-                app_name=params.get("appName"),
-                environment=params.get("environment"),
-                group_name=params.get("groupName"),
+                app_name=optional_text(params, "appName", maximum=MAX_NAME),
+                environment=optional_text(params, "environment", maximum=MAX_NAME),
+                group_name=optional_text(params, "groupName", maximum=MAX_NAME),
                 status=PlanStatus(status) if status else None,
-                page=int_param(params, "page", 1, maximum=1_000_000),
+                page=int_param(params, "page", 1, maximum=MAX_PAGE),
                 page_size=int_param(params, "pageSize", 20, maximum=MAX_PAGE_SIZE),
             )
         )
@@ -239,7 +257,7 @@ def create_api_blueprint(name: str = "grayrelease_api") -> Blueprint:
         engine = state().engine
         page = engine.plan_logs(
             plan_id,
-            int_param(params, "page", 1, maximum=1_000_000),
+            int_param(params, "page", 1, maximum=MAX_PAGE),
             int_param(params, "pageSize", 50, maximum=MAX_PAGE_SIZE),
         )
         if page.total == 0:
@@ -254,7 +272,7 @@ def create_api_blueprint(name: str = "grayrelease_api") -> Blueprint:
         engine.get_plan(plan_id)
         page = engine.plan_instances(
             plan_id,
-            int_param(params, "page", 1, maximum=1_000_000),
+            int_param(params, "page", 1, maximum=MAX_PAGE),
             int_param(params, "pageSize", 50, maximum=MAX_PAGE_SIZE),
         )
         return page_response(page, instance_to_wire)
@@ -265,9 +283,13 @@ def create_api_blueprint(name: str = "grayrelease_api") -> Blueprint:
         allowed = _methods_of(request.path)
         if allowed:
             raise MethodNotAllowed(valid_methods=allowed)
-        raise NotFound(f"no endpoint {request.path}; see {state().url_prefix}/openapi.json")
+        raise _no_endpoint()
 
     return api
+
+
+def _no_endpoint() -> NotFound:
+    return NotFound(f"no endpoint {request.path}; see {state().url_prefix}/openapi.json")
 
 
 def _methods_of(path: str) -> list[str]:

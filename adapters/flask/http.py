@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import re
 from collections.abc import Collection, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 from flask import Request, Response
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -24,6 +26,16 @@ from grayrelease_core import (
 
 log = logging.getLogger("grayrelease.http")
 
+MAX_PAGE = 1_000_000
+MAX_PAGE_SIZE = 200
+MAX_INSTANCE_ID = 256
+"""Longest instance id or user id a config read accepts."""
+MAX_ADDRESS = 64
+"""Longest ``instanceIp`` a config read accepts."""
+ETAG = r'(W/)?("[0-9]{1,9}"|[0-9]{1,9})'
+"""An ``If-Match`` value: the plan's ETag ``"3"``, weak or bare; the OpenAPI document's pattern."""
+WHOLE_NUMBER = re.compile(r"-?[0-9]+")
+
 STATUS: dict[type[GrayReleaseError], int] = {
     ValidationError: 400,
     Unauthenticated: 401,
@@ -40,7 +52,7 @@ def json_response(
     payload: Any, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> Response:
     """A JSON response; non-ASCII (Chinese plan names) is sent as UTF-8, not escaped."""
-    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    body = json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     return Response(body, status=status, headers=dict(headers or {}), mimetype="application/json")
 
 
@@ -54,6 +66,9 @@ def http_error_response(error: HTTPException) -> Response:
     """Werkzeug's errors (unknown route, wrong method, huge body) in our error shape."""
     if isinstance(error, RequestEntityTooLarge):
         return error_response(ValidationError("body", "is larger than the allowed request size"))
+    if (error.code or 500) >= 500:
+        # Flask reports an exception raised inside an error handler as InternalServerError.
+        return unexpected_error_response(getattr(error, "original_exception", None) or error)
     code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(error.code or 0, "BAD_REQUEST")
     status = error.code if error.code in (404, 405) else 400
     payload = {"error": {"code": code, "message": error.description or error.name, "details": {}}}
@@ -102,21 +117,37 @@ def query(
     return values
 
 
-def required_text(values: Mapping[str, Any], name: str) -> str:
+def optional_text(
+    values: Mapping[str, Any], name: str, *, maximum: int | None = None
+) -> str | None:
+    """A parameter of at most ``maximum`` characters as sent, trimmed; blank counts as absent."""
     value = values.get(name)
-    if value is None or not str(value).strip():
+    if value is None:
+        return None
+    text = str(value)
+    if maximum is not None and len(text) > maximum:
+        raise ValidationError(name, f"must be at most {maximum} characters", value=len(text))
+    return text.strip() or None
+
+
+def required_text(values: Mapping[str, Any], name: str, *, maximum: int | None = None) -> str:
+    text = optional_text(values, name, maximum=maximum)
+    if text is None:
         raise ValidationError(name, "is required")
-    return str(value).strip()
+    return text
 
 
 def int_param(values: Mapping[str, Any], name: str, default: int, *, maximum: int) -> int:
     raw = values.get(name)
     if raw is None:
         return default
+    # int() would also take "+5", "1_0" and non-ASCII digits, which the document does not allow.
+    if WHOLE_NUMBER.fullmatch(raw) is None:
+        raise ValidationError(name, "must be a whole number", value=raw)
     try:
         number = int(raw)
-    except ValueError:
-        raise ValidationError(name, "must be a whole number", value=raw) from None
+    except ValueError:  # more digits than int() converts: out of range all the same
+        number = maximum + 1
     if number < 1 or number > maximum:
         raise ValidationError(name, f"must be from 1 to {maximum}", value=number)
     return number
@@ -130,7 +161,9 @@ def json_body(request: Request, *, optional: bool = False) -> Any:
             return {}
         raise ValidationError("body", "is required (a JSON object)")
     try:
-        return json.loads(raw.decode("utf-8-sig"))
+        body = json.loads(
+            raw.decode("utf-8-sig"), parse_constant=_no_constant, parse_float=_finite_float
+        )
     except UnicodeDecodeError:
         raise ValidationError("body", "is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
@@ -139,6 +172,25 @@ def json_body(request: Request, *, optional: bool = False) -> Any:
         ) from None
     except RecursionError:
         raise ValidationError("body", "is nested too deeply") from None
+    except ValueError:  # an integer longer than int() converts (sys.get_int_max_str_digits)
+        raise ValidationError("body", "has a number with too many digits") from None
+    try:
+        # A lone surrogate escape ("\ud800") is valid JSON but no text: no store or reply takes it.
+        json.dumps(body, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise ValidationError("body", "has a \\u escape that is not a Unicode character") from None
+    return body
+
+
+def _no_constant(name: str) -> NoReturn:
+    raise ValidationError("body", f"is not valid JSON ({name} is not a JSON number)")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValidationError("body", "has a number too large for a double", value=text[:40])
+    return number
 
 
 def expected_version(request: Request) -> int | None:
@@ -146,7 +198,6 @@ def expected_version(request: Request) -> int | None:
     header = request.headers.get("If-Match")
     if header is None:
         return None
-    text = header.strip().removeprefix("W/").strip('"')
-    if not text.isdigit() or len(text) > 9:
+    if re.fullmatch(ETAG, header) is None:
         raise ValidationError("If-Match", 'must be a plan ETag such as "3"', value=header)
-    return int(text)
+    return int(header.removeprefix("W/").strip('"'))

@@ -8,6 +8,8 @@ from typing import Any
 from grayrelease_core.models import ItemStatus, PlanStatus
 from grayrelease_core.wire import MAX_DESCRIPTION, MAX_KEY, MAX_KEYS, MAX_NAME, MAX_VALUE
 
+from .http import ETAG, MAX_ADDRESS, MAX_INSTANCE_ID, MAX_PAGE, MAX_PAGE_SIZE
+
 VERSION = "0.1.0"
 
 
@@ -29,7 +31,17 @@ NOT_FOUND = {"404": _json(ERROR, "No such plan")}
 CONFLICT = {"409": _json(ERROR, "Not allowed in the plan's state, or the plan changed meanwhile")}
 BACKEND = {"502": _json(ERROR, "The config backend failed; nothing was changed")}
 
-NAME = {"type": "string", "minLength": 1, "maxLength": MAX_NAME}
+SPACE = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+"""What ``str.strip()`` removes, as a character class Python and ECMA-262 read alike.
+
+Their ``\\s`` differ (U+001C is a space to Python only), and a pattern must mean to the fuzzer,
+to clients and to the code the same thing.
+"""
+LINE = rf"^[^\x00-\x1f]*[^\x00-\x1f{SPACE}][^\x00-\x1f]*$"
+"""One line with something besides spaces: names and keys are trimmed, blank ones refused."""
+NAME = {"type": "string", "minLength": 1, "maxLength": MAX_NAME, "pattern": LINE}
+NOT_BLANK = f"[^{SPACE}]"
+LABEL = f"[^=,]*[^=,{SPACE}][^=,]*=[^,]*"
 NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
 CONFIG_VALUE = {"type": ["string", "number", "boolean"], "maxLength": MAX_VALUE}
 
@@ -44,18 +56,18 @@ IF_MATCH = {
     "in": "header",
     "required": False,
     "description": "The plan's ETag; the action fails with 409 if the plan changed since.",
-    "schema": {"type": "string", "pattern": '^(W/)?"?[0-9]{1,9}"?$'},
+    "schema": {"type": "string", "pattern": f"^{ETAG}$"},
 }
 PAGE = [
     {
         "name": "page",
         "in": "query",
-        "schema": {"type": "integer", "minimum": 1, "maximum": 1000000},
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
     },
     {
         "name": "pageSize",
         "in": "query",
-        "schema": {"type": "integer", "minimum": 1, "maximum": 200},
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE},
     },
 ]
 
@@ -84,14 +96,15 @@ def _plan_fields() -> dict[str, Any]:
             "minItems": 1,
             "maxItems": MAX_KEYS,
             "uniqueItems": True,
-            "items": {"type": "string", "minLength": 1, "maxLength": MAX_KEY},
+            "items": {"type": "string", "minLength": 1, "maxLength": MAX_KEY, "pattern": LINE},
         },
         "grayStrategy": {
             "type": "string",
+            "minLength": 1,
             "description": "IP_WHITELIST, USER_WHITELIST, PERCENTAGE, CANARY, LABEL or a plugin's",
         },
         "grayRules": {"type": "object", "description": "The strategy's rules (docs/concepts.md)"},
-        "description": {"type": "string", "maxLength": MAX_DESCRIPTION},
+        "description": {"type": ["string", "null"], "maxLength": MAX_DESCRIPTION},
         "grayValues": {"type": "object", "additionalProperties": CONFIG_VALUE},
     }
 
@@ -281,6 +294,53 @@ def _query(name: str, description: str, *, required: bool = False, **schema: Any
     }
 
 
+def _examples(**bodies: dict[str, Any]) -> dict[str, Any]:
+    return {name: {"value": body} for name, body in bodies.items()}
+
+
+PLAN_EXAMPLES = _examples(
+    ipWhitelist={
+        "planName": "数据库配置灰度发布",
+        "appName": "demo-app",
+        "environment": "prod",
+        "groupName": "database",
+        "configKeys": ["database.url", "database.username"],
+        "grayStrategy": "IP_WHITELIST",
+        "grayRules": {"ipWhitelist": ["192.168.1.100", "192.168.1.101"]},
+        "description": "数据库配置优化",
+        "grayValues": {
+            "database.url": "jdbc:mysql://db-new:3306/demo",
+            "database.username": "app2",
+        },
+    },
+    percentage={
+        "planName": "新功能开关灰度",
+        "appName": "order-service",
+        "environment": "prod",
+        "configKeys": ["feature.newPayment.enabled"],
+        "grayStrategy": "PERCENTAGE",
+        "grayRules": {"percentage": 10},
+        "grayValues": {"feature.newPayment.enabled": True},
+    },
+    canary={
+        "planName": "缓存配置金丝雀发布",
+        "appName": "cache-service",
+        "environment": "prod",
+        "configKeys": ["redis.cluster.nodes"],
+        "grayStrategy": "CANARY",
+        "grayRules": {
+            "canary": {
+                "canaryInstances": ["192.168.1.200"],
+                "stepPercentage": 20,
+                "stepInterval": 30,
+            }
+        },
+        "grayValues": {"redis.cluster.nodes": "a:6379,b:6379"},
+    },
+)
+"""The spec's three plans: request bodies a client can copy (and the fuzzer starts from)."""
+
+
 def _plan_action(summary: str, *, body: str | None = None) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "summary": summary,
@@ -302,14 +362,21 @@ def _plan_action(summary: str, *, body: str | None = None) -> dict[str, Any]:
 
 
 def _paths() -> dict[str, Any]:
-    text: dict[str, Any] = {"minLength": 1, "maxLength": MAX_NAME}
+    # Query text is trimmed: a blank required parameter is missing, a blank optional one absent.
+    text: dict[str, Any] = {"minLength": 1, "maxLength": MAX_NAME, "pattern": NOT_BLANK}
+    optional: dict[str, Any] = {"maxLength": MAX_NAME}
     return {
         "/plan": {
             "post": {
                 "summary": "Create a DRAFT plan (the spec's body, plus grayValues)",
                 "requestBody": {
                     "required": True,
-                    "content": {"application/json": {"schema": _ref("PlanCreate")}},
+                    "content": {
+                        "application/json": {
+                            "schema": _ref("PlanCreate"),
+                            "examples": PLAN_EXAMPLES,
+                        }
+                    },
                 },
                 "responses": {"201": _json(_ref("Plan"), "The new plan"), **ERRORS},
             }
@@ -318,9 +385,9 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "summary": "List plans, newest first",
                 "parameters": [
-                    _query("appName", "Only this app", **text),
-                    _query("environment", "Only this environment", **text),
-                    _query("groupName", "Only this group", **text),
+                    _query("appName", "Only this app (blank: any)", **optional),
+                    _query("environment", "Only this environment (blank: any)", **optional),
+                    _query("groupName", "Only this group (blank: any)", **optional),
                     _query("status", "Only this status", enum=[s.value for s in PlanStatus]),
                     *PAGE,
                 ],
@@ -338,7 +405,15 @@ def _paths() -> dict[str, Any]:
                 "parameters": [PLAN_ID, IF_MATCH],
                 "requestBody": {
                     "required": True,
-                    "content": {"application/json": {"schema": _ref("PlanUpdate")}},
+                    "content": {
+                        "application/json": {
+                            "schema": _ref("PlanUpdate"),
+                            "examples": _examples(
+                                describe={"description": "数据库配置优化 v2"},
+                                widen={"grayRules": {"ipWhitelist": ["192.168.1.0/24"]}},
+                            ),
+                        }
+                    },
                 },
                 "responses": {
                     "200": _json(_ref("Plan"), "The changed plan"),
@@ -393,20 +468,21 @@ def _paths() -> dict[str, Any]:
                 "parameters": [
                     _query("appName", "The app", required=True, **text),
                     _query("environment", "The environment", required=True, **text),
-                    _query("groupName", "The group (default: the default group)", **text),
-                    _query("configKey", "The key", required=True, minLength=1, maxLength=MAX_KEY),
+                    _query("groupName", "The group (blank: the default group)", **optional),
+                    _query("configKey", "The key", required=True, **{**text, "maxLength": MAX_KEY}),
                     _query(
                         "instanceId",
                         "The asking instance",
                         required=True,
-                        minLength=1,
-                        maxLength=256,
+                        **{**text, "maxLength": MAX_INSTANCE_ID},
                     ),
-                    _query("instanceIp", "Its address (default: the caller's)", maxLength=64),
+                    _query(
+                        "instanceIp", "Its address (blank: the caller's)", maxLength=MAX_ADDRESS
+                    ),
                     _query(
                         "userId",
                         "The end user, for USER_WHITELIST and userId stickiness",
-                        maxLength=256,
+                        maxLength=MAX_INSTANCE_ID,
                     ),
                     {
                         "name": "labels",
@@ -414,7 +490,7 @@ def _paths() -> dict[str, Any]:
                         "description": "name=value pairs, repeated or comma-separated",
                         "schema": {
                             "type": "array",
-                            "items": {"type": "string", "pattern": "^[^=,]+=[^,]*$"},
+                            "items": {"type": "string", "pattern": f"^{LABEL}(,{LABEL})*$"},
                         },
                         "style": "form",
                         "explode": True,
@@ -432,7 +508,8 @@ def _paths() -> dict[str, Any]:
                 "summary": "This document",
                 "security": [{}],
                 "responses": {
-                    "200": {"description": "OpenAPI 3.1", "content": {"application/json": {}}}
+                    "200": {"description": "OpenAPI 3.1", "content": {"application/json": {}}},
+                    "400": ERRORS["400"],
                 },
             }
         },
