@@ -49,7 +49,7 @@ from .settings import Settings
 from .store import PlanQuery, PlanStore
 from .strategy import StrategyRegistry
 from .sync import BackgroundSync
-from .wire import parse_plan_body, plan_to_wire
+from .wire import parse_plan_body, plan_to_wire, require_unicode
 
 log = logging.getLogger("grayrelease")
 
@@ -343,6 +343,7 @@ class GrayRelease:
         """
         if not isinstance(reason, str) or len(reason) > 2000:
             raise ValidationError("reason", "must be a string of at most 2000 characters")
+        require_unicode(reason, "reason")
 
         def undo(plan: Plan, now: datetime) -> Plan:
             self.flush_hits(plan.id)

@@ -55,6 +55,7 @@ def parse_plan_body(body: Any, *, creating: bool) -> PlanDraft:
     """
     if not isinstance(body, Mapping):
         raise ValidationError("body", "must be a JSON object", value=type(body).__name__)
+    require_unicode(body, "body")
     unknown = sorted(str(key) for key in body if key not in EDITABLE_FIELDS)
     if unknown:
         raise ValidationError(
@@ -84,6 +85,18 @@ def parse_plan_body(body: Any, *, creating: bool) -> PlanDraft:
     if "grayValues" in body:
         fields["grayValues"] = gray_values(body["grayValues"])
     return PlanDraft(fields)
+
+
+def require_unicode(value: Any, field: str) -> None:
+    """Refuse text no database can store: lone surrogates (``"\\ud800"`` in JSON)."""
+    try:
+        json.dumps(value, ensure_ascii=False, default=str).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError(
+            field, "contains text that is not valid Unicode (a lone surrogate)"
+        ) from None
+    except (TypeError, ValueError, RecursionError):
+        return  # other shapes are refused, by name, by the field checks
 
 
 def name_field(value: Any, field: str) -> str:

@@ -161,3 +161,28 @@ def test_any_json_in_any_field_is_accepted_or_refused_by_name(
     if outcome is not None:
         assert isinstance(outcome, ValidationError), outcome.code
         assert outcome.field.split(".")[0].split("[")[0] in blamable
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"planName": "bad \ud800 name"},
+        {"grayRules": {"ipWhitelist": ["10.0.0.1"], "x\udfff": 1}},
+        {"grayValues": {"database.url": "\udc80"}},
+    ],
+)
+def test_lone_surrogates_are_refused_before_the_database(
+    gr: GrayRelease, change: dict[str, Any]
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        gr.create_plan(spec_body(**change), actor="a")
+    assert caught.value.field == "body"
+    assert gr.list_plans().total == 0
+
+
+def test_a_rollback_reason_must_be_valid_unicode(gr: GrayRelease) -> None:
+    plan = gr.create_plan(spec_body(), actor="a")
+    gr.start(plan.id, actor="a")
+    with pytest.raises(ValidationError) as caught:
+        gr.rollback(plan.id, actor="a", reason="oops \ud83d")
+    assert caught.value.field == "reason"
