@@ -57,6 +57,7 @@ PLAN_LIST_PARAMS = frozenset({"appName", "environment", "groupName", "status", "
 PAGE_PARAMS = frozenset({"page", "pageSize"})
 LIFECYCLE = ("start", "pause", "resume", "complete")
 ANY_METHOD = ["GET", "POST", "PUT", "DELETE", "PATCH"]
+BODY_METHODS = frozenset({"POST", "PUT", "DELETE", "PATCH"})
 
 
 def state() -> AppState:
@@ -98,7 +99,8 @@ def create_api_blueprint(name: str = "grayrelease_api") -> Blueprint:
 
     @api.before_request
     def limit_body() -> None:
-        request.max_content_length = state().max_body_bytes
+        if request.method in BODY_METHODS:  # config reads, the hot path, carry no body
+            request.max_content_length = state().max_body_bytes
 
     @api.before_request
     def answer_options() -> Response | None:

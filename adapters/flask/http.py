@@ -8,6 +8,7 @@ import math
 import re
 from collections.abc import Collection, Mapping
 from typing import Any, NoReturn
+from urllib.parse import parse_qsl
 
 from flask import Request, Response
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -26,6 +27,7 @@ from grayrelease_core import (
 
 log = logging.getLogger("grayrelease.http")
 
+MAX_QUERY_FIELDS = 100
 MAX_PAGE = 1_000_000
 MAX_PAGE_SIZE = 200
 MAX_INSTANCE_ID = 256
@@ -95,25 +97,30 @@ def query(
 ) -> dict[str, Any]:
     """The query parameters, refusing unknown and repeated ones by name.
 
-    Parameters in ``repeatable`` come back as lists; the others as single strings.
+    Parameters in ``repeatable`` come back as lists; the others as single strings. Parsed
+    straight from ``QUERY_STRING`` (as Werkzeug would, invalid UTF-8 replaced): building
+    ``request.args`` costs a config read more than the whole rest of its checks.
     """
-    args = request.args
-    unknown = sorted(set(args) - set(allowed))
-    if unknown:
-        raise ValidationError(
-            unknown[0],
-            f"unknown query parameter; allowed: {', '.join(sorted(allowed))}",
-            details={"unknown": unknown},
-        )
+    raw = request.environ.get("QUERY_STRING", "")
+    try:
+        pairs = parse_qsl(raw, keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS)
+    except ValueError:
+        raise ValidationError("query", f"has more than {MAX_QUERY_FIELDS} parameters") from None
     values: dict[str, Any] = {}
-    for name in args:
-        items = args.getlist(name)
+    for name, value in pairs:
+        if name not in allowed:
+            unknown = sorted({n for n, _ in pairs if n not in allowed})
+            raise ValidationError(
+                name,
+                f"unknown query parameter; allowed: {', '.join(sorted(allowed))}",
+                details={"unknown": unknown},
+            )
         if name in repeatable:
-            values[name] = items
-        elif len(items) > 1:
+            values.setdefault(name, []).append(value)
+        elif name in values:
             raise ValidationError(name, "is given more than once")
         else:
-            values[name] = items[0]
+            values[name] = value
     return values
 
 

@@ -11,8 +11,12 @@ import waitress
 from flask import Flask
 
 
-class Stop(Exception):
-    """Raised by the signal handler to leave waitress's loop."""
+class Stop(SystemExit):
+    """Raised by the signal handler to leave waitress's loop.
+
+    A ``SystemExit``: waitress swallows plain exceptions raised while it handles a connection
+    event and would keep serving, so a SIGTERM under load would be lost.
+    """
 
 
 def serve(
