@@ -4,14 +4,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # A strict editable install links every module into a plain folder on sys.path, so mypy
 # and pytest both see the prefixed package names (grayrelease_plugins, grayrelease_adapters).
-SOURCES := $(shell find grayrelease_core plugins adapters -name '*.py' -o -name 'py.typed' 2>/dev/null)
+SOURCES := $(shell find grayrelease_core plugins adapters -name '*.py' -o -name 'py.typed' -o -name '*.mako' 2>/dev/null)
 
 .PHONY: run demo test lint typecheck unit bench bench-http clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml $(SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet --config-settings editable_mode=strict -e '.[flask,test,bench]'
+	$(BIN)/python -m pip install --quiet --config-settings editable_mode=strict -e '.[flask,postgresql,mysql,test,bench]'
 	touch $@
 
 run: $(VENV)/.installed

@@ -13,6 +13,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from .backend import ConfigBackend
+    from .migrations import MigrationSet
     from .models import Plan, PlanEvent
     from .settings import Settings
     from .store import PlanStore
@@ -53,6 +54,19 @@ def grayrelease_register_metric_sources(settings: Settings) -> list[Any]:
 
     :param settings: the installation's settings.
     :returns: metric sources, each with a unique ``name``.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def grayrelease_register_migrations(settings: Settings) -> list[MigrationSet]:
+    """Contribute the Alembic migrations of a plugin's tables.
+
+    Collected by ``grayrelease db upgrade|downgrade|current``. A plugin also applies its own
+    migrations when it builds its store or backend (``prepare_schema``).
+
+    :param settings: the installation's settings, for the database URL.
+    :returns: migration sets, each with its own script folder and version table.
     """
     raise NotImplementedError
 

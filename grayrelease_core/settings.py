@@ -28,6 +28,9 @@ class Settings:
     background_sync: bool = True
     """Run a daemon thread that refreshes the index and flushes hits; when off, the host
     calls ``GrayRelease.sync()`` itself."""
+    auto_migrate: bool = True
+    """Bring the database schema to the installed version at start (Alembic). Turn off where
+    deploys run ``grayrelease db upgrade`` themselves; a behind schema is then an error."""
     default_group: str = "default"
     """The group used when a plan or a request names none."""
     sections: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
@@ -56,7 +59,7 @@ class Settings:
                         f"settings.{key}", "must be from 0 to 3600 seconds", value=value
                     )
                 values[key] = float(value)
-            elif key == "background_sync":
+            elif key in ("background_sync", "auto_migrate"):
                 if not isinstance(value, bool):
                     raise ValidationError(f"settings.{key}", "must be true or false", value=value)
                 values[key] = value

@@ -86,9 +86,22 @@ def test_errors_are_one_line_and_exit_1(run: Any, tmp_path: Path) -> None:
     assert "VALIDATION_ERROR: file" in run("plan", "create", "-f", str(broken), ok=False).output
 
 
-def test_db_init_and_tick(run: Any, tmp_path: Path) -> None:
-    assert "tables are in place" in run("db", "init").output
+def test_db_upgrade_current_downgrade(run: Any, tmp_path: Path) -> None:
+    assert "plan store: at 0001" in run("db", "init").output
     assert (tmp_path / "cli.db").exists()
+    current = run("db", "current").output
+    assert "plan store: 0001 (head 0001; up to date)" in current
+    assert "sql backend: 0001" in current
+    refused = run("db", "downgrade", input="n\n", ok=False)
+    assert refused.exit_code == 1
+    assert "plan store: 0001" in run("db", "current").output
+    dropped = run("db", "downgrade", "--yes").output
+    assert "plan store: at base" in dropped
+    assert "plan store: none (head 0001; behind" in run("db", "current").output
+    assert "plan store: at 0001" in run("db", "upgrade").output
+
+
+def test_tick(run: Any) -> None:
     assert "tick done" in run("tick").output
 
 

@@ -187,8 +187,9 @@ def test_hook_plan_event_runs_after_commit_and_cannot_break_an_action(
 
 
 def test_hook_make_store_first_result_wins(make_gr: Factory, db_url: str) -> None:
-    from grayrelease_plugins.stores.sqlalchemy import SqlPlanStore
+    from grayrelease_plugins.stores.sqlalchemy import SqlPlanStore, store_migrations
 
+    from grayrelease_core.migrations import prepare_schema
     from grayrelease_core.sql import make_engine
 
     made: list[str] = []
@@ -197,9 +198,9 @@ def test_hook_make_store_first_result_wins(make_gr: Factory, db_url: str) -> Non
         @hookimpl
         def grayrelease_make_store(self, settings: Any) -> SqlPlanStore:
             made.append(settings.database_url)
-            store = SqlPlanStore(make_engine(settings.database_url))
-            store.create_schema()
-            return store
+            engine = make_engine(settings.database_url)
+            prepare_schema(store_migrations(engine), auto_migrate=True)
+            return SqlPlanStore(engine)
 
     gr = make_gr(plugins=(CountingStorePlugin(),))
     assert made == [db_url]

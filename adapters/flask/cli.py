@@ -20,7 +20,16 @@ from flask import Flask
 from flask.cli import ScriptInfo
 
 from grayrelease_core import GrayRelease as Engine
-from grayrelease_core import GrayReleaseError, PlanQuery, PlanStatus, ValidationError
+from grayrelease_core import (
+    GrayReleaseError,
+    PlanQuery,
+    PlanStatus,
+    Settings,
+    ValidationError,
+    migrations,
+)
+from grayrelease_core.migrations import MigrationSet
+from grayrelease_core.plugin_manager import collect, make_plugin_manager
 from grayrelease_core.wire import plan_to_wire
 
 DEFAULT_URL = "sqlite:///grayrelease.db"
@@ -286,16 +295,75 @@ def rollback_plan(ctx: click.Context, plan_id: str, reason: str, force: bool) ->
 
 @cli.group()
 def db() -> None:
-    """The plan store's schema."""
+    """The database schema: Alembic migrations of every plugin that keeps tables."""
+
+
+@contextmanager
+def migration_sets(ctx: click.Context) -> Iterator[list[MigrationSet]]:
+    """The migration sets of the installation, without building (and so migrating) it."""
+    app = _host_app(ctx)
+    if app is not None:
+        engine = app.extensions["grayrelease"].state(app).engine
+        settings, pm = engine.settings, engine.plugin_manager
+    else:
+        options: Options = ctx.meta[OPTIONS]
+        settings = Settings.from_mapping(
+            {"database_url": options.database_url, "backend": options.backend}
+        )
+        pm = make_plugin_manager()
+    sets = [item for _, item in collect(pm, "grayrelease_register_migrations", settings=settings)]
+    try:
+        yield sets
+    finally:
+        for item in sets:
+            item.engine.dispose()
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+@click.pass_context
+@reporting_errors
+def db_upgrade(ctx: click.Context, revision: str) -> None:
+    """Apply migrations (to REVISION, default head)."""
+    with migration_sets(ctx) as sets:
+        for item in sets:
+            migrations.upgrade(item, revision)
+            click.echo(f"{item.name}: at {migrations.current(item)}")
+
+
+@db.command("downgrade")
+@click.argument("revision", default="base")
+@click.option("--yes", is_flag=True, help="Do not ask; base drops every table and its data.")
+@click.pass_context
+@reporting_errors
+def db_downgrade(ctx: click.Context, revision: str, yes: bool) -> None:
+    """Undo migrations (to REVISION, default base: drop the tables)."""
+    if revision == "base" and not yes:
+        click.confirm("Drop every grayrelease table and its data?", abort=True)
+    with migration_sets(ctx) as sets:
+        for item in reversed(sets):
+            migrations.downgrade(item, revision)
+            click.echo(f"{item.name}: at {migrations.current(item) or 'base'}")
+
+
+@db.command("current")
+@click.pass_context
+@reporting_errors
+def db_current(ctx: click.Context) -> None:
+    """Show the applied and the newest revision of each migration set."""
+    with migration_sets(ctx) as sets:
+        for item in sets:
+            applied, newest = migrations.current(item), migrations.head(item)
+            state = "up to date" if applied == newest else "behind: run `grayrelease db upgrade`"
+            click.echo(f"{item.name}: {applied or 'none'} (head {newest}; {state})")
 
 
 @db.command("init")
 @click.pass_context
 @reporting_errors
 def db_init(ctx: click.Context) -> None:
-    """Create the tables if they are missing."""
-    with engine_for(ctx):
-        click.echo("grayrelease: tables are in place")
+    """Create the tables (the same as `db upgrade head`)."""
+    ctx.invoke(db_upgrade, revision="head")
 
 
 @cli.command()

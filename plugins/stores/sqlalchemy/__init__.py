@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from sqlalchemy import Engine
+
 from grayrelease_core import Settings, hookimpl
+from grayrelease_core.migrations import MigrationSet, prepare_schema
 from grayrelease_core.sql import make_engine
 
 from .store import SqlPlanStore
 
-__all__ = ["SqlPlanStore"]
+__all__ = ["SqlPlanStore", "store_migrations"]
+
+MIGRATIONS = str(Path(__file__).parent / "migrations")
+
+
+def store_migrations(engine: Engine) -> MigrationSet:
+    """The plan store's tables, in their own Alembic history."""
+    return MigrationSet("plan store", MIGRATIONS, "gray_release_alembic_version", engine)
 
 
 @hookimpl(trylast=True)
 def grayrelease_make_store(settings: Settings) -> SqlPlanStore:
     """The store of last resort: any SQLAlchemy URL (another plugin may claim a URL first)."""
-    store = SqlPlanStore(make_engine(settings.database_url))
-    store.create_schema()
-    return store
+    engine = make_engine(settings.database_url)
+    prepare_schema(store_migrations(engine), auto_migrate=settings.auto_migrate)
+    return SqlPlanStore(engine)
+
+
+@hookimpl
+def grayrelease_register_migrations(settings: Settings) -> list[MigrationSet]:
+    return [store_migrations(make_engine(settings.database_url))]

@@ -27,7 +27,7 @@ from grayrelease_core import (
 from grayrelease_core.models import ConfigRef, InstanceHits
 from grayrelease_core.sql import writing
 
-from .tables import Base, DetailRow, InstanceRow, LogRow, MetaRow, PlanRow
+from .tables import DetailRow, InstanceRow, LogRow, MetaRow, PlanRow
 
 GENERATION = "generation"
 LIVE = (PlanStatus.ACTIVE.value, PlanStatus.PAUSED.value)
@@ -44,13 +44,6 @@ class SqlPlanStore:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-
-    def create_schema(self) -> None:
-        """Create missing tables and the generation counter."""
-        Base.metadata.create_all(self._engine)
-        with writing(self._engine) as conn:
-            if conn.scalar(select(MetaRow.value).where(MetaRow.name == GENERATION)) is None:
-                conn.execute(insert(MetaRow).values(name=GENERATION, value=0))
 
     # --- reads ----------------------------------------------------------------------------
 

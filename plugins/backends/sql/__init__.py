@@ -7,51 +7,17 @@ is reloaded when the table's revision counter moves, at most every ``cache_ttl``
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
-from sqlalchemy import (
-    BigInteger,
-    ColumnElement,
-    Engine,
-    MetaData,
-    String,
-    Text,
-    delete,
-    insert,
-    select,
-    update,
-)
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy import ColumnElement, Engine, delete, insert, select, update
 
 from grayrelease_core import BackendError, ConfigRef, Settings, hookimpl
+from grayrelease_core.migrations import MigrationSet, prepare_schema
 from grayrelease_core.sql import make_engine, writing
 
-REVISION = "revision"
+from .tables import REVISION, ConfigRevisionRow, ConfigValueRow
 
-
-class Base(DeclarativeBase):
-    metadata = MetaData()
-
-
-class ConfigValueRow(Base):
-    """gray_config_value: the current value of each config key."""
-
-    __tablename__ = "gray_config_value"
-
-    app_name: Mapped[str] = mapped_column(String(128), primary_key=True)
-    environment: Mapped[str] = mapped_column(String(128), primary_key=True)
-    group_name: Mapped[str] = mapped_column(String(128), primary_key=True)
-    config_key: Mapped[str] = mapped_column(String(256), primary_key=True)
-    value: Mapped[str] = mapped_column(Text)
-    updated_by: Mapped[str] = mapped_column(String(128))
-
-
-class ConfigRevisionRow(Base):
-    """gray_config_revision: bumped by every publish, so other processes know to reload."""
-
-    __tablename__ = "gray_config_revision"
-
-    name: Mapped[str] = mapped_column(String(32), primary_key=True)
-    value: Mapped[int] = mapped_column(BigInteger)
+MIGRATIONS = str(Path(__file__).parent / "migrations")
 
 
 class SqlBackend:
@@ -64,15 +30,6 @@ class SqlBackend:
         self._lock = threading.Lock()
         self._mirror: dict[ConfigRef, str] = {}
         self._revision: int | None = None
-        Base.metadata.create_all(engine)
-        with writing(engine) as conn:
-            if (
-                conn.scalar(
-                    select(ConfigRevisionRow.value).where(ConfigRevisionRow.name == REVISION)
-                )
-                is None
-            ):
-                conn.execute(insert(ConfigRevisionRow).values(name=REVISION, value=0))
         self.refresh()
 
     def get(self, ref: ConfigRef) -> str | None:
@@ -137,9 +94,25 @@ def _where(ref: ConfigRef) -> tuple[ColumnElement[bool], ...]:
     )
 
 
+def backend_migrations(engine: Engine) -> MigrationSet:
+    """The sql backend's tables, in their own Alembic history."""
+    return MigrationSet("sql backend", MIGRATIONS, "gray_config_alembic_version", engine)
+
+
+def _engine(settings: Settings) -> Engine:
+    url = settings.section("sql").get("database_url", settings.database_url)
+    return make_engine(url, field="settings.sql.database_url")
+
+
 @hookimpl
 def grayrelease_make_backend(settings: Settings) -> SqlBackend | None:
     if settings.backend != "sql":
         return None
-    url = settings.section("sql").get("database_url", settings.database_url)
-    return SqlBackend(make_engine(url, field="settings.sql.database_url"))
+    engine = _engine(settings)
+    prepare_schema(backend_migrations(engine), auto_migrate=settings.auto_migrate)
+    return SqlBackend(engine)
+
+
+@hookimpl
+def grayrelease_register_migrations(settings: Settings) -> list[MigrationSet]:
+    return [backend_migrations(_engine(settings))] if settings.backend == "sql" else []

@@ -1,0 +1,1 @@
+"""Revisions of the sql backend's schema."""

@@ -1,0 +1,34 @@
+"""The sql backend's two tables."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, MetaData, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+REVISION = "revision"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention={"pk": "pk_%(table_name)s"})
+
+
+class ConfigValueRow(Base):
+    """gray_config_value: the current value of each config key."""
+
+    __tablename__ = "gray_config_value"
+
+    app_name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    environment: Mapped[str] = mapped_column(String(128), primary_key=True)
+    group_name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    config_key: Mapped[str] = mapped_column(String(256), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_by: Mapped[str] = mapped_column(String(128))
+
+
+class ConfigRevisionRow(Base):
+    """gray_config_revision: bumped by every publish, so other processes know to reload."""
+
+    __tablename__ = "gray_config_revision"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)
