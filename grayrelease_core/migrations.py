@@ -114,6 +114,7 @@ def _locked(migrations: MigrationSet) -> Iterator[Connection]:
     elif dialect in ("mysql", "mariadb"):
         with engine.connect() as conn:
             conn.execute(text("SELECT GET_LOCK(:name, 120)"), {"name": migrations.version_table})
+            conn.commit()  # the lock is the session's; end the implicit transaction
             try:
                 with conn.begin():
                     yield conn

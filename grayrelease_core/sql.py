@@ -7,18 +7,23 @@ when both try to upgrade a read lock.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import random
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import StaticPool
 
 from .errors import ValidationError
 
 IMMEDIATE = "grayrelease_immediate"
+RETRYABLE = frozenset({"40P01", "40001", 1213, 1205})
+"""PostgreSQL deadlock / serialization failure; MySQL deadlock / lock wait timeout."""
+T = TypeVar("T")
 
 
 def make_engine(url: str, field: str = "settings.database_url") -> Engine:
@@ -36,6 +41,27 @@ def make_engine(url: str, field: str = "settings.database_url") -> Engine:
     event.listen(engine, "connect", _sqlite_connect)
     event.listen(engine, "begin", _sqlite_begin)
     return engine
+
+
+def run_write(engine: Engine, work: Callable[[Connection], T], *, attempts: int = 5) -> T:
+    """Run ``work`` in a write transaction, again from the start if the database chose it as
+    a deadlock or serialization victim (InnoDB does so when two inserts meet on one unique
+    index). Each attempt is the whole transaction, so optimistic checks run again too."""
+    for attempt in range(1, attempts + 1):
+        try:
+            with writing(engine) as conn:
+                return work(conn)
+        except DBAPIError as exc:
+            if attempt == attempts or not _victim(exc):
+                raise
+            time.sleep(random.uniform(0.005, 0.03) * attempt)
+    raise AssertionError("unreachable")
+
+
+def _victim(exc: DBAPIError) -> bool:
+    original = exc.orig
+    code = getattr(original, "sqlstate", None) or (getattr(original, "args", None) or [None])[0]
+    return code in RETRYABLE
 
 
 @contextmanager

@@ -11,6 +11,8 @@ import pytest
 
 from grayrelease_core import ConfigRef, GrayRelease, ManualClock
 
+from .databases import KINDS, fresh_database
+
 Factory = Callable[..., GrayRelease]
 
 
@@ -27,8 +29,16 @@ def clock() -> ManualClock:
     return ManualClock()
 
 
+@pytest.fixture(params=KINDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh database for the test, once on each of SQLite, PostgreSQL and MariaDB."""
+    with fresh_database(request.param, tmp_path) as url:
+        yield url
+
+
 @pytest.fixture
-def db_url(tmp_path: Path) -> str:
+def sqlite_url(tmp_path: Path) -> str:
+    """A SQLite file, for tests about something other than the database."""
     return f"sqlite:///{tmp_path / 'gray.db'}"
 
 

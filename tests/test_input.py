@@ -15,6 +15,12 @@ from grayrelease_core.wire import EDITABLE_FIELDS, MAX_KEYS, plan_to_wire
 from .conftest import spec_body
 
 
+@pytest.fixture
+def db_url(sqlite_url: str) -> str:
+    """These tests are about input and plugins, not databases: SQLite is enough."""
+    return sqlite_url
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [

@@ -25,6 +25,12 @@ from .plugins import sample_strategy
 
 
 @pytest.fixture
+def db_url(sqlite_url: str) -> str:
+    """These tests are about input and plugins, not databases: SQLite is enough."""
+    return sqlite_url
+
+
+@pytest.fixture
 def installed_sample(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """A distribution on sys.path that declares the sample plugin in the ``grayrelease`` group."""
     info = tmp_path / "gray_sample-1.0.dist-info"

@@ -10,7 +10,7 @@ from functools import partial
 import attrs
 import pytest
 from grayrelease_plugins.stores.sqlalchemy import SqlPlanStore
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, inspect
 
 from grayrelease_core import (
     Client,
@@ -42,12 +42,10 @@ def log_for(plan_id: str, action: str = "TEST") -> LogRecord:
 
 def test_the_spec_tables_exist(gr: GrayRelease, db_url: str) -> None:
     engine = create_engine(db_url)
-    with engine.connect() as conn:
-        names = {
-            row[0]
-            for row in conn.execute(text("SELECT name FROM sqlite_master WHERE type='table'"))
-        }
-    engine.dispose()
+    try:
+        names = set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
     assert {
         "gray_release_plan",
         "gray_release_detail",
@@ -195,3 +193,39 @@ def test_many_hits_are_written_in_batches(gr: GrayRelease, db_url: str) -> None:
     store.record_hits([InstanceHits("p2", f"i-{n}", "", T0, T0, 1) for n in range(1234)])
     assert store.list_instances("p2", page_size=10).total == 1234
     store.close()
+
+
+class FakeDriverError(Exception):
+    """What psycopg raises: an error carrying the SQLSTATE."""
+
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(sqlstate)
+        self.sqlstate = sqlstate
+
+
+def test_a_deadlock_victim_is_run_again_and_other_errors_are_not(sqlite_url: str) -> None:
+    from sqlalchemy.exc import DBAPIError
+
+    from grayrelease_core.sql import run_write
+
+    engine = make_engine(sqlite_url)
+    attempts: list[int] = []
+
+    def deadlocked_once(conn: object) -> str:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise DBAPIError("INSERT ...", {}, FakeDriverError("40P01"))
+        return "done"
+
+    assert run_write(engine, deadlocked_once) == "done"
+    assert len(attempts) == 2
+
+    def broken(conn: object) -> str:
+        attempts.append(1)
+        raise DBAPIError("INSERT ...", {}, FakeDriverError("23505"))
+
+    attempts.clear()
+    with pytest.raises(DBAPIError):
+        run_write(engine, broken)
+    assert len(attempts) == 1
+    engine.dispose()

@@ -109,7 +109,11 @@ def grayrelease_make_backend(settings: Settings) -> SqlBackend | None:
     if settings.backend != "sql":
         return None
     engine = _engine(settings)
-    prepare_schema(backend_migrations(engine), auto_migrate=settings.auto_migrate)
+    try:
+        prepare_schema(backend_migrations(engine), auto_migrate=settings.auto_migrate)
+    except BaseException:
+        engine.dispose()
+        raise
     return SqlBackend(engine)
 
 

@@ -26,7 +26,11 @@ def store_migrations(engine: Engine) -> MigrationSet:
 def grayrelease_make_store(settings: Settings) -> SqlPlanStore:
     """The store of last resort: any SQLAlchemy URL (another plugin may claim a URL first)."""
     engine = make_engine(settings.database_url)
-    prepare_schema(store_migrations(engine), auto_migrate=settings.auto_migrate)
+    try:
+        prepare_schema(store_migrations(engine), auto_migrate=settings.auto_migrate)
+    except BaseException:
+        engine.dispose()
+        raise
     return SqlPlanStore(engine)
 
 

@@ -25,7 +25,7 @@ from grayrelease_core import (
     Progress,
 )
 from grayrelease_core.models import ConfigRef, InstanceHits
-from grayrelease_core.sql import writing
+from grayrelease_core.sql import run_write
 
 from .tables import DetailRow, InstanceRow, LogRow, MetaRow, PlanRow
 
@@ -152,27 +152,30 @@ class SqlPlanStore:
     # --- writes ---------------------------------------------------------------------------
 
     def add_plan(self, plan: Plan, log: LogRecord) -> None:
-        with writing(self._engine) as conn:
+        def work(conn: Connection) -> None:
             conn.execute(
                 insert(PlanRow).values(**_plan_values(plan), id=plan.id, version=plan.version)
             )
             self._write_details(conn, plan)
             self._finish(conn, log)
 
+        run_write(self._engine, work)
+
     def save_plan(self, plan: Plan, *, expected_version: int, log: LogRecord) -> Plan:
-        saved = attrs.evolve(plan, version=expected_version + 1)
+        def work(conn: Connection) -> None:
+            result = conn.execute(
+                update(PlanRow)
+                .where(PlanRow.id == plan.id, PlanRow.version == expected_version)
+                .values(**_plan_values(plan), version=expected_version + 1)
+            )
+            if result.rowcount != 1:
+                self._raise_stale(conn, plan.id, expected_version)
+            conn.execute(delete(DetailRow).where(DetailRow.plan_id == plan.id))
+            self._write_details(conn, plan)
+            self._finish(conn, log)
+
         try:
-            with writing(self._engine) as conn:
-                result = conn.execute(
-                    update(PlanRow)
-                    .where(PlanRow.id == plan.id, PlanRow.version == expected_version)
-                    .values(**_plan_values(plan), version=expected_version + 1)
-                )
-                if result.rowcount != 1:
-                    self._raise_stale(conn, plan.id, expected_version)
-                conn.execute(delete(DetailRow).where(DetailRow.plan_id == plan.id))
-                self._write_details(conn, plan)
-                self._finish(conn, log)
+            run_write(self._engine, work)
         except IntegrityError as exc:
             holders = self.live_plans_covering(plan.refs, exclude=plan.id)
             others = sorted(set(holders.values()))
@@ -184,10 +187,10 @@ class SqlPlanStore:
                     "configKeys": sorted(r.config_key for r in holders),
                 },
             ) from exc
-        return saved
+        return attrs.evolve(plan, version=expected_version + 1)
 
     def remove_plan(self, plan_id: str, *, expected_version: int, log: LogRecord) -> None:
-        with writing(self._engine) as conn:
+        def work(conn: Connection) -> None:
             conn.execute(delete(DetailRow).where(DetailRow.plan_id == plan_id))
             result = conn.execute(
                 delete(PlanRow).where(PlanRow.id == plan_id, PlanRow.version == expected_version)
@@ -196,9 +199,12 @@ class SqlPlanStore:
                 self._raise_stale(conn, plan_id, expected_version)
             self._finish(conn, log)
 
+        run_write(self._engine, work)
+
     def append_log(self, log: LogRecord) -> None:
-        with writing(self._engine) as conn:
-            conn.execute(insert(LogRow).values(**_log_values(log)))
+        run_write(
+            self._engine, lambda conn: conn.execute(insert(LogRow).values(**_log_values(log)))
+        )
 
     def record_hits(self, hits: Sequence[InstanceHits]) -> None:
         rows = [
@@ -210,11 +216,14 @@ class SqlPlanStore:
                 "last_seen": h.last_seen,
                 "hits": h.hits,
             }
-            for h in hits
+            for h in sorted(hits, key=lambda h: (h.plan_id, h.instance_id))  # one lock order
         ]
-        with writing(self._engine) as conn:
+
+        def work(conn: Connection) -> None:
             for start in range(0, len(rows), HIT_BATCH):
                 conn.execute(_upsert_hits(conn, rows[start : start + HIT_BATCH]))
+
+        run_write(self._engine, work)
 
     def close(self) -> None:
         self._engine.dispose()

@@ -1,0 +1,83 @@
+"""Real databases for the tests: a fresh database per test on SQLite, PostgreSQL and MariaDB.
+
+The servers are found through ``GRAYRELEASE_TEST_POSTGRES_URL`` / ``GRAYRELEASE_TEST_MYSQL_URL``
+(defaults: the loopback servers of the project's machines). Outside CI an unreachable server
+skips its tests with a message; under ``CI=true`` it fails them.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+POSTGRES_URL = os.environ.get(
+    "GRAYRELEASE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+MYSQL_URL = os.environ.get("GRAYRELEASE_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
+KINDS = ("sqlite", "postgresql", "mysql")
+
+
+@cache
+def unreachable(kind: str) -> str | None:
+    """Why the server of ``kind`` cannot be used, or ``None`` when it can."""
+    url = {"postgresql": POSTGRES_URL, "mysql": MYSQL_URL}[kind]
+    engine = create_engine(url, connect_args={"connect_timeout": 5})
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # any failure to connect means: not available here
+        return f"{kind} at {make_url(url).render_as_string(hide_password=True)}: {exc}"
+    finally:
+        engine.dispose()
+    return None
+
+
+def require(kind: str) -> None:
+    """Skip (or, under CI, fail) when the server of ``kind`` is not reachable."""
+    if kind == "sqlite":
+        return
+    reason = unreachable(kind)
+    if reason is None:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI needs every database server: {reason}")
+    pytest.skip(f"database server not reachable: {reason}")
+
+
+@contextmanager
+def fresh_database(kind: str, tmp_path: Path) -> Iterator[str]:
+    """The URL of a new, empty database of ``kind``, dropped afterwards."""
+    require(kind)
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 'gray.db'}"
+        return
+    name = f"gr_test_{uuid.uuid4().hex[:16]}"
+    admin_url = POSTGRES_URL if kind == "postgresql" else MYSQL_URL
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        if kind == "postgresql":
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        else:
+            conn.execute(
+                text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+            )
+    url = make_url(admin_url).set(database=name)
+    if kind == "mysql":
+        url = url.update_query_dict({"charset": "utf8mb4"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            if kind == "postgresql":
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            else:
+                conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+        admin.dispose()
