@@ -49,6 +49,8 @@ class AddressSet:
                     exact.add(entry.network_address.compressed)
                 else:
                     networks.append(entry)
+            elif isinstance(entry, ipaddress.IPv6Address) and entry.ipv4_mapped is not None:
+                exact.add(entry.ipv4_mapped.compressed)  # clients are looked up in IPv4 form
             else:
                 exact.add(entry.compressed)
         self._exact = frozenset(exact)

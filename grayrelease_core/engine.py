@@ -10,6 +10,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Mapping
+from contextlib import ExitStack
 from datetime import datetime
 from typing import Any
 
@@ -54,6 +55,8 @@ from .wire import parse_plan_body, plan_to_wire, require_unicode
 log = logging.getLogger("grayrelease")
 
 Mutation = Callable[[Plan, datetime], Plan]
+MAX_ACTOR = 128
+"""Longest actor name (the audit columns' width)."""
 
 
 class GrayRelease:
@@ -79,7 +82,7 @@ class GrayRelease:
         self._hits = HitBuffer()
         self._entries: dict[ConfigRef, IndexEntry] = {}
         self._generation: int | None = None
-        self._live_plan_ids: set[str] = set()
+        self._live_plans: list[Plan] = []
         self._coarse_now = clock.now()
         self._refresh_lock = threading.Lock()
         self._last_flush = clock.monotonic()
@@ -109,22 +112,26 @@ class GrayRelease:
                 f"no plugin provides a store for database_url {settings.database_url!r}",
                 details={"field": "settings.database_url"},
             )
-        backend = pm.hook.grayrelease_make_backend(settings=settings)
-        if backend is None:
-            store.close()
-            raise ValidationError(
-                "settings.backend",
-                "no installed plugin provides this backend",
-                value=settings.backend,
+        with ExitStack() as cleanup:  # whatever was built is released if a later step fails
+            cleanup.callback(store.close)
+            backend = pm.hook.grayrelease_make_backend(settings=settings)
+            if backend is None:
+                raise ValidationError(
+                    "settings.backend",
+                    "no installed plugin provides this backend",
+                    value=settings.backend,
+                )
+            cleanup.callback(backend.close)
+            engine = cls(
+                settings=settings,
+                plugin_manager=pm,
+                store=store,
+                backend=backend,
+                strategies=strategies,
+                clock=clock or SystemClock(),
             )
-        return cls(
-            settings=settings,
-            plugin_manager=pm,
-            store=store,
-            backend=backend,
-            strategies=strategies,
-            clock=clock or SystemClock(),
-        )
+            cleanup.pop_all()
+        return engine
 
     # --- read path ------------------------------------------------------------------------
 
@@ -311,7 +318,7 @@ class GrayRelease:
         """ACTIVE/PAUSED -> COMPLETED: publish every gray value to the backend, all or none."""
 
         def finish(plan: Plan, now: datetime) -> Plan:
-            self.flush_hits(plan.id)
+            self._flush_before_ending(plan)
             return attrs.evolve(
                 plan,
                 items=tuple(attrs.evolve(i, status=ItemStatus.PUBLISHED) for i in plan.items),
@@ -346,7 +353,7 @@ class GrayRelease:
         require_unicode(reason, "reason")
 
         def undo(plan: Plan, now: datetime) -> Plan:
-            self.flush_hits(plan.id)
+            self._flush_before_ending(plan)
             if plan.status is PlanStatus.COMPLETED:
                 # A newer plan releasing these keys has snapshotted our values as its originals.
                 self._refuse_overlap(plan, "rolling back")
@@ -383,9 +390,12 @@ class GrayRelease:
     def tick(self, now: datetime | None = None) -> None:
         """One round of periodic work: today, writing buffered hits and refreshing the index.
 
-        Canary step expansion and metric analysis will hook in here.
+        Canary step expansion and metric analysis will hook in here; ``now`` (default: the
+        clock's) stamps the hits recorded until the next round.
         """
         self.sync()
+        if now is not None:
+            self._coarse_now = now
 
     def sync(self) -> None:
         """Refresh the index if the store changed, refresh the backend, flush due hits."""
@@ -400,19 +410,43 @@ class GrayRelease:
             log.exception("grayrelease: sync failed; serving the last known plans")
 
     def refresh_index(self, *, only_if_changed: bool = False) -> None:
-        """Rebuild the read path's index from the store's live plans."""
+        """Rebuild the read path's index from the store's live plans.
+
+        With ``only_if_changed`` and an unchanged generation, only the member sets of paused
+        plans are reloaded: other processes keep adding the instances they served before they
+        saw the pause.
+        """
         with self._refresh_lock:
             generation = self._store.generation()
             if only_if_changed and generation == self._generation:
+                if any(plan.status is PlanStatus.PAUSED for plan in self._live_plans):
+                    self._rebuild(self._live_plans)
                 return
             plans = self._store.live_plans()
-            entries = build_entries(plans, self.strategies, self._hits, self._members)
-            self._entries = entries
+            self._flush_plans_that_stopped_admitting(plans)
+            self._rebuild(plans)
             self._generation = generation
-            self._live_plan_ids = {plan.id for plan in plans}
+
+    def _rebuild(self, plans: list[Plan]) -> None:
+        # Under the flush lock: a flush in between could forget a tracker being created here.
+        with self._hits.flush_lock:
+            self._entries = build_entries(plans, self.strategies, self._hits, self._members)
+            self._live_plans = plans
+
+    def _flush_plans_that_stopped_admitting(self, plans: list[Plan]) -> None:
+        """Write at once the hits of plans another process paused or ended, so that every
+        instance this process gave the gray value becomes a member everywhere."""
+        still_active = {plan.id for plan in plans if plan.status is PlanStatus.ACTIVE}
+        for plan in self._live_plans:
+            if plan.status is PlanStatus.ACTIVE and plan.id not in still_active:
+                try:
+                    self.flush_hits(plan.id)
+                except Exception:
+                    log.exception("grayrelease: could not write the hits of plan %s", plan.id)
 
     def flush_hits(self, plan_id: str | None = None) -> int:
         """Write buffered gray hits to the store; returns how many instance rows changed."""
+        self._coarse_now = self.clock.now()
         with self._hits.flush_lock:
             pending = self._hits.pending(plan_id)
             if pending:
@@ -420,7 +454,7 @@ class GrayRelease:
                 self._hits.mark_written(pending)
             if plan_id is None:
                 self._last_flush = self.clock.monotonic()
-                self._hits.forget(self._live_plan_ids)
+                self._hits.forget({plan.id for plan in self._live_plans})
             return len(pending)
 
     def close(self) -> None:
@@ -461,6 +495,7 @@ class GrayRelease:
         status = lifecycle.target(action, plan.status)
         assert status is not None
         now = self.clock.now()
+        self._coarse_now = now
         changed = attrs.evolve(mutate(plan, now), status=status, updated_by=actor, updated_at=now)
         values = publish(plan) if publish else {}
         published = self._publish_all(plan, values, actor, action, now)
@@ -471,7 +506,8 @@ class GrayRelease:
                 log=self._log(plan, changed, event, actor, now, message),
             )
         except Exception:
-            self._restore(published, actor)
+            if published and not self._reached(plan, status):
+                self._restore(published, actor)
             raise
         try:
             self.refresh_index()
@@ -490,31 +526,58 @@ class GrayRelease:
         now: datetime,
     ) -> dict[ConfigRef, str | None]:
         """Publish ``values``, all or none; returns what each key held before."""
+        if values:
+            self._backend.refresh()  # restore what the backend holds now, not a stale mirror
         before: dict[ConfigRef, str | None] = {}
         for ref, value in values.items():
             try:
                 previous = self._backend.get(ref)
                 self._backend.publish(ref, value, actor=actor)
             except Exception as exc:
-                self._restore(before, actor)
+                unrestored = self._restore(before, actor)
                 failed = "COMPLETE_FAILED" if action is Action.COMPLETE else "ROLLBACK_FAILED"
-                reason = f"publishing {ref.config_key} failed: {exc}; nothing was changed"
+                outcome = (
+                    "nothing was changed"
+                    if not unrestored
+                    else f"and restoring {', '.join(unrestored)} failed too: check them by hand"
+                )
+                reason = f"publishing {ref.config_key} failed: {exc}; {outcome}"
                 self._store.append_log(
                     LogRecord(plan.id, failed, actor, now, plan.status, plan.status, message=reason)
                 )
                 self._emit(PlanEvent(failed, plan, plan, actor, now, reason))
-                if isinstance(exc, BackendError):
-                    raise
-                raise BackendError(reason, details={"configKey": ref.config_key}) from exc
+                raise BackendError(
+                    reason, details={"configKey": ref.config_key, "unrestoredKeys": unrestored}
+                ) from exc
             before[ref] = previous
         return before
 
-    def _restore(self, before: dict[ConfigRef, str | None], actor: str) -> None:
+    def _restore(self, before: dict[ConfigRef, str | None], actor: str) -> list[str]:
+        """Publish the previous values back; returns the keys that could not be restored."""
+        failed = []
         for ref, value in before.items():
             try:
                 self._backend.publish(ref, value, actor=actor)
             except Exception:
                 log.exception("grayrelease: could not restore %s after a failed publish", ref)
+                failed.append(ref.config_key)
+        return failed
+
+    def _flush_before_ending(self, plan: Plan) -> None:
+        """Record the plan's hits before it ends; a failure here must not block a rollback."""
+        try:
+            self.flush_hits(plan.id)
+        except Exception:
+            log.exception("grayrelease: could not write the hits of plan %s; going on", plan.id)
+
+    def _reached(self, plan: Plan, status: PlanStatus) -> bool:
+        """Whether a concurrent caller already took ``plan`` to ``status``: it published the
+        same values, so restoring ours would undo its committed action."""
+        try:
+            stored = self._store.get_plan(plan.id)
+        except Exception:
+            return False
+        return stored is not None and stored.version > plan.version and stored.status is status
 
     def _load(self, plan_id: str, expected_version: int | None) -> Plan:
         if not isinstance(plan_id, str) or not plan_id:
@@ -540,6 +603,8 @@ class GrayRelease:
     def _authorize(self, actor: str, action: Action, plan: Plan | None) -> None:
         if not isinstance(actor, str) or not actor.strip():
             raise ValidationError("actor", "must name who acts")
+        if len(actor) > MAX_ACTOR or any(ch < " " for ch in actor):
+            raise ValidationError("actor", f"must be one line of at most {MAX_ACTOR} characters")
         answers = self.plugin_manager.hook.grayrelease_authorize(
             actor=actor, action=action.value, plan=plan
         )

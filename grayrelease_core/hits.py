@@ -63,11 +63,19 @@ class HitBuffer:
         return out
 
     def mark_written(self, hits: list[InstanceHits]) -> None:
-        """Remember that ``hits`` reached the store; call under ``flush_lock``."""
+        """Remember that ``hits`` reached the store; call under ``flush_lock``.
+
+        Records written in full are dropped, so memory holds only the instances seen since
+        the last flush (the store has the rest). A hit that races the drop loses its count,
+        never its instance: the instance's row is already stored.
+        """
         for hit in hits:
-            record = self._trackers.get(hit.plan_id, {}).get(hit.instance_id)
+            tracker = self._trackers.get(hit.plan_id, {})
+            record = tracker.get(hit.instance_id)
             if record is not None:
                 record.written += hit.hits
+                if record.written >= record.count:
+                    tracker.pop(hit.instance_id, None)
 
     def forget(self, keep: set[str]) -> None:
         """Drop the trackers of plans not in ``keep`` whose hits were all written."""

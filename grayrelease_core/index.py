@@ -6,11 +6,15 @@ rebuilds ``resolve()`` touches nothing but these dicts.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 
+from .errors import GrayReleaseError
 from .hits import HitBuffer, Tracker
 from .models import Client, ConfigRef, Plan, PlanStatus, Resolution
 from .strategy import Matcher, StrategyRegistry
+
+log = logging.getLogger("grayrelease")
 
 
 class IndexEntry:
@@ -52,7 +56,18 @@ def build_entries(
     for plan in plans:
         if not plan.status.is_live:
             continue
-        matcher = strategies.get(plan.strategy).compile(plan)
+        try:
+            matcher = strategies.get(plan.strategy).compile(plan)
+        except GrayReleaseError:
+            # A plan this process cannot judge (its strategy's plugin is not installed here)
+            # must not take the other plans down with it: its keys serve the original value.
+            log.error(
+                "grayrelease: plan %s uses strategy %s, which is not installed in this "
+                "process; its keys get their original values here",
+                plan.id,
+                plan.strategy,
+            )
+            continue
         if plan.status is PlanStatus.PAUSED:
             matcher = paused_matcher(members_of(plan.id), matcher)
         tracker = hits.tracker(plan.id)

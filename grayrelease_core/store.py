@@ -12,7 +12,21 @@ from typing import Protocol
 
 import attrs
 
+from .errors import ValidationError
 from .models import ConfigRef, InstanceHits, InstanceRecord, LogRecord, Page, Plan, PlanStatus
+
+
+def _status(value: PlanStatus | str | None) -> PlanStatus | None:
+    if value is None or isinstance(value, PlanStatus):
+        return value
+    if value not in PlanStatus.__members__:
+        raise ValidationError("status", f"must be one of {', '.join(PlanStatus)}", value=value)
+    return PlanStatus(value)
+
+
+def _page_number(name: str, value: object, maximum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+        raise ValidationError(name, f"must be a whole number from 1 to {maximum}", value=str(value))
 
 
 @attrs.frozen
@@ -22,9 +36,10 @@ class PlanQuery:
     app_name: str | None = None
     environment: str | None = None
     group_name: str | None = None
-    status: PlanStatus | None = None
-    page: int = 1
-    page_size: int = 20
+    status: PlanStatus | None = attrs.field(default=None, converter=_status)
+    """A ``PlanStatus`` or its wire value (``"ACTIVE"``)."""
+    page: int = attrs.field(default=1, validator=lambda _, a, v: _page_number(a.name, v, 10**6))
+    page_size: int = attrs.field(default=20, validator=lambda _, a, v: _page_number(a.name, v, 200))
 
 
 class PlanStore(Protocol):

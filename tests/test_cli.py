@@ -226,3 +226,20 @@ def test_serve_runs_the_demo_config_center_and_stops_cleanly(tmp_path: Path) -> 
 
     with Engine.from_settings({"database_url": database, "background_sync": False}) as engine:
         assert engine.plan_instances(plan_id).total == len(gray)
+
+
+def test_the_console_script_explains_a_missing_flask_extra(tmp_path: Path) -> None:
+    # A stand-in "flask" package that fails to import, as if the extra were not installed.
+    (tmp_path / "flask").mkdir()
+    (tmp_path / "flask" / "__init__.py").write_text("raise ImportError('No module named flask')")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", "from grayrelease_adapters.console import main; main()"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "pip install 'grayrelease[flask]'" in done.stderr
+    assert "Traceback" not in done.stderr

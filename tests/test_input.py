@@ -192,3 +192,26 @@ def test_a_rollback_reason_must_be_valid_unicode(gr: GrayRelease) -> None:
     with pytest.raises(ValidationError) as caught:
         gr.rollback(plan.id, actor="a", reason="oops \ud83d")
     assert caught.value.field == "reason"
+
+
+@pytest.mark.parametrize(
+    ("filters", "field"),
+    [({"status": "RUNNING"}, "status"), ({"page": 0}, "page"), ({"page_size": 500}, "page_size")],
+)
+def test_plan_queries_are_validated(gr: GrayRelease, filters: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        gr.list_plans(**filters)
+    assert caught.value.field == field
+
+
+def test_plan_queries_take_status_names(gr: GrayRelease) -> None:
+    gr.create_plan(spec_body(), actor="a")
+    assert gr.list_plans(status="DRAFT").total == 1
+    assert gr.list_plans(status="ACTIVE").total == 0
+
+
+def test_actor_names_fit_the_audit_columns(gr: GrayRelease) -> None:
+    for actor in ("x" * 129, "two\nlines"):
+        with pytest.raises(ValidationError) as caught:
+            gr.create_plan(spec_body(), actor=actor)
+        assert caught.value.field == "actor"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from datetime import timedelta
 from typing import Any
 
@@ -18,6 +20,7 @@ from grayrelease_core import (
     NotFound,
     PlanStatus,
     ValidationError,
+    hookimpl,
 )
 from grayrelease_core.lifecycle import TRANSITIONS, Action, allowed_actions
 
@@ -442,3 +445,121 @@ def test_an_index_refresh_failure_does_not_undo_a_committed_action(
     gr._store.live_plans = real  # type: ignore[method-assign]
     gr.sync()
     assert gr.resolve(ref("database.url"), LISTED).gray
+
+
+class BarrierBackend:
+    """A memory backend whose first publishes wait for each other, so two completes overlap."""
+
+    name = "barrier"
+
+    def __init__(self) -> None:
+        self.values: dict[Any, str] = {}
+        self.barrier = threading.Barrier(2, timeout=10)
+
+    def get(self, ref: Any) -> str | None:
+        return self.values.get(ref)
+
+    def publish(self, ref: Any, value: str | None, *, actor: str) -> None:
+        with contextlib.suppress(threading.BrokenBarrierError):
+            self.barrier.wait()  # a lone publish (a wrong restore) waits out the timeout
+        if value is None:
+            self.values.pop(ref, None)
+        else:
+            self.values[ref] = value
+
+    def refresh(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_two_concurrent_completes_leave_the_new_value_published(make_gr: Factory) -> None:
+    backend = BarrierBackend()
+
+    class Provider:
+        @hookimpl
+        def grayrelease_make_backend(self, settings: Any) -> BarrierBackend:
+            return backend
+
+    gr = make_gr({"backend": "barrier"}, plugins=(Provider(),))
+    plan = gr.create_plan(
+        spec_body(configKeys=["database.url"], grayValues={"database.url": "new"}), actor="a"
+    )
+    backend.values[ref("database.url")] = "old"
+    gr.start(plan.id, actor="a")
+    outcomes: list[str] = []
+
+    def complete() -> None:
+        try:
+            gr.complete(plan.id, actor="a")
+            outcomes.append("ok")
+        except Conflict:
+            outcomes.append("conflict")
+
+    threads = [threading.Thread(target=complete) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    backend.barrier.abort()
+    assert sorted(outcomes) == ["conflict", "ok"]
+    assert gr.get_plan(plan.id).status is PlanStatus.COMPLETED
+    assert backend.values[ref("database.url")] == "new"  # the loser did not "restore" old
+
+
+def test_a_plan_whose_strategy_is_missing_here_spares_the_others(make_gr: Factory) -> None:
+    from .plugins import sample_strategy
+
+    with_plugin = make_gr(plugins=(sample_strategy,))
+    odd = with_plugin.create_plan(
+        spec_body(grayStrategy="INSTANCE_PREFIX", grayRules={"prefix": "c-"}), actor="a"
+    )
+    with_plugin.start(odd.id, actor="a")
+    normal = with_plugin.create_plan(spec_body(appName="other-app"), actor="a")
+    with_plugin.start(normal.id, actor="a")
+
+    without = make_gr()  # starts although one live plan is foreign to it
+    assert not without.resolve(ref("database.url"), Client("c-1")).gray
+    assert without.resolve(ref("database.url", app="other-app"), LISTED).gray
+    assert without.rollback(odd.id, actor="a").status is PlanStatus.ROLLBACK
+
+
+def test_a_failing_hit_write_blocks_pause_but_not_rollback(gr: GrayRelease) -> None:
+    plan_id = started(gr, grayStrategy="PERCENTAGE", grayRules={"percentage": 100})
+    gr.resolve(ref("database.url"), Client("i-1"))
+
+    def down(hits: Any) -> None:
+        raise OSError("database unreachable")
+
+    real = gr._store.record_hits
+    gr._store.record_hits = down  # type: ignore[method-assign]
+    with pytest.raises(OSError, match="unreachable"):
+        gr.pause(plan_id, actor="a")  # membership would be wrong without the write
+    assert gr.get_plan(plan_id).status is PlanStatus.ACTIVE
+    assert gr.rollback(plan_id, actor="a", reason="emergency").status is PlanStatus.ROLLBACK
+    gr._store.record_hits = real  # type: ignore[method-assign]
+    gr.flush_hits()
+    assert [r.instance_id for r in gr.plan_instances(plan_id).items] == ["i-1"]
+
+
+def test_unstorable_instance_ids_do_not_poison_the_hit_writes(gr: GrayRelease) -> None:
+    plan_id = started(gr, grayStrategy="PERCENTAGE", grayRules={"percentage": 100})
+    for instance in ("nul\x00id", "x" * 300, "fine-1"):
+        assert gr.resolve(ref("database.url"), Client(instance)).gray
+    gr.pause(plan_id, actor="a")
+    assert [r.instance_id for r in gr.plan_instances(plan_id).items] == ["fine-1"]
+
+
+def test_instances_another_process_served_join_a_pause_everywhere(make_gr: Factory) -> None:
+    server, operator = make_gr(), make_gr()
+    plan_id = started(operator, grayStrategy="PERCENTAGE", grayRules={"percentage": 100})
+    server.sync()
+    assert server.resolve(ref("database.url"), Client("seen-by-server")).gray  # buffered only
+    operator.pause(plan_id, actor="ops")
+    assert not operator.resolve(ref("database.url"), Client("seen-by-server")).gray
+    server.sync()  # sees the pause: writes what it served under the ACTIVE rules at once
+    operator.sync()  # reloads the members of its paused plans
+    assert operator.resolve(ref("database.url"), Client("seen-by-server")).gray
+    assert server.resolve(ref("database.url"), Client("seen-by-server")).gray
+    assert not operator.resolve(ref("database.url"), Client("never-seen")).gray

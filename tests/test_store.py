@@ -229,3 +229,15 @@ def test_a_deadlock_victim_is_run_again_and_other_errors_are_not(sqlite_url: str
         run_write(engine, broken)
     assert len(attempts) == 1
     engine.dispose()
+
+
+def test_a_one_mebibyte_value_survives_every_database(make_gr: Factory) -> None:
+    big = "x" * (1024 * 1024)
+    gr = make_gr({"backend": "sql"})
+    plan = gr.create_plan(
+        spec_body(grayValues={"database.url": big, "database.username": "u"}), actor="a"
+    )
+    gr.backend.publish(spec_ref(), big[:-1] + "y", actor="ops")
+    started = gr.start(plan.id, actor="a")
+    assert started.item("database.url").gray_value == big
+    assert make_gr().get_plan(plan.id).item("database.url").original_value == big[:-1] + "y"

@@ -279,3 +279,16 @@ def test_canary_instances_may_be_cidr_blocks() -> None:
 def test_canary_refuses_a_malformed_cidr_block() -> None:
     bad = {"canaryInstances": ["pod-1", "10.0.0.0/33"], "stepPercentage": 10, "stepInterval": 5}
     assert field_of("CANARY", {"canary": bad}) == "grayRules.canary.canaryInstances[1]"
+
+
+def test_an_ipv4_mapped_whitelist_entry_matches_both_spellings() -> None:
+    match = compiled("IP_WHITELIST", {"ipWhitelist": ["::ffff:10.0.0.1"]})
+    assert match(Client("a", "10.0.0.1"))
+    assert match(Client("a", "::ffff:10.0.0.1"))
+    assert not match(Client("a", "10.0.0.2"))
+
+
+def test_label_names_that_differ_only_by_spaces_are_refused() -> None:
+    assert (
+        field_of("LABEL", {"labels": {"zone": ["a"], " zone": ["b"]}}) == "grayRules.labels. zone"
+    )

@@ -107,7 +107,14 @@ def echo_json(payload: Any) -> None:
 @click.pass_context
 def cli(ctx: click.Context, database_url: str, backend: str, actor: str | None) -> None:
     """Gray release of configuration: plans, their lifecycle, and the demo config center."""
-    ctx.meta[OPTIONS] = Options(database_url, backend, actor or getpass.getuser())
+    ctx.meta[OPTIONS] = Options(database_url, backend, actor or _os_user())
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a container user with no passwd entry
+        return "cli"
 
 
 # --- serve ------------------------------------------------------------------------------------

@@ -134,6 +134,8 @@ def optional_text(
     text = str(value)
     if maximum is not None and len(text) > maximum:
         raise ValidationError(name, f"must be at most {maximum} characters", value=len(text))
+    if any(ch < " " for ch in text):
+        raise ValidationError(name, "must not contain control characters")
     return text.strip() or None
 
 

@@ -40,7 +40,8 @@ to clients and to the code the same thing.
 LINE = rf"^[^\x00-\x1f]*[^\x00-\x1f{SPACE}][^\x00-\x1f]*$"
 """One line with something besides spaces: names and keys are trimmed, blank ones refused."""
 NAME = {"type": "string", "minLength": 1, "maxLength": MAX_NAME, "pattern": LINE}
-NOT_BLANK = f"[^{SPACE}]"
+ONE_LINE = r"^[^\x00-\x1f]*$"
+"""No control characters (query parameters end up in the database and in logs)."""
 LABEL = f"[^=,]*[^=,{SPACE}][^=,]*=[^,]*"
 NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
 CONFIG_VALUE = {"type": ["string", "number", "boolean"], "maxLength": MAX_VALUE}
@@ -363,8 +364,8 @@ def _plan_action(summary: str, *, body: str | None = None) -> dict[str, Any]:
 
 def _paths() -> dict[str, Any]:
     # Query text is trimmed: a blank required parameter is missing, a blank optional one absent.
-    text: dict[str, Any] = {"minLength": 1, "maxLength": MAX_NAME, "pattern": NOT_BLANK}
-    optional: dict[str, Any] = {"maxLength": MAX_NAME}
+    text: dict[str, Any] = {"minLength": 1, "maxLength": MAX_NAME, "pattern": LINE}
+    optional: dict[str, Any] = {"maxLength": MAX_NAME, "pattern": ONE_LINE}
     return {
         "/plan": {
             "post": {
@@ -477,12 +478,14 @@ def _paths() -> dict[str, Any]:
                         **{**text, "maxLength": MAX_INSTANCE_ID},
                     ),
                     _query(
-                        "instanceIp", "Its address (blank: the caller's)", maxLength=MAX_ADDRESS
+                        "instanceIp",
+                        "Its address (blank: the caller's)",
+                        **{**optional, "maxLength": MAX_ADDRESS},
                     ),
                     _query(
                         "userId",
                         "The end user, for USER_WHITELIST and userId stickiness",
-                        maxLength=MAX_INSTANCE_ID,
+                        **{**optional, "maxLength": MAX_INSTANCE_ID},
                     ),
                     {
                         "name": "labels",

@@ -33,6 +33,8 @@ class LabelStrategy(FixedSetStrategy):
         for name, values in labels.items():
             if not isinstance(name, str) or not name.strip():
                 raise ValidationError(field, "label names must be non-empty strings", value=name)
+            if name.strip() in normalized:
+                raise ValidationError(f"{field}.{name}", "names a label twice (after trimming)")
             normalized[name.strip()] = string_list(values, f"{field}.{name}")
         return {"labels": normalized}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import BigInteger, MetaData, String, Text
+from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 REVISION = "revision"
@@ -21,7 +22,8 @@ class ConfigValueRow(Base):
     environment: Mapped[str] = mapped_column(String(128), primary_key=True)
     group_name: Mapped[str] = mapped_column(String(128), primary_key=True)
     config_key: Mapped[str] = mapped_column(String(256), primary_key=True)
-    value: Mapped[str] = mapped_column(Text)
+    value: Mapped[str] = mapped_column(Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb"))
+    """Up to 1 MiB: LONGTEXT on MySQL, whose TEXT stops at 64 KiB."""
     updated_by: Mapped[str] = mapped_column(String(128))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -32,6 +33,13 @@ from .tables import DetailRow, InstanceRow, LogRow, MetaRow, PlanRow
 GENERATION = "generation"
 LIVE = (PlanStatus.ACTIVE.value, PlanStatus.PAUSED.value)
 HIT_BATCH = 500
+MAX_INSTANCE_ID = 256
+log = logging.getLogger("grayrelease")
+
+
+def _storable(instance_id: str) -> bool:
+    """Whether the instance column can hold ``instance_id`` (PostgreSQL refuses NUL)."""
+    return 0 < len(instance_id) <= MAX_INSTANCE_ID and "\x00" not in instance_id
 
 
 def live_key(ref: ConfigRef) -> str:
@@ -207,6 +215,14 @@ class SqlPlanStore:
         )
 
     def record_hits(self, hits: Sequence[InstanceHits]) -> None:
+        storable = [h for h in hits if _storable(h.instance_id)]
+        if len(storable) < len(hits):
+            # One row the database refuses would poison every later batch of hits.
+            log.warning(
+                "grayrelease: %d hits with unstorable instance ids dropped",
+                len(hits) - len(storable),
+            )
+        hits = storable
         rows = [
             {
                 "plan_id": h.plan_id,

@@ -54,6 +54,9 @@ class UtcDateTime(TypeDecorator[datetime]):
         return None if value is None else value.replace(tzinfo=UTC)
 
 
+LongText = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+"""Config values: MySQL's TEXT stops at 64 KiB, and a value may be up to 1 MiB."""
+
 LongId = BigInteger().with_variant(Integer, "sqlite")
 """Auto-increment ids: BIGINT, except SQLite, which only auto-increments INTEGER."""
 
@@ -105,8 +108,8 @@ class DetailRow(Base):
     )
     position: Mapped[int] = mapped_column(Integer)
     config_key: Mapped[str] = mapped_column(String(256))
-    gray_value: Mapped[str | None] = mapped_column(Text)
-    original_value: Mapped[str | None] = mapped_column(Text)
+    gray_value: Mapped[str | None] = mapped_column(LongText)
+    original_value: Mapped[str | None] = mapped_column(LongText)
     original_present: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(16))
     live_key: Mapped[str | None] = mapped_column(String(64), unique=True)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import mysql
 
 # revision identifiers, used by Alembic.
 revision: str = "0001"
@@ -32,7 +33,9 @@ def upgrade() -> None:
         sa.Column("environment", sa.String(length=128), nullable=False),
         sa.Column("group_name", sa.String(length=128), nullable=False),
         sa.Column("config_key", sa.String(length=256), nullable=False),
-        sa.Column("value", sa.Text(), nullable=False),
+        sa.Column(
+            "value", sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb"), nullable=False
+        ),
         sa.Column("updated_by", sa.String(length=128), nullable=False),
         sa.PrimaryKeyConstraint(
             "app_name", "environment", "group_name", "config_key", name=op.f("pk_gray_config_value")

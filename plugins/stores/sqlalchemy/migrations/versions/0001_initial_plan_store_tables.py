@@ -10,6 +10,9 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 from grayrelease_plugins.stores.sqlalchemy.tables import UtcDateTime
+from sqlalchemy.dialects import mysql
+
+LONG_TEXT = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 
 # revision identifiers, used by Alembic.
 revision: str = "0001"
@@ -130,8 +133,8 @@ def upgrade() -> None:
         sa.Column("plan_id", sa.String(length=64), nullable=False),
         sa.Column("position", sa.Integer(), nullable=False),
         sa.Column("config_key", sa.String(length=256), nullable=False),
-        sa.Column("gray_value", sa.Text(), nullable=True),
-        sa.Column("original_value", sa.Text(), nullable=True),
+        sa.Column("gray_value", LONG_TEXT, nullable=True),
+        sa.Column("original_value", LONG_TEXT, nullable=True),
         sa.Column("original_present", sa.Boolean(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("live_key", sa.String(length=64), nullable=True),
