@@ -496,7 +496,14 @@ class GrayRelease:
         assert status is not None
         now = self.clock.now()
         self._coarse_now = now
-        changed = attrs.evolve(mutate(plan, now), status=status, updated_by=actor, updated_at=now)
+        # The version the write will give it, so the audit row's "after" is the stored plan.
+        changed = attrs.evolve(
+            mutate(plan, now),
+            status=status,
+            updated_by=actor,
+            updated_at=now,
+            version=plan.version + 1,
+        )
         values = publish(plan) if publish else {}
         published = self._publish_all(plan, values, actor, action, now)
         try:

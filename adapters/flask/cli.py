@@ -130,6 +130,18 @@ def _os_user() -> str:
 )
 @click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256))
 @click.option("--load-examples", is_flag=True, help="Seed the spec's example config values.")
+@click.option(
+    "--cache-ttl",
+    type=click.FloatRange(0, 3600),
+    help="Seconds this process may serve a plan state another process changed "
+    "[default: 1; under `flask`: the app's GRAYRELEASE_CACHE_TTL].",
+)
+@click.option(
+    "--hit-flush-interval",
+    type=click.FloatRange(0, 3600),
+    help="Seconds between writes of buffered instance hits; a killed process loses at most "
+    "this much [default: 5; under `flask`: the app's GRAYRELEASE_HIT_FLUSH_INTERVAL].",
+)
 @click.pass_context
 @reporting_errors
 def serve(
@@ -139,6 +151,8 @@ def serve(
     admin_token: str | None,
     threads: int,
     load_examples: bool,
+    cache_ttl: float | None,
+    hit_flush_interval: float | None,
 ) -> None:
     """Run the demo config center (or, under `flask`, the host app) with waitress."""
     from .demo import create_demo_app
@@ -151,7 +165,18 @@ def serve(
     if len(token) < 16:
         raise ValidationError("--admin-token", "must be at least 16 characters")
     if app is None:
-        app = create_demo_app(options.database_url, token, load_examples=load_examples)
+        app = create_demo_app(
+            options.database_url,
+            token,
+            load_examples=load_examples,
+            cache_ttl=cache_ttl,
+            hit_flush_interval=hit_flush_interval,
+        )
+    elif cache_ttl is not None or hit_flush_interval is not None:
+        raise ValidationError(
+            "--cache-ttl" if cache_ttl is not None else "--hit-flush-interval",
+            "is for the demo server; set it in the app's config under `flask`",
+        )
 
     def ready(bound_port: int) -> None:
         prefix = app.extensions["grayrelease"].state(app).url_prefix

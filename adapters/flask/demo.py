@@ -34,14 +34,28 @@ EXAMPLE_VALUES: dict[ConfigRef, str] = {
 ITEM_FIELDS = ("appName", "environment", "groupName", "configKey")
 
 
-def create_demo_app(database_url: str, admin_token: str, *, load_examples: bool = False) -> Flask:
-    """A Flask app with the extension on the ``sql`` backend and a config API of its own."""
+def create_demo_app(
+    database_url: str,
+    admin_token: str,
+    *,
+    load_examples: bool = False,
+    cache_ttl: float | None = None,
+    hit_flush_interval: float | None = None,
+) -> Flask:
+    """A Flask app with the extension on the ``sql`` backend and a config API of its own.
+
+    ``cache_ttl`` and ``hit_flush_interval`` (seconds) override the extension's defaults.
+    """
     app = Flask("grayrelease_demo")
     app.config.update(
         GRAYRELEASE_DATABASE_URL=database_url,
         GRAYRELEASE_BACKEND="sql",
         GRAYRELEASE_TOKENS={admin_token: "admin"},
     )
+    if cache_ttl is not None:
+        app.config["GRAYRELEASE_CACHE_TTL"] = cache_ttl
+    if hit_flush_interval is not None:
+        app.config["GRAYRELEASE_HIT_FLUSH_INTERVAL"] = hit_flush_interval
     extension = GrayRelease(app)
     app.register_blueprint(_config_api(extension))
     if load_examples:
