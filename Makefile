@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # and pytest both see the prefixed package names (grayrelease_plugins, grayrelease_adapters).
 SOURCES := $(shell find grayrelease_core plugins adapters -name '*.py' -o -name 'py.typed' -o -name '*.mako' 2>/dev/null)
 
-.PHONY: run demo test lint typecheck unit bench bench-http clean
+.PHONY: run demo test lint typecheck unit bench bench-http bench-scale clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml $(SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ bench: $(VENV)/.installed
 
 bench-http: $(VENV)/.installed
 	$(BIN)/python benchmarks/http_bench.py
+
+# Needs the PostgreSQL server of GRAYRELEASE_BENCH_POSTGRES_URL (default: the loopback one).
+bench-scale: $(VENV)/.installed
+	$(BIN)/python benchmarks/scale_bench.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache

@@ -10,6 +10,7 @@ from functools import partial
 import attrs
 import pytest
 from grayrelease_plugins.stores.sqlalchemy import SqlPlanStore
+from grayrelease_plugins.stores.sqlalchemy import store as store_module
 from sqlalchemy import create_engine, inspect
 
 from grayrelease_core import (
@@ -188,10 +189,37 @@ def test_hits_accumulate_per_instance(gr: GrayRelease, db_url: str) -> None:
     store.close()
 
 
-def test_many_hits_are_written_in_batches(gr: GrayRelease, db_url: str) -> None:
+def test_many_hits_are_written_in_batches(
+    gr: GrayRelease, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "HIT_BATCH", 500)
     store = SqlPlanStore(make_engine(db_url))
-    store.record_hits([InstanceHits("p2", f"i-{n}", "", T0, T0, 1) for n in range(1234)])
-    assert store.list_instances("p2", page_size=10).total == 1234
+    hits = [InstanceHits("p2", f"i-{n}", "10.0.0.1", T0, T0, 1) for n in range(1234)]
+    store.record_hits(hits)
+    later = T0 + timedelta(minutes=1)
+    store.record_hits([attrs.evolve(h, last_seen=later, hits=2) for h in reversed(hits)])
+    page = store.list_instances("p2", page_size=200)
+    assert page.total == 1234
+    assert {(r.hits, r.first_seen, r.last_seen) for r in page.items} == {(3, T0, later)}
+    store.close()
+
+
+def test_one_instance_twice_in_a_batch_counts_as_two_writes(gr: GrayRelease, db_url: str) -> None:
+    store = SqlPlanStore(make_engine(db_url))
+    later = T0 + timedelta(hours=1)
+    store.record_hits(
+        [
+            InstanceHits("p3", "i-1", "10.0.0.1", T0, T0, 2),
+            InstanceHits("p3", "i-2", "10.0.0.5", T0, T0, 1),
+            InstanceHits("p3", "i-1", "10.0.0.2", later, later, 3),
+        ]
+    )
+    records = {r.instance_id: r for r in store.list_instances("p3").items}
+    assert records["i-1"].hits == 5
+    assert records["i-1"].first_seen == T0
+    assert records["i-1"].last_seen == later
+    assert records["i-1"].instance_ip == "10.0.0.2"
+    assert records["i-2"].hits == 1
     store.close()
 
 

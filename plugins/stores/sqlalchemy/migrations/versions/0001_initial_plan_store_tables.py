@@ -34,6 +34,13 @@ def upgrade() -> None:
         sa.Column("hits", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("plan_id", "instance_id", name=op.f("pk_gray_release_instance")),
     )
+    with op.batch_alter_table("gray_release_instance", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_gray_release_instance_plan_id_first_seen_instance_id"),
+            ["plan_id", "first_seen", "instance_id"],
+            unique=False,
+        )
+
     op.create_table(
         "gray_release_log",
         sa.Column(
@@ -174,5 +181,8 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_gray_release_log_at"))
 
     op.drop_table("gray_release_log")
+    with op.batch_alter_table("gray_release_instance", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_gray_release_instance_plan_id_first_seen_instance_id"))
+
     op.drop_table("gray_release_instance")
     # ### end Alembic commands ###
