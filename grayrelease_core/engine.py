@@ -410,22 +410,17 @@ class GrayRelease:
             log.exception("grayrelease: sync failed; serving the last known plans")
 
     def refresh_index(self, *, only_if_changed: bool = False) -> None:
-        """Rebuild the read path's index from the store's live plans.
-
-        With ``only_if_changed`` and an unchanged generation, only the member sets of paused
-        plans are reloaded: other processes keep adding the instances they served before they
-        saw the pause.
-        """
+        """Rebuild the read path's index from the store's live plans (with ``only_if_changed``:
+        only when the store's generation moved)."""
         with self._refresh_lock:
             generation = self._store.generation()
             if only_if_changed and generation == self._generation:
-                if any(plan.status is PlanStatus.PAUSED for plan in self._live_plans):
-                    self._rebuild(self._live_plans)
                 return
             plans = self._store.live_plans()
-            self._flush_plans_that_stopped_admitting(plans)
-            self._rebuild(plans)
+            stopped = self._stopped_admitting(plans)
+            self._rebuild(plans)  # first: from here on no new instance is admitted
             self._generation = generation
+            self._write_late_members(stopped)
 
     def _rebuild(self, plans: list[Plan]) -> None:
         # Under the flush lock: a flush in between could forget a tracker being created here.
@@ -433,16 +428,27 @@ class GrayRelease:
             self._entries = build_entries(plans, self.strategies, self._hits, self._members)
             self._live_plans = plans
 
-    def _flush_plans_that_stopped_admitting(self, plans: list[Plan]) -> None:
-        """Write at once the hits of plans another process paused or ended, so that every
-        instance this process gave the gray value becomes a member everywhere."""
+    def _stopped_admitting(self, plans: list[Plan]) -> list[str]:
+        """Plans this process served as ACTIVE that are now paused or ended."""
         still_active = {plan.id for plan in plans if plan.status is PlanStatus.ACTIVE}
-        for plan in self._live_plans:
-            if plan.status is PlanStatus.ACTIVE and plan.id not in still_active:
-                try:
-                    self.flush_hits(plan.id)
-                except Exception:
-                    log.exception("grayrelease: could not write the hits of plan %s", plan.id)
+        return [
+            plan.id
+            for plan in self._live_plans
+            if plan.status is PlanStatus.ACTIVE and plan.id not in still_active
+        ]
+
+    def _write_late_members(self, plan_ids: list[str]) -> None:
+        """Write at once the hits of plans that stopped admitting, and if that added anything,
+        move the generation: every process then reloads the paused plans' members, so an
+        instance that got the gray value anywhere before the pause is a member everywhere."""
+        wrote = 0
+        for plan_id in plan_ids:
+            try:
+                wrote += self.flush_hits(plan_id)
+            except Exception:
+                log.exception("grayrelease: could not write the hits of plan %s", plan_id)
+        if wrote:
+            self._store.bump_generation()
 
     def flush_hits(self, plan_id: str | None = None) -> int:
         """Write buffered gray hits to the store; returns how many instance rows changed."""

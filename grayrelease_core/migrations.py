@@ -20,7 +20,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, MetaData, text
 
 from .errors import ConfigurationError
-from .sql import writing
+from .sql import IMMEDIATE
 
 
 @attrs.frozen
@@ -63,16 +63,40 @@ def head(migrations: MigrationSet) -> str | None:
 
 def prepare_schema(migrations: MigrationSet, *, auto_migrate: bool) -> None:
     """At start: migrate to head, or (``auto_migrate`` off) refuse a schema that is behind."""
+    applied, wanted = current(migrations), head(migrations)
+    if applied is not None and not _known(migrations, applied):
+        # A newer release migrated this database (a rolling deploy, or a rollback of the code).
+        raise ConfigurationError(
+            f"the {migrations.name} schema is at revision {applied}, newer than this version "
+            f"knows (head {wanted}); run the newer release, or downgrade the schema with it",
+            details={"current": applied, "head": wanted},
+        )
     if auto_migrate:
         upgrade(migrations)
         return
-    applied, wanted = current(migrations), head(migrations)
     if applied != wanted:
         raise ConfigurationError(
             f"the {migrations.name} schema is at revision {applied or 'none'}, this version needs "
             f"{wanted}; run `grayrelease db upgrade` (or turn auto_migrate on)",
             details={"current": applied, "head": wanted},
         )
+
+
+def is_grayrelease_table(name: str | None) -> bool:
+    """Whether ``name`` is one of this library's tables (its version tables included).
+
+    For a host's own Alembic ``env.py``, so that its autogenerate neither proposes to drop
+    these tables nor to manage them: ``include_name=lambda name, type_, parent: not
+    (type_ == "table" and is_grayrelease_table(name))``.
+    """
+    return bool(name) and str(name).startswith(("gray_release_", "gray_config_"))
+
+
+def _known(migrations: MigrationSet, revision: str) -> bool:
+    try:
+        return ScriptDirectory(migrations.script_location).get_revision(revision) is not None
+    except Exception:  # alembic raises several kinds for a revision it does not know
+        return False
 
 
 def run_env(context: Any, metadata: MetaData) -> None:
@@ -105,16 +129,34 @@ def _locked(migrations: MigrationSet) -> Iterator[Connection]:
     key = zlib.crc32(migrations.version_table.encode())
     dialect = engine.dialect.name
     if dialect == "sqlite":
-        with writing(engine) as conn:  # BEGIN IMMEDIATE: one migrator at a time, DDL included
-            yield conn
+        with engine.connect() as conn:
+            # Off before BEGIN (SQLite ignores it inside a transaction): a batch migration
+            # recreates a table by dropping it, and with foreign keys on that drop would
+            # cascade into the rows that point at it.
+            raw = conn.connection.dbapi_connection
+            assert raw is not None
+            raw.execute("PRAGMA foreign_keys=OFF")
+            try:
+                conn.execution_options(**{IMMEDIATE: True})  # one migrator at a time
+                with conn.begin():
+                    yield conn
+            finally:
+                raw.execute("PRAGMA foreign_keys=ON")
     elif dialect == "postgresql":
         with engine.begin() as conn:
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
             yield conn
     elif dialect in ("mysql", "mariadb"):
         with engine.connect() as conn:
-            conn.execute(text("SELECT GET_LOCK(:name, 120)"), {"name": migrations.version_table})
+            got = conn.scalar(
+                text("SELECT GET_LOCK(:name, 120)"), {"name": migrations.version_table}
+            )
             conn.commit()  # the lock is the session's; end the implicit transaction
+            if got != 1:
+                raise ConfigurationError(
+                    f"another process has held the {migrations.name} migration lock for two "
+                    "minutes; try again when its migration is done"
+                )
             try:
                 with conn.begin():
                     yield conn

@@ -21,8 +21,9 @@ from sqlalchemy.pool import StaticPool
 from .errors import ValidationError
 
 IMMEDIATE = "grayrelease_immediate"
-RETRYABLE = frozenset({"40P01", "40001", 1213, 1205})
-"""PostgreSQL deadlock / serialization failure; MySQL deadlock / lock wait timeout."""
+RETRYABLE = frozenset({"40P01", "40001", 1213})
+"""PostgreSQL deadlock / serialization failure; MySQL deadlock. (Not MySQL's lock wait
+timeout: after 50 s of waiting, waiting again only makes a caller wait minutes.)"""
 T = TypeVar("T")
 
 

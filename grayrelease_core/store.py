@@ -67,6 +67,10 @@ class PlanStore(Protocol):
         """Delete a plan (its audit rows stay)."""
         ...
 
+    def bump_generation(self) -> None:
+        """Move the generation without a plan change, so every process rebuilds its index."""
+        ...
+
     def append_log(self, log: LogRecord) -> None:
         """Write an audit row that goes with no plan change (a failed action)."""
         ...

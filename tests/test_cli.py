@@ -99,6 +99,10 @@ def test_db_upgrade_current_downgrade(run: Any, tmp_path: Path) -> None:
     assert "plan store: at base" in dropped
     assert "plan store: none (head 0001; behind" in run("db", "current").output
     assert "plan store: at 0001" in run("db", "upgrade").output
+    refused = run("db", "upgrade", "0001", ok=False)
+    assert "VALIDATION_ERROR: --set: is required" in refused.output
+    assert "plan store: at 0001" in run("db", "upgrade", "0001", "--set", "plan store").output
+    assert "no such migration set" in run("db", "upgrade", "--set", "nope", ok=False).output
 
 
 def test_tick(run: Any) -> None:

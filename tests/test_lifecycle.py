@@ -545,8 +545,15 @@ def test_a_failing_hit_write_blocks_pause_but_not_rollback(gr: GrayRelease) -> N
 
 def test_unstorable_instance_ids_do_not_poison_the_hit_writes(gr: GrayRelease) -> None:
     plan_id = started(gr, grayStrategy="PERCENTAGE", grayRules={"percentage": 100})
-    for instance in ("nul\x00id", "x" * 300, "fine-1"):
-        assert gr.resolve(ref("database.url"), Client(instance)).gray
+    for client in (
+        Client("nul\x00id"),
+        Client("x" * 300),
+        Client("bad-ip", "10.0.0.1\x00"),
+        Client("i-\ud800"),
+        Client("bad-ip-2", "\udc80"),
+        Client("fine-1"),
+    ):
+        assert gr.resolve(ref("database.url"), client).gray
     gr.pause(plan_id, actor="a")
     assert [r.instance_id for r in gr.plan_instances(plan_id).items] == ["fine-1"]
 

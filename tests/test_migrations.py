@@ -14,8 +14,18 @@ from grayrelease_plugins.stores.sqlalchemy.tables import Base as StoreBase
 from sqlalchemy import Engine, MetaData, inspect
 
 from grayrelease_core import ConfigurationError, GrayRelease
-from grayrelease_core.migrations import MigrationSet, current, downgrade, head, upgrade
+from grayrelease_core.migrations import (
+    MigrationSet,
+    current,
+    downgrade,
+    head,
+    is_grayrelease_table,
+    prepare_schema,
+    upgrade,
+)
 from grayrelease_core.sql import make_engine
+
+from .conftest import spec_body
 
 STORE_TABLES = {
     "gray_release_plan",
@@ -79,7 +89,12 @@ def test_upgrade_downgrade_upgrade_on_an_empty_database(engine: Engine) -> None:
         },
         load_entrypoints=False,
     ) as gr:
-        assert gr.list_plans().total == 0  # the generation row the migration seeds is there
+        plans = gr._store
+        assert plans.generation() == 0  # the migration seeds the generation row
+        gr.create_plan(spec_body(), actor="a")
+        assert plans.generation() == 1
+        plans.bump_generation()
+        assert plans.generation() == 2
 
 
 @pytest.mark.parametrize(
@@ -106,3 +121,57 @@ def test_the_host_alembic_version_table_is_left_alone(engine: Engine) -> None:
     upgrade(store_migrations(engine))
     assert "alembic_version" not in tables(engine)
     assert "gray_release_alembic_version" in tables(engine)
+
+
+def test_a_sqlite_batch_migration_that_recreates_a_table_keeps_the_rows_pointing_at_it(
+    sqlite_url: str,
+) -> None:
+    # SQLite only: it is the database where Alembic alters a table by copying and dropping it.
+    from alembic.operations import Operations
+
+    from grayrelease_core.migrations import _locked
+
+    settings = {"database_url": sqlite_url, "background_sync": False}
+    with GrayRelease.from_settings(settings, load_entrypoints=False) as gr:
+        plan = gr.create_plan(spec_body(), actor="a")
+        engine = make_engine(sqlite_url)
+        try:
+            with _locked(store_migrations(engine)) as conn:
+                operations = Operations(MigrationContext.configure(conn))
+                with operations.batch_alter_table("gray_release_plan", recreate="always"):
+                    pass
+        finally:
+            engine.dispose()
+        assert gr.get_plan(plan.id).config_keys == ("database.url", "database.username")
+
+
+def test_a_schema_newer_than_the_code_is_refused_without_touching_it(engine: Engine) -> None:
+    migrations = store_migrations(engine)
+    upgrade(migrations)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE gray_release_alembic_version SET version_num = '0099'")
+    for auto in (True, False):
+        with pytest.raises(ConfigurationError) as caught:
+            prepare_schema(migrations, auto_migrate=auto)
+        assert "newer than this version" in caught.value.message
+    assert current(migrations) == "0099"
+
+
+def test_a_host_autogenerate_can_leave_our_tables_alone(engine: Engine) -> None:
+    upgrade(store_migrations(engine))
+    host = MetaData()  # a host app with no tables of its own yet
+    with engine.connect() as conn:
+        naive = compare_metadata(MigrationContext.configure(conn), host)
+        filtered = compare_metadata(
+            MigrationContext.configure(
+                conn,
+                opts={
+                    "include_name": lambda name, type_, parent: (
+                        not (type_ == "table" and is_grayrelease_table(name))
+                    )
+                },
+            ),
+            host,
+        )
+    assert any(diff[0] == "remove_table" for diff in naive)  # without the filter: drops ours
+    assert filtered == []

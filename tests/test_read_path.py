@@ -143,3 +143,27 @@ def test_sql_backend_serves_a_full_release(make_gr: Factory) -> None:
 def test_memory_backend_can_be_seeded_from_settings(make_gr: Factory) -> None:
     gr = make_gr({"memory": {"values": {"demo-app/prod/database/database.url": "seeded"}}})
     assert gr.resolve(ref("database.url"), LISTED).value == "seeded"
+
+
+def test_two_processes_publishing_a_new_key_at_once_both_succeed(make_gr: Factory) -> None:
+    import threading
+
+    one, two = make_gr({"backend": "sql"}), make_gr({"backend": "sql"})
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def publish(gr: GrayRelease, value: str) -> None:
+        barrier.wait()
+        try:
+            gr.backend.publish(ref("brand.new.key"), value, actor="ops")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=publish, args=(g, v)) for g, v in ((one, "a"), (two, "b"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    one.sync()
+    assert one.backend.get(ref("brand.new.key")) in {"a", "b"}

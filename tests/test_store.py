@@ -269,3 +269,16 @@ def test_a_one_mebibyte_value_survives_every_database(make_gr: Factory) -> None:
     started = gr.start(plan.id, actor="a")
     assert started.item("database.url").gray_value == big
     assert make_gr().get_plan(plan.id).item("database.url").original_value == big[:-1] + "y"
+
+
+def test_hits_flushed_out_of_order_keep_the_earliest_and_latest_times(
+    gr: GrayRelease, db_url: str
+) -> None:
+    store = SqlPlanStore(make_engine(db_url))
+    at = [T0 + timedelta(minutes=m) for m in range(11)]
+    store.record_hits([InstanceHits("p4", "i-1", "10.0.0.5", at[5], at[10], 2)])
+    store.record_hits([InstanceHits("p4", "i-1", "10.0.0.1", at[0], at[1], 1)])  # a late flush
+    (record,) = store.list_instances("p4").items
+    assert (record.first_seen, record.last_seen, record.hits) == (at[0], at[10], 3)
+    assert record.instance_ip == "10.0.0.5"  # the address seen last, not the one written last
+    store.close()

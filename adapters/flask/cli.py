@@ -351,29 +351,49 @@ def migration_sets(ctx: click.Context) -> Iterator[list[MigrationSet]]:
             item.engine.dispose()
 
 
+SET_OPTION = click.option(
+    "--set",
+    "only",
+    help="Only this migration set (see `db current`); needed for a REVISION other than "
+    "head or base, since each set has its own history.",
+)
+
+
+def _chosen(sets: list[MigrationSet], only: str | None, revision: str) -> list[MigrationSet]:
+    chosen = [item for item in sets if only is None or item.name == only]
+    if only is not None and not chosen:
+        names = ", ".join(item.name for item in sets)
+        raise ValidationError("--set", f"no such migration set; there are: {names}", value=only)
+    if revision not in ("head", "base") and len(chosen) > 1:
+        raise ValidationError("--set", "is required with a revision other than head or base")
+    return chosen
+
+
 @db.command("upgrade")
 @click.argument("revision", default="head")
+@SET_OPTION
 @click.pass_context
 @reporting_errors
-def db_upgrade(ctx: click.Context, revision: str) -> None:
+def db_upgrade(ctx: click.Context, revision: str, only: str | None) -> None:
     """Apply migrations (to REVISION, default head)."""
     with migration_sets(ctx) as sets:
-        for item in sets:
+        for item in _chosen(sets, only, revision):
             migrations.upgrade(item, revision)
             click.echo(f"{item.name}: at {migrations.current(item)}")
 
 
 @db.command("downgrade")
 @click.argument("revision", default="base")
+@SET_OPTION
 @click.option("--yes", is_flag=True, help="Do not ask; base drops every table and its data.")
 @click.pass_context
 @reporting_errors
-def db_downgrade(ctx: click.Context, revision: str, yes: bool) -> None:
+def db_downgrade(ctx: click.Context, revision: str, only: str | None, yes: bool) -> None:
     """Undo migrations (to REVISION, default base: drop the tables)."""
     if revision == "base" and not yes:
         click.confirm("Drop every grayrelease table and its data?", abort=True)
     with migration_sets(ctx) as sets:
-        for item in reversed(sets):
+        for item in reversed(_chosen(sets, only, revision)):
             migrations.downgrade(item, revision)
             click.echo(f"{item.name}: at {migrations.current(item) or 'base'}")
 
@@ -395,7 +415,7 @@ def db_current(ctx: click.Context) -> None:
 @reporting_errors
 def db_init(ctx: click.Context) -> None:
     """Create the tables (the same as `db upgrade head`)."""
-    ctx.invoke(db_upgrade, revision="head")
+    ctx.invoke(db_upgrade, revision="head", only=None)
 
 
 @cli.command()

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, delete, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, delete, select, update
+from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from grayrelease_core import BackendError, ConfigRef, Settings, hookimpl
 from grayrelease_core.migrations import MigrationSet, prepare_schema
-from grayrelease_core.sql import make_engine, writing
+from grayrelease_core.sql import make_engine, run_write
 
 from .tables import REVISION, ConfigRevisionRow, ConfigValueRow
 
@@ -36,31 +38,20 @@ class SqlBackend:
         return self._mirror.get(ref)
 
     def publish(self, ref: ConfigRef, value: str | None, *, actor: str) -> None:
-        key = _where(ref)
+        def work(conn: Connection) -> None:
+            if value is None:
+                conn.execute(delete(ConfigValueRow).where(*_where(ref)))
+            else:
+                # One upsert: two processes publishing a new key at once must not collide.
+                conn.execute(_upsert(conn.dialect.name, ref, value, actor))
+            conn.execute(
+                update(ConfigRevisionRow)
+                .where(ConfigRevisionRow.name == REVISION)
+                .values(value=ConfigRevisionRow.value + 1)
+            )
+
         try:
-            with writing(self._engine) as conn:
-                if value is None:
-                    conn.execute(delete(ConfigValueRow).where(*key))
-                else:
-                    changed = conn.execute(
-                        update(ConfigValueRow).where(*key).values(value=value, updated_by=actor)
-                    ).rowcount
-                    if changed == 0:
-                        conn.execute(
-                            insert(ConfigValueRow).values(
-                                app_name=ref.app_name,
-                                environment=ref.environment,
-                                group_name=ref.group_name,
-                                config_key=ref.config_key,
-                                value=value,
-                                updated_by=actor,
-                            )
-                        )
-                conn.execute(
-                    update(ConfigRevisionRow)
-                    .where(ConfigRevisionRow.name == REVISION)
-                    .values(value=ConfigRevisionRow.value + 1)
-                )
+            run_write(self._engine, work)
         except Exception as exc:
             raise BackendError(
                 f"could not publish {ref.config_key} to the sql backend: {exc}"
@@ -91,6 +82,19 @@ def _where(ref: ConfigRef) -> tuple[ColumnElement[bool], ...]:
         ConfigValueRow.environment == ref.environment,
         ConfigValueRow.group_name == ref.group_name,
         ConfigValueRow.config_key == ref.config_key,
+    )
+
+
+def _upsert(dialect: str, ref: ConfigRef, value: str, actor: str) -> Any:
+    row = {**ref._asdict(), "value": value, "updated_by": actor}
+    changes = {"value": value, "updated_by": actor}
+    if dialect in ("mysql", "mariadb"):
+        return mysql.insert(ConfigValueRow).values(row).on_duplicate_key_update(changes)
+    dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        dialect_insert(ConfigValueRow)
+        .values(row)
+        .on_conflict_do_update(index_elements=list(ref._fields), set_=changes)
     )
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Engine,
     String,
     bindparam,
+    case,
     delete,
     func,
     insert,
@@ -30,6 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.types import TypeEngine
 
 from grayrelease_core import (
+    ConfigurationError,
     Conflict,
     InstanceRecord,
     ItemStatus,
@@ -56,9 +58,19 @@ MAX_INSTANCE_ID = 256
 log = logging.getLogger("grayrelease")
 
 
-def _storable(instance_id: str) -> bool:
-    """Whether the instance column can hold ``instance_id`` (PostgreSQL refuses NUL)."""
-    return 0 < len(instance_id) <= MAX_INSTANCE_ID and "\x00" not in instance_id
+def _storable(hit: InstanceHits) -> bool:
+    """Whether the database can hold the hit's texts: PostgreSQL refuses NUL, every driver
+    refuses lone surrogates, and the id column is 256 characters wide."""
+    if not 0 < len(hit.instance_id) <= MAX_INSTANCE_ID:
+        return False
+    for text in (hit.instance_id, hit.instance_ip):
+        if "\x00" in text:
+            return False
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+    return True
 
 
 def live_key(ref: ConfigRef) -> str:
@@ -228,13 +240,16 @@ class SqlPlanStore:
 
         run_write(self._engine, work)
 
+    def bump_generation(self) -> None:
+        run_write(self._engine, self._bump)
+
     def append_log(self, log: LogRecord) -> None:
         run_write(
             self._engine, lambda conn: conn.execute(insert(LogRow).values(**_log_values(log)))
         )
 
     def record_hits(self, hits: Sequence[InstanceHits]) -> None:
-        storable = [h for h in hits if _storable(h.instance_id)]
+        storable = [h for h in hits if _storable(h)]
         if len(storable) < len(hits):
             # One row the database refuses would poison every later batch of hits.
             log.warning(
@@ -301,9 +316,16 @@ class SqlPlanStore:
 
     def _finish(self, conn: Connection, log: LogRecord) -> None:
         conn.execute(insert(LogRow).values(**_log_values(log)))
-        conn.execute(
+        self._bump(conn)
+
+    def _bump(self, conn: Connection) -> None:
+        moved = conn.execute(
             update(MetaRow).where(MetaRow.name == GENERATION).values(value=MetaRow.value + 1)
         )
+        if moved.rowcount != 1:  # without it, other processes would never see a change
+            raise ConfigurationError(
+                "gray_release_meta has no generation row; run `grayrelease db upgrade`"
+            )
 
     def _raise_stale(self, conn: Connection, plan_id: str, expected_version: int) -> None:
         current = conn.scalar(select(PlanRow.version).where(PlanRow.id == plan_id))
@@ -417,6 +439,21 @@ def _columns(rows: list[dict[str, Any]], dialect: Dialect) -> dict[str, list[Any
     return columns
 
 
+def _merge(new: Any, earliest: Any, latest: Any) -> dict[str, Any]:
+    """How a stored instance row absorbs a new batch row: hits add up, first_seen keeps the
+    earliest and last_seen the latest time (processes flush in any order), and the address
+    is the one seen last."""
+    return {
+        "instance_ip": case(
+            (new.last_seen >= InstanceRow.last_seen, new.instance_ip),
+            else_=InstanceRow.instance_ip,
+        ),
+        "hits": InstanceRow.hits + new.hits,
+        "first_seen": earliest(InstanceRow.first_seen, new.first_seen),
+        "last_seen": latest(InstanceRow.last_seen, new.last_seen),
+    }
+
+
 @functools.cache
 def _upsert_hits(dialect_name: str) -> Any:
     """Insert new instances, add to the hits of known ones (keeping their first_seen, taking
@@ -446,28 +483,20 @@ def _upsert_hits(dialect_name: str) -> Any:
         pg = postgresql.insert(InstanceRow).from_select(list(HIT_COLUMNS), select(*rows.c))
         return pg.on_conflict_do_update(
             index_elements=[InstanceRow.plan_id, InstanceRow.instance_id],
-            set_={
-                "hits": InstanceRow.hits + pg.excluded.hits,
-                "last_seen": pg.excluded.last_seen,
-                "instance_ip": pg.excluded.instance_ip,
-            },
+            set_=_merge(pg.excluded, func.least, func.greatest),
         )
     if dialect_name == "sqlite":
         lite = sqlite.insert(InstanceRow)
         return lite.on_conflict_do_update(
             index_elements=[InstanceRow.plan_id, InstanceRow.instance_id],
-            set_={
-                "hits": InstanceRow.hits + lite.excluded.hits,
-                "last_seen": lite.excluded.last_seen,
-                "instance_ip": lite.excluded.instance_ip,
-            },
+            set_=_merge(lite.excluded, func.min, func.max),  # SQLite's two-argument min/max
         )
     if dialect_name in ("mysql", "mariadb"):
         my = mysql.insert(InstanceRow)
+        # MySQL applies the assignments in order, each seeing the ones before: the address is
+        # decided while last_seen still holds the stored time.
         return my.on_duplicate_key_update(
-            hits=InstanceRow.hits + my.inserted.hits,
-            last_seen=my.inserted.last_seen,
-            instance_ip=my.inserted.instance_ip,
+            list(_merge(my.inserted, func.least, func.greatest).items())
         )
     raise NotImplementedError(
         f"recording instance hits is not written for {dialect_name!r} databases"

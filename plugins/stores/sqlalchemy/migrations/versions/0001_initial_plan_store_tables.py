@@ -9,10 +9,12 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from grayrelease_plugins.stores.sqlalchemy.tables import UtcDateTime
 from sqlalchemy.dialects import mysql
 
 LONG_TEXT = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+# Frozen here rather than imported from the models, so a later change to the model's type
+# cannot silently rewrite what this migration created.
+UTC_DATETIME = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 # revision identifiers, used by Alembic.
 revision: str = "0001"
@@ -29,8 +31,8 @@ def upgrade() -> None:
         sa.Column("plan_id", sa.String(length=64), nullable=False),
         sa.Column("instance_id", sa.String(length=256), nullable=False),
         sa.Column("instance_ip", sa.String(length=64), nullable=False),
-        sa.Column("first_seen", UtcDateTime(), nullable=False),
-        sa.Column("last_seen", UtcDateTime(), nullable=False),
+        sa.Column("first_seen", UTC_DATETIME, nullable=False),
+        sa.Column("last_seen", UTC_DATETIME, nullable=False),
         sa.Column("hits", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("plan_id", "instance_id", name=op.f("pk_gray_release_instance")),
     )
@@ -52,7 +54,7 @@ def upgrade() -> None:
         sa.Column("plan_id", sa.String(length=64), nullable=False),
         sa.Column("action", sa.String(length=32), nullable=False),
         sa.Column("actor", sa.String(length=128), nullable=False),
-        sa.Column("at", UtcDateTime(), nullable=False),
+        sa.Column("at", UTC_DATETIME, nullable=False),
         sa.Column("status_before", sa.String(length=16), nullable=True),
         sa.Column("status_after", sa.String(length=16), nullable=True),
         sa.Column("before", sa.JSON(), nullable=True),
@@ -85,7 +87,7 @@ def upgrade() -> None:
         sa.Column("gray", sa.Boolean(), nullable=False),
         sa.Column("instance_id", sa.String(length=256), nullable=True),
         sa.Column("value", sa.Float(), nullable=False),
-        sa.Column("sampled_at", UtcDateTime(), nullable=False),
+        sa.Column("sampled_at", UTC_DATETIME, nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_gray_release_monitor")),
     )
     with op.batch_alter_table("gray_release_monitor", schema=None) as batch_op:
@@ -107,14 +109,14 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("percentage", sa.Float(), nullable=False),
         sa.Column("current_step", sa.Integer(), nullable=False),
-        sa.Column("next_step_at", UtcDateTime(), nullable=True),
+        sa.Column("next_step_at", UTC_DATETIME, nullable=True),
         sa.Column("description", sa.Text(), nullable=False),
         sa.Column("created_by", sa.String(length=128), nullable=False),
         sa.Column("updated_by", sa.String(length=128), nullable=False),
-        sa.Column("created_at", UtcDateTime(), nullable=False),
-        sa.Column("updated_at", UtcDateTime(), nullable=False),
-        sa.Column("started_at", UtcDateTime(), nullable=True),
-        sa.Column("finished_at", UtcDateTime(), nullable=True),
+        sa.Column("created_at", UTC_DATETIME, nullable=False),
+        sa.Column("updated_at", UTC_DATETIME, nullable=False),
+        sa.Column("started_at", UTC_DATETIME, nullable=True),
+        sa.Column("finished_at", UTC_DATETIME, nullable=True),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_gray_release_plan")),
     )
