@@ -66,9 +66,9 @@ def fresh_database(kind: str, tmp_path: Path) -> Iterator[str]:
         if kind == "postgresql":
             conn.execute(text(f'CREATE DATABASE "{name}"'))
         else:
-            conn.execute(
-                text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
-            )
+            # The server's default collation (case-insensitive), as a production database
+            # has: the columns that must compare byte for byte say so themselves.
+            conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
     url = make_url(admin_url).set(database=name)
     if kind == "mysql":
         url = url.update_query_dict({"charset": "utf8mb4"})

@@ -282,3 +282,25 @@ def test_hits_flushed_out_of_order_keep_the_earliest_and_latest_times(
     assert (record.first_seen, record.last_seen, record.hits) == (at[0], at[10], 3)
     assert record.instance_ip == "10.0.0.5"  # the address seen last, not the one written last
     store.close()
+
+
+def test_keys_and_instances_differing_only_in_case_stay_apart(make_gr: Factory) -> None:
+    gr = make_gr({"backend": "sql"})
+    plan = gr.create_plan(
+        spec_body(
+            configKeys=["Feature.Flag", "feature.flag"],
+            grayValues={"Feature.Flag": "A", "feature.flag": "b"},
+            grayStrategy="PERCENTAGE",
+            grayRules={"percentage": 100},
+        ),
+        actor="a",
+    )
+    gr.backend.publish(spec_ref_of("Feature.Flag"), "old-A", actor="ops")
+    gr.backend.publish(spec_ref_of("feature.flag"), "old-b", actor="ops")
+    gr.start(plan.id, actor="a")
+    for instance in ("Pod-1", "pod-1"):
+        assert gr.resolve(spec_ref_of("Feature.Flag"), Client(instance)).value == "A"
+    gr.pause(plan.id, actor="a")
+    assert {r.instance_id for r in gr.plan_instances(plan.id).items} == {"Pod-1", "pod-1"}
+    assert make_gr({"backend": "sql"}).backend.get(spec_ref_of("feature.flag")) == "old-b"
+    assert gr.list_plans(app_name="DEMO-APP").total == 0

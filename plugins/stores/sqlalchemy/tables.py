@@ -23,6 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeEngine
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -57,6 +58,15 @@ class UtcDateTime(TypeDecorator[datetime]):
 LongText = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 """Config values: MySQL's TEXT stops at 64 KiB, and a value may be up to 1 MiB."""
 
+
+def Key(length: int) -> TypeEngine[str]:  # noqa: N802 - reads as a type, like String
+    """Ids, names and keys compared byte for byte: MySQL's default collation would make
+    ``Pod-1`` and ``pod-1`` (or two config keys differing in case) one row."""
+    return String(length).with_variant(
+        mysql.VARCHAR(length, collation="utf8mb4_bin"), "mysql", "mariadb"
+    )
+
+
 LongId = BigInteger().with_variant(Integer, "sqlite")
 """Auto-increment ids: BIGINT, except SQLite, which only auto-increments INTEGER."""
 
@@ -70,11 +80,11 @@ class PlanRow(Base):
 
     __tablename__ = "gray_release_plan"
 
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    id: Mapped[str] = mapped_column(Key(64), primary_key=True)
     plan_name: Mapped[str] = mapped_column(String(128))
-    app_name: Mapped[str] = mapped_column(String(128))
-    environment: Mapped[str] = mapped_column(String(128))
-    group_name: Mapped[str] = mapped_column(String(128))
+    app_name: Mapped[str] = mapped_column(Key(128))
+    environment: Mapped[str] = mapped_column(Key(128))
+    group_name: Mapped[str] = mapped_column(Key(128))
     gray_strategy: Mapped[str] = mapped_column(String(64))
     gray_rules: Mapped[dict[str, Any]] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16))
@@ -104,15 +114,15 @@ class DetailRow(Base):
 
     id: Mapped[int] = mapped_column(LongId, primary_key=True, autoincrement=True)
     plan_id: Mapped[str] = mapped_column(
-        String(64), ForeignKey("gray_release_plan.id", ondelete="CASCADE")
+        Key(64), ForeignKey("gray_release_plan.id", ondelete="CASCADE")
     )
     position: Mapped[int] = mapped_column(Integer)
-    config_key: Mapped[str] = mapped_column(String(256))
+    config_key: Mapped[str] = mapped_column(Key(256))
     gray_value: Mapped[str | None] = mapped_column(LongText)
     original_value: Mapped[str | None] = mapped_column(LongText)
     original_present: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(16))
-    live_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    live_key: Mapped[str | None] = mapped_column(Key(64), unique=True)
     """Digest of (app, env, group, key) while the plan is live, else NULL: the database itself
     refuses two live plans on one key, even when two processes start them at once."""
 
@@ -125,7 +135,7 @@ class LogRow(Base):
     __tablename__ = "gray_release_log"
 
     id: Mapped[int] = mapped_column(LongId, primary_key=True, autoincrement=True)
-    plan_id: Mapped[str] = mapped_column(String(64))
+    plan_id: Mapped[str] = mapped_column(Key(64))
     action: Mapped[str] = mapped_column(String(32))
     actor: Mapped[str] = mapped_column(String(128))
     at: Mapped[datetime] = mapped_column(UtcDateTime)
@@ -144,10 +154,10 @@ class MonitorRow(Base):
     __tablename__ = "gray_release_monitor"
 
     id: Mapped[int] = mapped_column(LongId, primary_key=True, autoincrement=True)
-    plan_id: Mapped[str] = mapped_column(String(64))
+    plan_id: Mapped[str] = mapped_column(Key(64))
     metric_name: Mapped[str] = mapped_column(String(128))
     gray: Mapped[bool] = mapped_column(Boolean)
-    instance_id: Mapped[str | None] = mapped_column(String(256))
+    instance_id: Mapped[str | None] = mapped_column(Key(256))
     value: Mapped[float] = mapped_column(Float)
     sampled_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
@@ -159,8 +169,8 @@ class InstanceRow(Base):
 
     __tablename__ = "gray_release_instance"
 
-    plan_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    instance_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    plan_id: Mapped[str] = mapped_column(Key(64), primary_key=True)
+    instance_id: Mapped[str] = mapped_column(Key(256), primary_key=True)
     instance_ip: Mapped[str] = mapped_column(String(64), default="")
     first_seen: Mapped[datetime] = mapped_column(UtcDateTime)
     last_seen: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -11,6 +11,13 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
 
+KEY_128 = sa.String(128).with_variant(
+    mysql.VARCHAR(128, collation="utf8mb4_bin"), "mysql", "mariadb"
+)
+KEY_256 = sa.String(256).with_variant(
+    mysql.VARCHAR(256, collation="utf8mb4_bin"), "mysql", "mariadb"
+)
+
 # revision identifiers, used by Alembic.
 revision: str = "0001"
 down_revision: str | Sequence[str] | None = None
@@ -29,10 +36,10 @@ def upgrade() -> None:
     )
     op.create_table(
         "gray_config_value",
-        sa.Column("app_name", sa.String(length=128), nullable=False),
-        sa.Column("environment", sa.String(length=128), nullable=False),
-        sa.Column("group_name", sa.String(length=128), nullable=False),
-        sa.Column("config_key", sa.String(length=256), nullable=False),
+        sa.Column("app_name", KEY_128, nullable=False),
+        sa.Column("environment", KEY_128, nullable=False),
+        sa.Column("group_name", KEY_128, nullable=False),
+        sa.Column("config_key", KEY_256, nullable=False),
         sa.Column(
             "value", sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb"), nullable=False
         ),
