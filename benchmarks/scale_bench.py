@@ -52,7 +52,7 @@ from typing import Any
 
 import attrs
 from grayrelease_plugins.stores.sqlalchemy import SqlPlanStore
-from grayrelease_plugins.stores.sqlalchemy.store import live_key
+from grayrelease_plugins.stores.sqlalchemy.store import detail_rows, plan_row
 from grayrelease_plugins.stores.sqlalchemy.tables import (
     DetailRow,
     InstanceRow,
@@ -219,40 +219,8 @@ def plan_rows(
         started_at=created + timedelta(minutes=5) if started else None,
         finished_at=created + timedelta(days=1) if status in ENDED else None,
     )
-    plan_row = {
-        "id": plan.id,
-        "plan_name": plan.name,
-        "app_name": plan.app_name,
-        "environment": plan.environment,
-        "group_name": plan.group_name,
-        "gray_strategy": plan.strategy,
-        "gray_rules": dict(plan.rules),
-        "status": plan.status.value,
-        "percentage": plan.progress.percentage,
-        "current_step": plan.progress.step,
-        "next_step_at": plan.progress.next_step_at,
-        "description": plan.description,
-        "created_by": plan.created_by,
-        "updated_by": plan.updated_by,
-        "created_at": plan.created_at,
-        "updated_at": plan.updated_at,
-        "started_at": plan.started_at,
-        "finished_at": plan.finished_at,
-        "version": plan.version,
-    }
-    details = [
-        {
-            "plan_id": plan.id,
-            "position": position,
-            "config_key": item.config_key,
-            "gray_value": item.gray_value,
-            "original_value": item.original_value,
-            "original_present": item.original_present,
-            "status": item.status.value,
-            "live_key": live_key(ref) if plan.status.is_live else None,
-        }
-        for position, (item, ref) in enumerate(zip(plan.items, plan.refs, strict=True))
-    ]
+    row = plan_row(plan)
+    details = detail_rows(plan)
     log = {
         "plan_id": plan.id,
         "action": "CREATED",
@@ -264,7 +232,7 @@ def plan_rows(
         "after": None,
         "message": "",
     }
-    return plan_row, details, log
+    return row, details, log
 
 
 def seed_plans(

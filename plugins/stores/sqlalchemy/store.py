@@ -192,9 +192,7 @@ class SqlPlanStore:
 
     def add_plan(self, plan: Plan, log: LogRecord) -> None:
         def work(conn: Connection) -> None:
-            conn.execute(
-                insert(PlanRow).values(**_plan_values(plan), id=plan.id, version=plan.version)
-            )
+            conn.execute(insert(PlanRow).values(**plan_row(plan)))
             self._write_details(conn, plan)
             self._finish(conn, log)
 
@@ -296,23 +294,7 @@ class SqlPlanStore:
     # --- internals ------------------------------------------------------------------------
 
     def _write_details(self, conn: Connection, plan: Plan) -> None:
-        live = plan.status.is_live
-        conn.execute(
-            insert(DetailRow),
-            [
-                {
-                    "plan_id": plan.id,
-                    "position": position,
-                    "config_key": item.config_key,
-                    "gray_value": item.gray_value,
-                    "original_value": item.original_value,
-                    "original_present": item.original_present,
-                    "status": item.status.value,
-                    "live_key": live_key(ref) if live else None,
-                }
-                for position, (item, ref) in enumerate(zip(plan.items, plan.refs, strict=True))
-            ],
-        )
+        conn.execute(insert(DetailRow), detail_rows(plan))
 
     def _finish(self, conn: Connection, log: LogRecord) -> None:
         conn.execute(insert(LogRow).values(**_log_values(log)))
@@ -350,6 +332,29 @@ class SqlPlanStore:
         ):
             details[detail.plan_id].append(detail)
         return [_plan_from_rows(row, details[row.id]) for row in rows]
+
+
+def detail_rows(plan: Plan) -> list[dict[str, Any]]:
+    """The plan's ``gray_release_detail`` rows (``live_key`` set while the plan is live)."""
+    live = plan.status.is_live
+    return [
+        {
+            "plan_id": plan.id,
+            "position": position,
+            "config_key": item.config_key,
+            "gray_value": item.gray_value,
+            "original_value": item.original_value,
+            "original_present": item.original_present,
+            "status": item.status.value,
+            "live_key": live_key(ref) if live else None,
+        }
+        for position, (item, ref) in enumerate(zip(plan.items, plan.refs, strict=True))
+    ]
+
+
+def plan_row(plan: Plan) -> dict[str, Any]:
+    """The plan's whole ``gray_release_plan`` row, as first inserted."""
+    return {**_plan_values(plan), "id": plan.id, "version": plan.version}
 
 
 def _plan_values(plan: Plan) -> dict[str, Any]:
