@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given
@@ -55,9 +59,27 @@ def test_raising_the_percentage_never_drops_a_client(identity: str, low: int, hi
 @given(identity=identities, percentage=st.integers(min_value=0, max_value=10_000))
 def test_same_client_same_answer(identity: str, percentage: int) -> None:
     matcher = hashed_matcher(percentage / 100, "plan-x", "instanceId")
-    again = hashed_matcher(percentage / 100, "plan-x", "instanceId")
     client = Client(identity)
-    assert matcher(client) == again(client) == matcher(Client(identity, "10.0.0.1"))
+    assert matcher(client) == matcher(Client(identity, "10.0.0.1", user_id="someone"))
+
+
+def test_every_process_puts_a_client_in_the_same_bucket() -> None:
+    # Other processes (with other hash seeds) must agree, or a client would flip between hosts.
+    ids = [f"instance-{n}" for n in range(200)] + ["用户-7", "pod/ä"]
+    script = (
+        "import json, sys; from grayrelease_core.hashing import bucket; "
+        "print(json.dumps([bucket('plan-x', i) for i in json.loads(sys.argv[1])]))"
+    )
+    for seed in ("1", "2"):
+        done = subprocess.run(
+            [sys.executable, "-c", script, json.dumps(ids)],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            timeout=60,
+        )
+        assert json.loads(done.stdout) == [bucket("plan-x", i) for i in ids]
 
 
 @pytest.mark.parametrize("percentage", [0.5, 10, 33.33, 50, 99])

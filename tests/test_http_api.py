@@ -190,6 +190,11 @@ def test_spec_feature_switch_at_ten_percent(app: Flask, http: FlaskClient) -> No
         value_of(http, "order-service", "feature.newPayment.enabled", f"o-{n}") for n in range(600)
     ]
     assert {n for n, a in enumerate(again) if a["gray"]} == gray
+    newcomers = [
+        value_of(http, "order-service", "feature.newPayment.enabled", f"new-{n}")
+        for n in range(600)
+    ]
+    assert not any(a["gray"] for a in newcomers)
     act(http, plan_id, "resume")
     act(http, plan_id, "complete")
     assert value_of(http, "order-service", "feature.newPayment.enabled", "o-1")["value"] == "true"
