@@ -60,7 +60,7 @@ from grayrelease_plugins.stores.sqlalchemy.tables import (
     MetaRow,
     PlanRow,
 )
-from sqlalchemy import Connection, Engine, create_engine, event, insert, select, text, update
+from sqlalchemy import Connection, Engine, create_engine, insert, select, text, update
 from sqlalchemy.engine import make_url
 
 from grayrelease_core import (
@@ -77,7 +77,7 @@ from grayrelease_core import (
 from grayrelease_core.hits import HitBuffer
 from grayrelease_core.index import build_entries
 from grayrelease_core.models import InstanceHits
-from grayrelease_core.sql import make_engine
+from grayrelease_core.sql import captured_selects, make_engine
 from grayrelease_core.strategy import StrategyRegistry
 
 URLS = {
@@ -373,22 +373,6 @@ def index_memory(store: SqlPlanStore, strategies: StrategyRegistry) -> tuple[int
         tracemalloc.stop()
     size = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
     return size, len(entries)
-
-
-@contextmanager
-def captured_selects(engine: Engine) -> Iterator[list[tuple[str, Any]]]:
-    """Every SELECT ``engine`` sends while the block runs, as (driver SQL, parameters)."""
-    seen: list[tuple[str, Any]] = []
-
-    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, *rest: Any) -> None:
-        if statement.lstrip().upper().startswith("SELECT"):
-            seen.append((statement, parameters))
-
-    event.listen(engine, "before_cursor_execute", capture)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", capture)
 
 
 def access_paths(conn: Connection, statement: str, parameters: Any) -> list[tuple[str, str]]:

@@ -74,6 +74,23 @@ def writing(engine: Engine) -> Iterator[Connection]:
             yield conn
 
 
+@contextmanager
+def captured_selects(engine: Engine) -> Iterator[list[tuple[str, Any]]]:
+    """Every SELECT ``engine`` sends while the block runs, as (driver SQL, parameters): for
+    checking a query plan with EXPLAIN, or that a path sends no query at all."""
+    seen: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, *rest: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            seen.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+
+
 def _sqlite_connect(dbapi_connection: Any, record: Any) -> None:
     dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
     cursor = dbapi_connection.cursor()

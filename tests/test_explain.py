@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,11 +18,11 @@ import pytest
 from grayrelease_plugins.stores.sqlalchemy import SqlPlanStore
 from grayrelease_plugins.stores.sqlalchemy.store import live_key
 from grayrelease_plugins.stores.sqlalchemy.tables import DetailRow, LogRow, MetaRow, PlanRow
-from sqlalchemy import Connection, Engine, event, insert, text, update
+from sqlalchemy import Connection, Engine, insert, text, update
 
 from grayrelease_core import ConfigRef, GrayRelease, PlanQuery
 from grayrelease_core.models import InstanceHits
-from grayrelease_core.sql import make_engine
+from grayrelease_core.sql import captured_selects, make_engine
 
 from .databases import fresh_database
 
@@ -127,22 +126,6 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SqlPlanStore]:
             store.close()
 
 
-@contextmanager
-def captured(engine: Engine) -> Iterator[list[tuple[str, Any]]]:
-    """The SELECTs ``engine`` sends while the block runs, as (SQL, parameters)."""
-    seen: list[tuple[str, Any]] = []
-
-    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, *rest: Any) -> None:
-        if statement.lstrip().upper().startswith("SELECT"):
-            seen.append((statement, parameters))
-
-    event.listen(engine, "before_cursor_execute", capture)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", capture)
-
-
 def scans(conn: Connection, statement: str, parameters: Any) -> list[tuple[str, str, str]]:
     """``(table, node type, index)`` of every node of the plan that reads a table."""
     raw = conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + statement, parameters).scalar()
@@ -165,7 +148,7 @@ def explained(
 ) -> list[list[tuple[str, str, str]]]:
     """The scans of each statement ``call`` sends (``seqscan=False``: with enable_seqscan off)."""
     engine = store._engine
-    with captured(engine) as statements:
+    with captured_selects(engine) as statements:
         call()
     assert statements
     with engine.connect() as conn:
