@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -9,18 +10,27 @@ from typing import Any
 
 import pytest
 
+from grayrelease_core.hashing import bucket, threshold
+
 DEMO = Path(__file__).parent.parent / "docs" / "examples" / "demo.py"
 
 
 def test_demo_walks_a_plan_through_its_whole_life(tmp_path: Path) -> None:
+    demo = runpy.run_path(str(DEMO), run_name="demo_constants")
     url = f"sqlite:///{tmp_path / 'demo.db'}"
     done = subprocess.run(
         [sys.executable, str(DEMO), url], capture_output=True, text=True, timeout=120, check=True
     )
     lines = {line.split()[0]: line for line in done.stdout.splitlines() if line.strip()}
     active = lines["ACTIVE"]
-    assert "=*true" in active
-    assert "= false" in active
+    marked = {cell.split("=")[0] for cell in active.split()[1:] if "=*true" in cell}
+    picked = {
+        c.instance_id
+        for c in demo["CLIENTS"]
+        if bucket(demo["SALT"], c.instance_id) < threshold(40)
+    }
+    assert marked == picked
+    assert 0 < len(picked) < len(demo["CLIENTS"])  # the demo shows both sides of the split
     assert lines["RESUMED"].count("*true") == active.count("*true")
     assert "gets 'false'" in done.stdout  # a newcomer inside the 40% while paused
     assert lines["COMPLETED"].count("= true") == 8

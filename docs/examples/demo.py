@@ -14,6 +14,8 @@ from grayrelease_core.hashing import bucket, threshold
 
 KEY = ConfigRef("order-service", "prod", "default", "feature.newPayment.enabled")
 CLIENTS = [Client(f"order-{n:02d}", f"192.168.1.{100 + n}") for n in range(1, 9)]
+SALT = "newPayment-2026"
+"""A fixed bucketing salt (the plan id by default) so every run picks the same clients."""
 
 
 def show(gr: GrayRelease, step: str) -> None:
@@ -35,7 +37,7 @@ def main(settings: dict[str, object]) -> None:
                 "environment": KEY.environment,
                 "configKeys": [KEY.config_key],
                 "grayStrategy": "PERCENTAGE",
-                "grayRules": {"percentage": 40},
+                "grayRules": {"percentage": 40, "salt": SALT},
                 "grayValues": {KEY.config_key: "true"},
             },
             actor="alice",
@@ -49,7 +51,7 @@ def main(settings: dict[str, object]) -> None:
         late = next(
             Client(f"order-{n:02d}")
             for n in range(9, 1000)
-            if bucket(plan.id, f"order-{n:02d}") < threshold(40)
+            if bucket(SALT, f"order-{n:02d}") < threshold(40)
         )
         print(
             f"{'PAUSED':<10} recorded instances keep the gray value; {late.instance_id}, "
