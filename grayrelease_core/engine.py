@@ -6,31 +6,38 @@ Control path: authorize -> state machine -> store (one transaction, version chec
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import attrs
 import pluggy
 
-from . import lifecycle
+from . import lifecycle, ticker
 from .backend import ConfigBackend
+from .checks import AutoRollback, parse_auto_rollback
 from .clock import Clock, SystemClock
 from .errors import (
     BackendError,
     ConfigurationError,
     Conflict,
+    GrayReleaseError,
+    InvalidTransition,
     NotFound,
     PermissionDenied,
     ValidationError,
 )
 from .hits import HitBuffer, HitRecord
 from .index import IndexEntry, build_entries
+from .judge import CheckResult, Verdict, combine, judge_check
 from .lifecycle import Action
+from .metrics import MetricQuery, MetricSource, MetricSourceError, Observation
 from .models import (
     Client,
     ConfigRef,
@@ -45,12 +52,14 @@ from .models import (
     Progress,
     Resolution,
 )
-from .plugin_manager import collect, implementations, make_plugin_manager
+from .plugin_manager import by_name, collect, implementations, make_plugin_manager
+from .samples import PlanMetrics, parse_samples, plan_metrics
 from .settings import Settings
-from .store import PlanQuery, PlanStore
-from .strategy import StrategyRegistry
+from .store import PlanQuery, PlanStore, ProgressChange
+from .strategy import SteppedStrategy, StepSchedule, StrategyRegistry
 from .sync import BackgroundSync
-from .wire import parse_plan_body, plan_to_wire, require_unicode
+from .ticker import SYSTEM_ACTOR, Decision, Due, Move, TickReport
+from .wire import parse_plan_body, plan_to_wire, require_unicode, timestamp
 
 log = logging.getLogger("grayrelease")
 
@@ -71,10 +80,13 @@ class GrayRelease:
         backend: ConfigBackend,
         strategies: StrategyRegistry,
         clock: Clock,
+        metric_sources: Mapping[str, MetricSource] | None = None,
     ) -> None:
         self.settings = settings
         self.plugin_manager = plugin_manager
         self.strategies = strategies
+        self.metric_sources: Mapping[str, MetricSource] = dict(metric_sources or {})
+        """Metric sources by name, for the judge's checks."""
         self.clock = clock
         self._store = store
         self._backend = backend
@@ -122,6 +134,12 @@ class GrayRelease:
                     value=settings.backend,
                 )
             cleanup.callback(backend.close)
+            sources = by_name(
+                collect(pm, "grayrelease_register_metric_sources", settings=settings, store=store),
+                "metric source",
+                MetricSource,
+                "name, validate_check and fetch",
+            )
             engine = cls(
                 settings=settings,
                 plugin_manager=pm,
@@ -129,6 +147,7 @@ class GrayRelease:
                 backend=backend,
                 strategies=strategies,
                 clock=clock or SystemClock(),
+                metric_sources=sources,
             )
             cleanup.pop_all()
         return engine
@@ -167,6 +186,7 @@ class GrayRelease:
         now = self.clock.now()
         gray = fields.get("grayValues", {})
         _check_gray_keys(gray, fields["configKeys"])
+        auto_rollback = self._auto_rollback(fields.get("autoRollback"))
         plan = Plan(
             id=uuid.uuid4().hex,
             name=fields["planName"],
@@ -176,6 +196,8 @@ class GrayRelease:
             items=tuple(PlanItem(key, gray_value=gray.get(key)) for key in fields["configKeys"]),
             strategy=strategy.name,
             rules=strategy.validate(fields["grayRules"]),
+            auto_rollback=auto_rollback,
+            start_at=fields.get("startAt"),
             description=fields.get("description", ""),
             created_by=actor,
             updated_by=actor,
@@ -210,6 +232,11 @@ class GrayRelease:
             gray = {i.config_key: i.gray_value for i in plan.items if i.gray_value is not None}
             gray.update(fields.get("grayValues", {}))
             _check_gray_keys(fields.get("grayValues", {}), keys)
+            auto_rollback = (
+                self._auto_rollback(fields["autoRollback"])
+                if "autoRollback" in fields
+                else plan.auto_rollback
+            )
             return attrs.evolve(
                 plan,
                 name=fields.get("planName", plan.name),
@@ -219,6 +246,8 @@ class GrayRelease:
                 items=tuple(PlanItem(key, gray_value=gray.get(key)) for key in keys),
                 strategy=strategy.name,
                 rules=rules,
+                auto_rollback=auto_rollback,
+                start_at=fields.get("startAt", plan.start_at),
                 description=fields.get("description", plan.description),
             )
 
@@ -258,41 +287,41 @@ class GrayRelease:
 
     def start(self, plan_id: str, *, actor: str, expected_version: int | None = None) -> Plan:
         """DRAFT -> ACTIVE: snapshot the original values and start serving the gray set."""
+        return self._act(plan_id, Action.START, actor, expected_version, self._begin, "STARTED")
 
-        def begin(plan: Plan, now: datetime) -> Plan:
-            missing = [item.config_key for item in plan.items if item.gray_value is None]
-            if missing:
-                raise ValidationError(
-                    "grayValues",
-                    "every key needs a gray value before the plan starts; "
-                    f"missing: {', '.join(missing)}",
-                    details={"missingKeys": missing},
-                )
-            self._refuse_overlap(plan, "starting")
-            self._backend.refresh()
-            items = []
-            for item, ref in zip(plan.items, plan.refs, strict=True):
-                original = self._read_backend(ref)
-                items.append(
-                    attrs.evolve(
-                        item,
-                        original_value=original,
-                        original_present=original is not None,
-                        status=ItemStatus.GRAY,
-                    )
-                )
-            strategy = self.strategies.get(plan.strategy)
-            return attrs.evolve(
-                plan,
-                items=tuple(items),
-                started_at=now,
-                progress=Progress(
-                    percentage=strategy.initial_percentage(plan.rules),
-                    next_step_at=strategy.next_step_at(plan.rules, now),
-                ),
+    def _begin(self, plan: Plan, now: datetime) -> Plan:
+        missing = [item.config_key for item in plan.items if item.gray_value is None]
+        if missing:
+            raise ValidationError(
+                "grayValues",
+                "every key needs a gray value before the plan starts; "
+                f"missing: {', '.join(missing)}",
+                details={"missingKeys": missing},
             )
-
-        return self._act(plan_id, Action.START, actor, expected_version, begin, "STARTED")
+        self._refuse_overlap(plan, "starting")
+        self._backend.refresh()
+        items = []
+        for item, ref in zip(plan.items, plan.refs, strict=True):
+            original = self._read_backend(ref)
+            items.append(
+                attrs.evolve(
+                    item,
+                    original_value=original,
+                    original_present=original is not None,
+                    status=ItemStatus.GRAY,
+                )
+            )
+        strategy = self.strategies.get(plan.strategy)
+        return attrs.evolve(
+            plan,
+            items=tuple(items),
+            started_at=now,
+            progress=Progress(
+                percentage=strategy.initial_percentage(plan.rules),
+                next_step_at=strategy.next_step_at(plan.rules, now),
+                analyzed_at=now,
+            ),
+        )
 
     def pause(self, plan_id: str, *, actor: str, expected_version: int | None = None) -> Plan:
         """ACTIVE -> PAUSED: recorded instances keep the gray value, no new one enters."""
@@ -307,30 +336,34 @@ class GrayRelease:
         """PAUSED -> ACTIVE: the strategy's rules apply again; the canary clock restarts."""
 
         def go_on(plan: Plan, now: datetime) -> Plan:
-            next_step_at = self.strategies.get(plan.strategy).next_step_at(plan.rules, now)
+            # The step and analysis clocks restart: the paused time was not watched.
+            next_at = self.strategies.get(plan.strategy).next_step_at(plan.rules, now)
             return attrs.evolve(
-                plan, progress=attrs.evolve(plan.progress, next_step_at=next_step_at)
+                plan,
+                progress=attrs.evolve(plan.progress, next_step_at=next_at, analyzed_at=now),
             )
 
         return self._act(plan_id, Action.RESUME, actor, expected_version, go_on, "RESUMED")
 
     def complete(self, plan_id: str, *, actor: str, expected_version: int | None = None) -> Plan:
         """ACTIVE/PAUSED -> COMPLETED: publish every gray value to the backend, all or none."""
-
-        def finish(plan: Plan, now: datetime) -> Plan:
-            self._flush_before_ending(plan)
-            return attrs.evolve(
-                plan,
-                items=tuple(attrs.evolve(i, status=ItemStatus.PUBLISHED) for i in plan.items),
-                progress=attrs.evolve(plan.progress, percentage=100.0, next_step_at=None),
-                finished_at=now,
-            )
-
-        def publish(plan: Plan) -> dict[ConfigRef, str | None]:
-            return {ref: item.gray_value for item, ref in zip(plan.items, plan.refs, strict=True)}
-
         return self._act(
-            plan_id, Action.COMPLETE, actor, expected_version, finish, "COMPLETED", publish=publish
+            plan_id,
+            Action.COMPLETE,
+            actor,
+            expected_version,
+            self._finish,
+            "COMPLETED",
+            publish=_gray_values,
+        )
+
+    def _finish(self, plan: Plan, now: datetime) -> Plan:
+        self._flush_before_ending(plan)
+        return attrs.evolve(
+            plan,
+            items=tuple(attrs.evolve(i, status=ItemStatus.PUBLISHED) for i in plan.items),
+            progress=attrs.evolve(plan.progress, percentage=100.0, next_step_at=None),
+            finished_at=now,
         )
 
     def rollback(
@@ -352,50 +385,439 @@ class GrayRelease:
             raise ValidationError("reason", "must be a string of at most 2000 characters")
         require_unicode(reason, "reason")
 
-        def undo(plan: Plan, now: datetime) -> Plan:
-            self._flush_before_ending(plan)
-            if plan.status is PlanStatus.COMPLETED:
-                # A newer plan releasing these keys has snapshotted our values as its originals.
-                self._refuse_overlap(plan, "rolling back")
-                self._backend.refresh()
-                if not force:
-                    self._refuse_drift(plan)
-            return attrs.evolve(
-                plan,
-                items=tuple(attrs.evolve(i, status=ItemStatus.ROLLED_BACK) for i in plan.items),
-                progress=attrs.evolve(plan.progress, next_step_at=None),
-                finished_at=now,
-            )
-
-        def restore(plan: Plan) -> dict[ConfigRef, str | None]:
-            if plan.status is not PlanStatus.COMPLETED:
-                return {}
-            return {
-                ref: item.original_value for item, ref in zip(plan.items, plan.refs, strict=True)
-            }
-
         return self._act(
             plan_id,
             Action.ROLLBACK,
             actor,
             expected_version,
-            undo,
+            lambda plan, now: self._undo(plan, now, force=force),
             "ROLLED_BACK",
-            publish=restore,
+            publish=_original_values,
             message=reason,
+        )
+
+    def _undo(self, plan: Plan, now: datetime, *, force: bool) -> Plan:
+        self._flush_before_ending(plan)
+        if plan.status is PlanStatus.COMPLETED:
+            # A newer plan releasing these keys has snapshotted our values as its originals.
+            self._refuse_overlap(plan, "rolling back")
+            self._backend.refresh()
+            if not force:
+                self._refuse_drift(plan)
+        return attrs.evolve(
+            plan,
+            items=tuple(attrs.evolve(i, status=ItemStatus.ROLLED_BACK) for i in plan.items),
+            progress=attrs.evolve(plan.progress, next_step_at=None),
+            finished_at=now,
+        )
+
+    def promote(
+        self,
+        plan_id: str,
+        *,
+        actor: str,
+        full: bool = False,
+        expected_version: int | None = None,
+    ) -> Plan:
+        """Widen an ACTIVE plan now: one canary step, or (``full``) to 100% of clients.
+
+        The gray values are still served by the library, not published: ``complete`` does
+        that. A stepped plan's schedule restarts from here.
+        """
+        if not isinstance(full, bool):
+            raise ValidationError("full", "must be true or false", value=full)
+
+        def widen(plan: Plan, now: datetime) -> Plan:
+            schedule = self._schedule(plan)
+            if full:
+                if plan.strategy != "PERCENTAGE" and schedule is None:
+                    raise self._not_promotable(plan)
+                progress = ticker.to_top(plan.progress, 100.0, schedule, now)
+            elif schedule is None:
+                if plan.strategy == "PERCENTAGE":
+                    raise ValidationError(
+                        "full", "a PERCENTAGE plan has no steps: promote it with full=true"
+                    )
+                raise self._not_promotable(plan)
+            elif plan.progress.percentage >= schedule.max_percentage:
+                raise InvalidTransition(
+                    f"plan {plan.id} is at its maxPercentage ({schedule.max_percentage:g}%); "
+                    "promote it with full=true or complete it",
+                    details={"planId": plan.id, "percentage": plan.progress.percentage},
+                )
+            else:
+                progress = ticker.advance(plan.progress, schedule, now)
+            return attrs.evolve(plan, progress=progress)
+
+        return self._act(
+            plan_id,
+            Action.PROMOTE,
+            actor,
+            expected_version,
+            widen,
+            "PROMOTED",
+            reindex=True,
+            message="to 100%" if full else "one step",
+        )
+
+    def _not_promotable(self, plan: Plan) -> InvalidTransition:
+        return InvalidTransition(
+            f"a {plan.strategy} plan selects a fixed set of clients and has no percentage to "
+            "widen; complete it to give everyone the gray values",
+            details={"planId": plan.id, "grayStrategy": plan.strategy},
         )
 
     # --- housekeeping ---------------------------------------------------------------------
 
-    def tick(self, now: datetime | None = None) -> None:
-        """One round of periodic work: today, writing buffered hits and refreshing the index.
+    def tick(self, now: datetime | None = None) -> TickReport:
+        """One round of the ticker: start scheduled plans, then for each ACTIVE plan whose
+        analysis or canary step is due, collect its metrics, judge them, and roll back, hold,
+        step or complete. Also writes buffered hits and purges expired metric samples.
 
-        Canary step expansion and metric analysis will hook in here; ``now`` (default: the
-        clock's) stamps the hits recorded until the next round.
+        Safe to run in several processes at once: every decision is saved only if the plan is
+        still at the version that was judged, so one ticker wins each step or rollback.
+
+        :param now: an aware datetime (the engine's clock when omitted).
         """
+        now = self._tick_time(now)
+        self.flush_hits()  # the judge and the metric sources see every recorded instance
         self.sync()
-        if now is not None:
-            self._coarse_now = now
+        report = TickReport(now)
+        self._start_scheduled(now, report)
+        work: list[tuple[Plan, StepSchedule | None, Due]] = []
+        for plan in self._store.live_plans():
+            if plan.status is not PlanStatus.ACTIVE:
+                continue
+            schedule = self._schedule(plan)
+            when = ticker.due(plan, schedule, now)
+            if when:
+                work.append((plan, schedule, when))
+        verdicts = self._judge([plan for plan, _, _ in work if plan.auto_rollback], now)
+        changes: list[ProgressChange] = []
+        for plan, schedule, when in work:
+            verdict = verdicts.get(plan.id)
+            decision = ticker.decide(plan, schedule, verdict, when, now)
+            rows = [self._verdict_log(plan, verdict, now)] if verdict else []
+            report.count(plan.id, verdict, decision)
+            if decision.move in (Move.ROLLBACK, Move.COMPLETE):
+                self._tick_act(plan, decision, rows, now, report)
+            else:
+                changes.append(self._progress_change(plan, decision, rows, now))
+        self._save_progress(changes, report)
+        self._purge_samples(now)
+        self._coarse_now = now
+        return report
+
+    def _tick_time(self, now: datetime | None) -> datetime:
+        if now is None:
+            return self.clock.now()
+        if not isinstance(now, datetime) or now.tzinfo is None:
+            raise ValidationError("now", "must be an aware datetime (UTC)", value=str(now))
+        return now
+
+    def _schedule(self, plan: Plan) -> StepSchedule | None:
+        strategy = self.strategies.get(plan.strategy)
+        return strategy.step_schedule(plan.rules) if isinstance(strategy, SteppedStrategy) else None
+
+    def _start_scheduled(self, now: datetime, report: TickReport) -> None:
+        for plan in self._store.scheduled_plans(now):
+            assert plan.start_at is not None
+            message = f"scheduled for {timestamp(plan.start_at)} by {plan.updated_by}"
+            try:
+                self._act(
+                    plan.id,
+                    Action.START,
+                    SYSTEM_ACTOR,
+                    plan.version,
+                    self._begin,
+                    "STARTED",
+                    system=True,
+                    now=now,
+                    message=message,
+                )
+                report.started.append(plan.id)
+            except Conflict as exc:
+                if "expectedVersion" in exc.details or "version" in exc.details:
+                    continue  # another ticker (or an operator) got there first
+                self._unschedule(plan, exc, now, report)
+            except GrayReleaseError as exc:
+                self._unschedule(plan, exc, now, report)
+
+    def _unschedule(
+        self, plan: Plan, error: GrayReleaseError, now: datetime, report: TickReport
+    ) -> None:
+        """A scheduled start that cannot happen is recorded once and cleared, not retried
+        every tick; the operator fixes the plan and schedules it again."""
+        reason = f"scheduled start failed: {error.message}"
+        report.errors.append(f"{plan.id}: {reason}")
+        with contextlib.suppress(Conflict, NotFound, InvalidTransition):
+            # Changed meanwhile: whoever changed it decides.
+            self._act(
+                plan.id,
+                Action.UPDATE,
+                SYSTEM_ACTOR,
+                plan.version,
+                lambda p, _: attrs.evolve(p, start_at=None),
+                "START_FAILED",
+                system=True,
+                now=now,
+                message=reason,
+                reindex=False,
+            )
+
+    def _judge(self, plans: list[Plan], now: datetime) -> dict[str, Verdict]:
+        """Collect every due check's samples (one ``fetch`` per source) and judge each plan."""
+        asked: dict[str, list[tuple[str, int, MetricQuery]]] = defaultdict(list)
+        for plan in plans:
+            assert plan.auto_rollback is not None
+            interval = ticker.analysis_interval(plan, self._schedule(plan))
+            members: dict[str, str] | None = None
+            for index, check in enumerate(plan.auto_rollback.checks):
+                source = self.metric_sources.get(check.source)
+                if members is None and getattr(source, "wants_instances", True):
+                    members = self._store.instance_addresses(plan.id)
+                window = timedelta(minutes=check.window) if check.window else interval
+                query = MetricQuery(
+                    plan=plan,
+                    check=check,
+                    start=now - window,
+                    end=now,
+                    gray_instances=frozenset(members or ()),
+                    gray_ips=frozenset(ip for ip in (members or {}).values() if ip),
+                )
+                asked[check.source].append((plan.id, index, query))
+        answers: dict[tuple[str, int], Observation | Exception] = {}
+        for source_name, entries in asked.items():
+            for (plan_id, index, _), answer in zip(
+                entries, self._fetch(source_name, [q for _, _, q in entries]), strict=True
+            ):
+                answers[plan_id, index] = answer
+        verdicts: dict[str, Verdict] = {}
+        for plan in plans:
+            assert plan.auto_rollback is not None
+            look = plan.progress.analyses + 1
+            interval = ticker.analysis_interval(plan, self._schedule(plan))
+            results: list[CheckResult] = [
+                judge_check(
+                    check, answers[plan.id, index], look=look, alpha=plan.auto_rollback.alpha
+                )
+                for index, check in enumerate(plan.auto_rollback.checks)
+            ]
+            verdicts[plan.id] = combine(results, look, now - interval, now)
+        return verdicts
+
+    def _fetch(self, source_name: str, queries: list[MetricQuery]) -> list[Observation | Exception]:
+        """A source's answers; a missing or failing source answers every slot with its error."""
+        source = self.metric_sources.get(source_name)
+        if source is None:
+            error = MetricSourceError(
+                f"no metric source named {source_name!r} is installed or configured"
+            )
+            return [error] * len(queries)
+        try:
+            answers = list(source.fetch(queries))
+        except Exception as exc:
+            log.exception("grayrelease: metric source %s failed", source_name)
+            return [MetricSourceError(f"{type(exc).__name__}: {exc}")] * len(queries)
+        if len(answers) != len(queries):
+            error = MetricSourceError(
+                f"metric source {source_name} answered {len(answers)} of {len(queries)} queries"
+            )
+            return [error] * len(queries)
+        return answers
+
+    def _verdict_log(self, plan: Plan, verdict: Verdict, now: datetime) -> LogRecord:
+        action = {"PASS": "ANALYSIS_PASSED", "FAIL": "ANALYSIS_FAILED"}.get(
+            verdict.outcome.value, "ANALYSIS_INCONCLUSIVE"
+        )
+        return LogRecord(
+            plan.id,
+            action,
+            SYSTEM_ACTOR,
+            now,
+            plan.status,
+            plan.status,
+            message=verdict.summary(),
+            details=verdict.to_wire(),
+        )
+
+    def _progress_change(
+        self, plan: Plan, decision: Decision, rows: list[LogRecord], now: datetime
+    ) -> ProgressChange:
+        changed = attrs.evolve(plan, progress=decision.progress)
+        if decision.move is Move.STEP:
+            changed = attrs.evolve(changed, updated_by=SYSTEM_ACTOR, updated_at=now)
+            rows.append(
+                self._log(
+                    plan,
+                    attrs.evolve(changed, version=plan.version + 1),
+                    "STEPPED",
+                    SYSTEM_ACTOR,
+                    now,
+                    f"{plan.progress.percentage:g}% -> {decision.progress.percentage:g}%",
+                    details={
+                        "fromPercentage": plan.progress.percentage,
+                        "toPercentage": decision.progress.percentage,
+                        "step": decision.progress.step,
+                    },
+                )
+            )
+        elif decision.move is Move.HOLD:
+            rows.append(
+                LogRecord(
+                    plan.id,
+                    "HELD",
+                    SYSTEM_ACTOR,
+                    now,
+                    plan.status,
+                    plan.status,
+                    message=decision.reason,
+                    details={"nextStepAt": timestamp(decision.progress.next_step_at)},
+                )
+            )
+        return ProgressChange(
+            changed,
+            plan.version,
+            tuple(rows),
+            reindex=decision.move is Move.STEP,
+        )
+
+    def _save_progress(self, changes: list[ProgressChange], report: TickReport) -> None:
+        if not changes:
+            return
+        saved = self._store.save_progress(changes)
+        by_id = {change.plan.id: change for change in changes}
+        for plan in saved:
+            change = by_id[plan.id]
+            if any(row.action == "STEPPED" for row in change.logs):
+                report.stepped.append(plan.id)
+            for row in change.logs:
+                self._emit(_event_of(row, plan, change.plan))
+        report.lost.extend(sorted(set(by_id) - {plan.id for plan in saved}))
+        if any(by_id[plan.id].reindex for plan in saved):
+            try:
+                self.refresh_index()
+            except Exception:
+                log.exception("grayrelease: index refresh after a tick failed")
+
+    def _tick_act(
+        self,
+        plan: Plan,
+        decision: Decision,
+        rows: list[LogRecord],
+        now: datetime,
+        report: TickReport,
+    ) -> None:
+        """An automatic rollback or completion, saved only if nobody changed the plan since
+        it was judged."""
+        rolling_back = decision.move is Move.ROLLBACK
+        try:
+            if rolling_back:
+                self._act(
+                    plan.id,
+                    Action.ROLLBACK,
+                    SYSTEM_ACTOR,
+                    plan.version,
+                    lambda p, t: self._undo(p, t, force=False),
+                    "AUTO_ROLLBACK",
+                    publish=_original_values,
+                    message=decision.reason,
+                    system=True,
+                    now=now,
+                    progress=decision.progress,
+                    leading=rows,
+                )
+                report.rolled_back.append(plan.id)
+            else:
+                self._act(
+                    plan.id,
+                    Action.COMPLETE,
+                    SYSTEM_ACTOR,
+                    plan.version,
+                    self._finish,
+                    "COMPLETED",
+                    publish=_gray_values,
+                    message=decision.reason,
+                    system=True,
+                    now=now,
+                    progress=decision.progress,
+                    leading=rows,
+                )
+                report.completed.append(plan.id)
+        except (Conflict, NotFound, InvalidTransition):
+            report.lost.append(plan.id)  # changed since it was judged: that change stands
+        except GrayReleaseError as exc:
+            # A publish that failed was logged and told by _publish_all; the plan stays live
+            # and the next tick tries again.
+            report.errors.append(f"{plan.id}: {exc.message}")
+
+    def _purge_samples(self, now: datetime) -> None:
+        try:
+            self._store.purge_samples(now - timedelta(hours=self.settings.metric_retention))
+        except Exception:
+            log.exception("grayrelease: purging expired metric samples failed")
+
+    # --- metrics --------------------------------------------------------------------------
+
+    def push_metrics(self, plan_id: str, body: Any, *, actor: str) -> int:
+        """Store samples that instances or agents report for a live plan.
+
+        ``body`` is ``{"samples": [...]}`` or a list of samples, each ``{"instanceId",
+        "metric", "value"[, "gray"][, "timestamp"]}``. A sample without ``gray`` counts as gray
+        when its instance is recorded as having received the plan's gray value.
+
+        :returns: how many samples were stored.
+        """
+        plan = self._load(plan_id, None)
+        self._authorize(actor, Action.REPORT, plan)
+        if not plan.status.is_live:
+            raise InvalidTransition(
+                f"plan {plan.id} is {plan.status.value}: only ACTIVE and PAUSED plans take "
+                "metric samples",
+                details={"planId": plan.id, "status": plan.status.value},
+            )
+        now = self.clock.now()
+        samples = parse_samples(
+            body,
+            plan_id=plan.id,
+            now=now,
+            oldest=now - timedelta(hours=self.settings.metric_retention),
+            members=lambda: self._members(plan.id),
+        )
+        self._store.record_samples(samples)
+        return len(samples)
+
+    def plan_metrics(
+        self,
+        plan_id: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        bucket_seconds: int = 60,
+    ) -> PlanMetrics:
+        """The plan's pushed samples as gray and baseline series, and every verdict."""
+        plan = self._load(plan_id, None)
+        return plan_metrics(
+            self._store, plan, now=self.clock.now(), since=since, until=until, bucket=bucket_seconds
+        )
+
+    def _auto_rollback(self, raw: Any) -> AutoRollback | None:
+        """``autoRollback`` from a body, each check accepted by the source it names."""
+        rules = parse_auto_rollback(raw)
+        if rules is None:
+            return None
+        for index, check in enumerate(rules.checks):
+            field = f"autoRollback.checks[{index}]"
+            source = self.metric_sources.get(check.source)
+            if source is None:
+                raise ValidationError(
+                    f"{field}.source",
+                    "no such metric source is installed or configured; known sources are "
+                    + ", ".join(sorted(self.metric_sources)),
+                    value=check.source,
+                )
+            source.validate_check(check, field)
+        return rules
 
     def sync(self) -> None:
         """Refresh the index if the store changed, refresh the backend, flush due hits."""
@@ -495,13 +917,27 @@ class GrayRelease:
         *,
         publish: Callable[[Plan], dict[ConfigRef, str | None]] | None = None,
         message: str = "",
+        reindex: bool = True,
+        system: bool = False,
+        now: datetime | None = None,
+        progress: Progress | None = None,
+        leading: Sequence[LogRecord] = (),
     ) -> Plan:
+        """Load, authorize, check the transition, mutate, publish, save, reindex, tell.
+
+        The ticker acts with ``system`` (no authorization: it carries out rules an authorized
+        person set), its own ``now``, the ``progress`` it decided and the ``leading`` audit rows
+        (its verdict) that are saved in the same transaction.
+        """
         plan = self._load(plan_id, expected_version)
-        self._authorize(actor, action, plan)
+        if not system:
+            self._authorize(actor, action, plan)
         status = lifecycle.target(action, plan.status)
         assert status is not None
-        now = self.clock.now()
+        now = now or self.clock.now()
         self._coarse_now = now
+        if progress is not None:
+            plan = attrs.evolve(plan, progress=progress)
         # The version the write will give it, so the audit row's "after" is the stored plan.
         changed = attrs.evolve(
             mutate(plan, now),
@@ -516,17 +952,20 @@ class GrayRelease:
             saved = self._store.save_plan(
                 changed,
                 expected_version=plan.version,
-                log=self._log(plan, changed, event, actor, now, message),
+                log=[*leading, self._log(plan, changed, event, actor, now, message)],
             )
         except Exception:
             if published and not self._reached(plan, status):
                 self._restore(published, actor)
             raise
-        try:
-            self.refresh_index()
-        except Exception:
-            # Committed all the same; the next sync rebuilds the index.
-            log.exception("grayrelease: index refresh after %s failed", event)
+        if reindex:
+            try:
+                self.refresh_index()
+            except Exception:
+                # Committed all the same; the next sync rebuilds the index.
+                log.exception("grayrelease: index refresh after %s failed", event)
+        for row in leading:
+            self._emit(_event_of(row, saved, plan))
         self._emit(PlanEvent(event, saved, plan, actor, now, message))
         return saved
 
@@ -676,6 +1115,7 @@ class GrayRelease:
         actor: str,
         now: datetime,
         message: str = "",
+        details: Mapping[str, Any] | None = None,
     ) -> LogRecord:
         subject = after or before
         assert subject is not None
@@ -689,6 +1129,7 @@ class GrayRelease:
             before=plan_to_wire(before) if before else None,
             after=plan_to_wire(after) if after else None,
             message=message,
+            details=details,
         )
 
     def _emit(self, event: PlanEvent) -> None:
@@ -710,3 +1151,18 @@ def _check_gray_keys(gray: Mapping[str, str], keys: tuple[str, ...] | Any) -> No
             "is not one of the plan's configKeys",
             details={"unknown": stray},
         )
+
+
+def _gray_values(plan: Plan) -> dict[ConfigRef, str | None]:
+    return {ref: item.gray_value for item, ref in zip(plan.items, plan.refs, strict=True)}
+
+
+def _original_values(plan: Plan) -> dict[ConfigRef, str | None]:
+    """What a rollback publishes: the snapshotted originals, and only after a completion."""
+    if plan.status is not PlanStatus.COMPLETED:
+        return {}
+    return {ref: item.original_value for item, ref in zip(plan.items, plan.refs, strict=True)}
+
+
+def _event_of(row: LogRecord, plan: Plan, previous: Plan | None) -> PlanEvent:
+    return PlanEvent(row.action, plan, previous, row.actor, row.at, row.message, row.details)

@@ -13,6 +13,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from .backend import ConfigBackend
+    from .metrics import MetricSource
     from .migrations import MigrationSet
     from .models import Plan, PlanEvent
     from .settings import Settings
@@ -47,12 +48,14 @@ def grayrelease_register_notifiers(settings: Settings) -> list[Any]:
 
 
 @hookspec
-def grayrelease_register_metric_sources(settings: Settings) -> list[Any]:
-    """Contribute metric sources (pushed samples, Prometheus, ...).
+def grayrelease_register_metric_sources(settings: Settings, store: PlanStore) -> list[MetricSource]:
+    """Contribute metric sources (pushed samples, Prometheus, ...) for the ticker's judge.
 
-    Collected by the monitoring feature, which is not part of this release yet.
+    Collected once when a ``GrayRelease`` is built. A check names its source by ``name``.
 
-    :param settings: the installation's settings.
+    :param settings: the installation's settings (``settings.section(name)`` for options).
+    :param store: the plan store, whose ``gray_release_monitor`` samples the ``push`` source
+        reads.
     :returns: metric sources, each with a unique ``name``.
     """
     raise NotImplementedError

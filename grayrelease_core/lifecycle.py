@@ -27,6 +27,9 @@ class Action(enum.StrEnum):
     RESUME = "resume"
     COMPLETE = "complete"
     ROLLBACK = "rollback"
+    PROMOTE = "promote"
+    REPORT = "report-metrics"
+    """Push metric samples for a plan (no state change)."""
 
 
 TRANSITIONS: dict[Action, tuple[frozenset[PlanStatus], PlanStatus | None]] = {
@@ -35,6 +38,7 @@ TRANSITIONS: dict[Action, tuple[frozenset[PlanStatus], PlanStatus | None]] = {
     Action.START: (frozenset({D}), A),
     Action.PAUSE: (frozenset({A}), P),
     Action.RESUME: (frozenset({P}), A),
+    Action.PROMOTE: (frozenset({A}), A),
     Action.COMPLETE: (frozenset({A, P}), C),
     Action.ROLLBACK: (frozenset({A, P, C}), R),
 }

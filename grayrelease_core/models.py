@@ -14,6 +14,8 @@ from typing import Any, Generic, NamedTuple, TypeVar
 
 import attrs
 
+from .checks import AutoRollback
+
 
 class PlanStatus(enum.StrEnum):
     """A plan's lifecycle state; the values are the spec's wire values."""
@@ -117,7 +119,15 @@ class Progress:
     step: int = 0
     """Canary steps taken so far (0 before the first widening)."""
     next_step_at: datetime | None = None
-    """When the next canary step is due; ``None`` when none is scheduled."""
+    """When the next canary step (or the automatic completion) is due; ``None`` when none is."""
+    analyses: int = 0
+    """Analyses judged so far: the look count the judge's alpha spending goes by."""
+    failures: int = 0
+    """Failed analysis intervals so far; the plan rolls back at ``failureThreshold``."""
+    analyzed_at: datetime | None = None
+    """When the analysis clock last started: the last analysis, the start or the resume."""
+    top_reached_at: datetime | None = None
+    """When the canary reached its ``maxPercentage``: the bake time counts from here."""
 
 
 @attrs.frozen
@@ -139,6 +149,10 @@ class Plan:
     """The strategy's rules, normalized by the strategy at validation."""
     status: PlanStatus = PlanStatus.DRAFT
     progress: Progress = Progress()
+    auto_rollback: AutoRollback | None = None
+    """The checks the ticker judges the plan by; ``None`` when it only follows its schedule."""
+    start_at: datetime | None = None
+    """A DRAFT plan with this set is started by the ticker once the time has come."""
     description: str = ""
     created_by: str = ""
     updated_by: str = ""
@@ -183,6 +197,8 @@ class LogRecord:
     after: Mapping[str, Any] | None = None
     """The plan's wire form after the action (``None`` on deletion)."""
     message: str = ""
+    details: Mapping[str, Any] | None = None
+    """Structured facts of the action (an analysis verdict's inputs and statistics, ...)."""
     id: int | None = None
 
 
@@ -212,18 +228,35 @@ class InstanceHits:
 
 
 @attrs.frozen
+class Sample:
+    """One metric sample of one instance, pushed for a plan (``gray_release_monitor``)."""
+
+    plan_id: str
+    metric: str
+    value: float
+    gray: bool
+    """Whether the instance was in the plan's gray group when it reported."""
+    instance_id: str | None
+    at: datetime
+
+
+@attrs.frozen
 class PlanEvent:
     """Something happened to a plan; passed to ``grayrelease_plan_event`` after commit."""
 
     action: str
     """``CREATED``, ``UPDATED``, ``DELETED``, ``STARTED``, ``PAUSED``, ``RESUMED``,
-    ``COMPLETED``, ``ROLLED_BACK``, ``COMPLETE_FAILED`` or ``ROLLBACK_FAILED``."""
+    ``PROMOTED``, ``STEPPED``, ``COMPLETED``, ``ROLLED_BACK``, ``AUTO_ROLLBACK``,
+    ``ANALYSIS_PASSED``, ``ANALYSIS_INCONCLUSIVE``, ``ANALYSIS_FAILED``, ``START_FAILED``,
+    ``COMPLETE_FAILED`` or ``ROLLBACK_FAILED``."""
     plan: Plan
     """The plan after the action (before it, for ``DELETED`` and failures)."""
     previous: Plan | None
     actor: str
     at: datetime
     message: str = ""
+    details: Mapping[str, Any] | None = None
+    """Structured facts, as in the audit row (a verdict's checks, a step's percentages)."""
 
 
 T = TypeVar("T")

@@ -10,7 +10,7 @@ import functools
 import importlib
 import os
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import pluggy
 
@@ -33,6 +33,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "grayrelease_plugins.stores.sqlalchemy",
     "grayrelease_plugins.backends.memory",
     "grayrelease_plugins.backends.sql",
+    "grayrelease_plugins.metrics.push",
+    "grayrelease_plugins.metrics.prometheus",
 )
 """Module paths of the built-in plugins, registered in this order."""
 
@@ -69,6 +71,31 @@ def collect(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> list[tup
     for plugin_name, call in implementations(pm, hook_name, **kwargs):
         contributions.extend((plugin_name, item) for item in call() or ())
     return contributions
+
+
+def by_name(
+    contributions: list[tuple[str, Any]], kind: str, protocol: type, needs: str
+) -> dict[str, Any]:
+    """``{name: contribution}`` from ``collect()``; refuses what does not fit ``protocol``
+    (``needs`` lists its members for the message) and a name claimed twice."""
+    found: dict[str, Any] = {}
+    owners: dict[str, str] = {}
+    for plugin_name, item in contributions:
+        if not isinstance(item, protocol):
+            raise ConfigurationError(
+                f"plugin {plugin_name!r} registered {item!r}, which is not a {kind} "
+                f"(it needs {needs})"
+            )
+        name: str = cast(Any, item).name
+        if name in found:
+            raise ConfigurationError(
+                f"{kind} {name!r} is registered by both plugin {owners[name]!r} and plugin "
+                f"{plugin_name!r}; disable one of them (GRAYRELEASE_DISABLE_PLUGINS) or rename it",
+                details={kind.replace(" ", "_"): name, "plugins": [owners[name], plugin_name]},
+            )
+        found[name] = item
+        owners[name] = plugin_name
+    return found
 
 
 def implementations(

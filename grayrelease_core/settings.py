@@ -33,6 +33,8 @@ class Settings:
     deploys run ``grayrelease db upgrade`` themselves; a behind schema is then an error."""
     default_group: str = "default"
     """The group used when a plan or a request names none."""
+    metric_retention: float = 168.0
+    """Hours pushed metric samples are kept; each tick deletes older ones."""
     sections: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
     """Per-plugin options, keyed by plugin section name."""
 
@@ -49,6 +51,16 @@ class Settings:
                         f"settings.{key}", "must be a non-empty string", value=value
                     )
                 values[key] = value.strip()
+            elif key == "metric_retention":
+                if (
+                    isinstance(value, bool)
+                    or not isinstance(value, int | float)
+                    or not 1 <= value <= 24 * 366
+                ):
+                    raise ValidationError(
+                        f"settings.{key}", "must be a number of hours from 1 to 8784", value=value
+                    )
+                values[key] = float(value)
             elif key in ("cache_ttl", "hit_flush_interval"):
                 if isinstance(value, bool) or not isinstance(value, int | float):
                     raise ValidationError(

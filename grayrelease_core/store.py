@@ -7,13 +7,23 @@ never miss a committed action.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
+from datetime import datetime
 from typing import Protocol
 
 import attrs
 
 from .errors import ValidationError
-from .models import ConfigRef, InstanceHits, InstanceRecord, LogRecord, Page, Plan, PlanStatus
+from .models import (
+    ConfigRef,
+    InstanceHits,
+    InstanceRecord,
+    LogRecord,
+    Page,
+    Plan,
+    PlanStatus,
+    Sample,
+)
 
 
 def _status(value: PlanStatus | str | None) -> PlanStatus | None:
@@ -42,6 +52,19 @@ class PlanQuery:
     page_size: int = attrs.field(default=20, validator=lambda _, a, v: _page_number(a.name, v, 200))
 
 
+@attrs.frozen
+class ProgressChange:
+    """A tick's change to one plan's progress (not its keys or state), with its audit rows."""
+
+    plan: Plan
+    """The plan with its new progress, ``updated_by`` and ``updated_at``."""
+    expected_version: int
+    """The version the tick judged; a plan changed since is left alone."""
+    logs: Sequence[LogRecord] = ()
+    reindex: bool = False
+    """Whether the read path must see it (the percentage moved): bumps the generation."""
+
+
 class PlanStore(Protocol):
     """Durable plans, their audit log and their instance records."""
 
@@ -53,8 +76,11 @@ class PlanStore(Protocol):
         """Insert a new plan with its audit row."""
         ...
 
-    def save_plan(self, plan: Plan, *, expected_version: int, log: LogRecord) -> Plan:
-        """Replace the stored plan if its version is still ``expected_version``.
+    def save_plan(
+        self, plan: Plan, *, expected_version: int, log: LogRecord | Sequence[LogRecord]
+    ) -> Plan:
+        """Replace the stored plan if its version is still ``expected_version``; write ``log``
+        (one audit row, or several in order) in the same transaction.
 
         :returns: the plan as stored, with ``version = expected_version + 1``.
         :raises Conflict: the stored version differs, or a live plan already holds one of the
@@ -67,6 +93,14 @@ class PlanStore(Protocol):
         """Delete a plan (its audit rows stay)."""
         ...
 
+    def save_progress(self, changes: Sequence[ProgressChange]) -> list[Plan]:
+        """Save many plans' progress in one transaction, each only if its version is still
+        the expected one (the others are skipped: a concurrent ticker won them).
+
+        :returns: the plans saved, with their new versions.
+        """
+        ...
+
     def bump_generation(self) -> None:
         """Move the generation without a plan change, so every process rebuilds its index."""
         ...
@@ -76,6 +110,10 @@ class PlanStore(Protocol):
         ...
 
     def get_plan(self, plan_id: str) -> Plan | None: ...
+
+    def scheduled_plans(self, now: datetime) -> list[Plan]:
+        """DRAFT plans whose ``start_at`` has come."""
+        ...
 
     def find_plans(self, query: PlanQuery) -> Page[Plan]: ...
 
@@ -97,10 +135,41 @@ class PlanStore(Protocol):
         """Ids of every instance recorded as having received the plan's gray value."""
         ...
 
+    def instance_addresses(self, plan_id: str) -> dict[str, str]:
+        """``{instance id: address}`` of every instance recorded for the plan."""
+        ...
+
     def list_instances(
         self, plan_id: str, page: int = 1, page_size: int = 50
     ) -> Page[InstanceRecord]: ...
 
-    def list_logs(self, plan_id: str, page: int = 1, page_size: int = 50) -> Page[LogRecord]: ...
+    def list_logs(
+        self,
+        plan_id: str,
+        page: int = 1,
+        page_size: int = 50,
+        actions: Collection[str] | None = None,
+    ) -> Page[LogRecord]:
+        """The plan's audit rows, oldest first; only ``actions`` when given."""
+        ...
+
+    def record_samples(self, samples: Sequence[Sample]) -> None:
+        """Append metric samples to ``gray_release_monitor``."""
+        ...
+
+    def samples(
+        self,
+        plan_ids: Collection[str],
+        metrics: Collection[str] | None,
+        since: datetime,
+        until: datetime,
+    ) -> list[Sample]:
+        """Samples of ``plan_ids`` (and ``metrics``; all when ``None``) taken in
+        ``[since, until)``."""
+        ...
+
+    def purge_samples(self, before: datetime) -> int:
+        """Delete samples taken before ``before`` (retention); returns how many."""
+        ...
 
     def close(self) -> None: ...

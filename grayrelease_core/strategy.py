@@ -10,11 +10,13 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
+import attrs
 import mmh3
 
-from .errors import ConfigurationError, ValidationError
+from .errors import ValidationError
 from .hashing import BUCKETS, threshold
 from .models import Client, Plan
+from .plugin_manager import by_name
 
 Matcher = Callable[[Client], bool]
 
@@ -43,6 +45,44 @@ class Strategy(Protocol):
         ...
 
 
+GROWTHS = ("linear", "exponential")
+
+
+@attrs.frozen
+class StepSchedule:
+    """How a stepped strategy's hashed share widens; the ticker follows it."""
+
+    step_percentage: float
+    """The first step's size; every later step adds it (linear) or doubles (exponential)."""
+    interval: int
+    """Minutes between steps, each gated by the analysis of its interval."""
+    max_percentage: float = 100.0
+    growth: str = "linear"
+    auto_complete: bool = False
+    """Complete the plan once it has stayed at ``max_percentage`` for ``bake_time``."""
+    bake_time: int = 0
+    """Minutes watched at the top before completing (AWS AppConfig's bake time)."""
+
+    def percentage_after(self, step: int) -> float:
+        """The share after ``step`` steps: 20, 40, 60... or, exponential, 2, 4, 8, 16..."""
+        if step <= 0:
+            return 0.0
+        if self.growth == "exponential":
+            raw = self.step_percentage * float(2 ** min(step - 1, 64))
+        else:
+            raw = self.step_percentage * step
+        return round(min(self.max_percentage, raw), 2)
+
+
+@runtime_checkable
+class SteppedStrategy(Protocol):
+    """A strategy whose share the ticker widens step by step (``CANARY``)."""
+
+    def step_schedule(self, rules: Mapping[str, Any]) -> StepSchedule:
+        """The schedule the plan's normalized rules describe."""
+        ...
+
+
 class FixedSetStrategy:
     """Defaults for strategies that select a fixed set (no hashed share, no steps)."""
 
@@ -64,27 +104,14 @@ class StrategyRegistry:
     @classmethod
     def collect(cls, contributions: list[tuple[str, Any]]) -> StrategyRegistry:
         """Build from ``(plugin name, strategy)`` pairs; a name claimed twice is an error."""
-        found: dict[str, Strategy] = {}
-        owners: dict[str, str] = {}
-        for plugin_name, strategy in contributions:
-            if not isinstance(strategy, Strategy):
-                raise ConfigurationError(
-                    f"plugin {plugin_name!r} registered {strategy!r}, which is not a strategy "
-                    "(it needs name, validate, initial_percentage, next_step_at and compile)"
-                )
-            if strategy.name in found:
-                raise ConfigurationError(
-                    f"strategy {strategy.name!r} is registered by both plugin "
-                    f"{owners[strategy.name]!r} and plugin {plugin_name!r}; "
-                    "disable one of them (GRAYRELEASE_DISABLE_PLUGINS) or rename the strategy",
-                    details={
-                        "strategy": strategy.name,
-                        "plugins": [owners[strategy.name], plugin_name],
-                    },
-                )
-            found[strategy.name] = strategy
-            owners[strategy.name] = plugin_name
-        return cls(found)
+        return cls(
+            by_name(
+                contributions,
+                "strategy",
+                Strategy,
+                "name, validate, initial_percentage, next_step_at and compile",
+            )
+        )
 
     @property
     def names(self) -> tuple[str, ...]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import attrs
@@ -29,6 +29,8 @@ EDITABLE_FIELDS = (
     "grayRules",
     "description",
     "grayValues",
+    "autoRollback",
+    "startAt",
 )
 REQUIRED_ON_CREATE = (
     "planName",
@@ -84,7 +86,28 @@ def parse_plan_body(body: Any, *, creating: bool) -> PlanDraft:
         fields["description"] = description(body["description"])
     if "grayValues" in body:
         fields["grayValues"] = gray_values(body["grayValues"])
+    if "autoRollback" in body:
+        fields["autoRollback"] = body["autoRollback"]  # checked by the engine with its sources
+    if "startAt" in body:
+        fields["startAt"] = (
+            None if body["startAt"] is None else parse_time(body["startAt"], "startAt")
+        )
     return PlanDraft(fields)
+
+
+def parse_time(value: Any, field: str) -> datetime:
+    """An ISO 8601 time that names its zone (``2026-11-26T08:00:00Z``, ``...+08:00``), in UTC."""
+    if not isinstance(value, str) or len(value) > 64:
+        raise ValidationError(field, "must be an ISO 8601 time such as 2026-11-26T08:00:00Z")
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ValidationError(
+            field, "must be an ISO 8601 time such as 2026-11-26T08:00:00Z", value=value
+        ) from None
+    if parsed.tzinfo is None:
+        raise ValidationError(field, "must name its time zone (Z or +08:00)", value=value)
+    return parsed.astimezone(UTC)
 
 
 def require_unicode(value: Any, field: str) -> None:
@@ -199,7 +222,13 @@ def plan_to_wire(plan: Plan) -> dict[str, Any]:
             "percentage": plan.progress.percentage,
             "step": plan.progress.step,
             "nextStepAt": timestamp(plan.progress.next_step_at),
+            "analyses": plan.progress.analyses,
+            "failedAnalyses": plan.progress.failures,
+            "lastAnalysisAt": timestamp(plan.progress.analyzed_at),
+            "topReachedAt": timestamp(plan.progress.top_reached_at),
         },
+        "autoRollback": plan.auto_rollback.to_wire() if plan.auto_rollback else None,
+        "startAt": timestamp(plan.start_at),
         "items": [
             {
                 "configKey": item.config_key,
@@ -231,6 +260,7 @@ def log_to_wire(log: LogRecord) -> dict[str, Any]:
         "statusBefore": log.status_before.value if log.status_before else None,
         "statusAfter": log.status_after.value if log.status_after else None,
         "message": log.message,
+        "details": log.details,
         "before": log.before,
         "after": log.after,
     }

@@ -44,7 +44,35 @@ def db_url(sqlite_url: str) -> str:
         ({"grayValues": {"database.url": None}}, "grayValues.database.url"),
         ({"grayValues": {"other.key": "1"}}, "grayValues.other.key"),
         ({"status": "ACTIVE"}, "status"),
-        ({"autoRollback": {}}, "autoRollback"),
+        ({"autoRollback": {}}, "autoRollback.checks"),
+        ({"autoRollback": "on"}, "autoRollback"),
+        ({"autoRollback": [{"metric": "errorRate"}]}, "autoRollback.checks[0]"),
+        (
+            {"autoRollback": [{"metric": "errorRate", "threshold": 1, "maxIncrease": 1}]},
+            "autoRollback.checks[0].maxIncrease",
+        ),
+        ({"autoRollback": [{"metric": "x", "threshold": "1"}]}, "autoRollback.checks[0].threshold"),
+        (
+            {"autoRollback": [{"metric": "x", "threshold": 1, "window": 0}]},
+            "autoRollback.checks[0].window",
+        ),
+        (
+            {"autoRollback": [{"metric": "x", "threshold": 1, "direction": "up"}]},
+            "autoRollback.checks[0].direction",
+        ),
+        (
+            {"autoRollback": [{"metric": "x", "threshold": 1, "source": "graphite"}]},
+            "autoRollback.checks[0].source",
+        ),
+        (
+            {"autoRollback": [{"metric": "x", "threshold": 1, "query": "up"}]},
+            "autoRollback.checks[0].query",
+        ),
+        ({"autoRollback": {"checks": [], "failureThreshold": 0}}, "autoRollback.failureThreshold"),
+        ({"autoRollback": {"checks": [], "alpha": 0.9}}, "autoRollback.alpha"),
+        ({"startAt": "tomorrow"}, "startAt"),
+        ({"startAt": "2026-12-01T08:00:00"}, "startAt"),
+        ({"startAt": 1700000000}, "startAt"),
     ],
 )
 def test_create_names_the_bad_field(gr: GrayRelease, change: dict[str, Any], field: str) -> None:
@@ -98,7 +126,15 @@ def test_the_wire_form_is_camel_case_and_round_trips_json(gr: GrayRelease) -> No
     assert wire["grayRules"] == {"ipWhitelist": ["192.168.1.100", "192.168.1.101"]}
     assert wire["items"][0]["configKey"] == "database.url"
     assert wire["startedAt"].endswith("Z")
-    assert wire["progress"] == {"percentage": 0.0, "step": 0, "nextStepAt": None}
+    assert wire["progress"] == {
+        "percentage": 0.0,
+        "step": 0,
+        "nextStepAt": None,
+        "analyses": 0,
+        "failedAnalyses": 0,
+        "lastAnalysisAt": wire["startedAt"],
+        "topReachedAt": None,
+    }
 
 
 @pytest.mark.parametrize(

@@ -42,7 +42,7 @@ def started(gr: GrayRelease, **overrides: Any) -> str:
 def test_transition_table_matches_the_design() -> None:
     expected = {
         PlanStatus.DRAFT: ["update", "delete", "start"],
-        PlanStatus.ACTIVE: ["pause", "complete", "rollback"],
+        PlanStatus.ACTIVE: ["pause", "promote", "complete", "rollback"],
         PlanStatus.PAUSED: ["resume", "complete", "rollback"],
         PlanStatus.COMPLETED: ["rollback"],
         PlanStatus.ROLLBACK: [],

@@ -10,6 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from grayrelease_plugins.backends.sql import backend_migrations
 from grayrelease_plugins.backends.sql.tables import Base as BackendBase
 from grayrelease_plugins.stores.sqlalchemy import store_migrations
+from grayrelease_plugins.stores.sqlalchemy.store import SqlPlanStore
 from grayrelease_plugins.stores.sqlalchemy.tables import Base as StoreBase
 from sqlalchemy import Engine, MetaData, inspect
 
@@ -69,7 +70,7 @@ def test_upgrade_downgrade_upgrade_on_an_empty_database(engine: Engine) -> None:
     assert current(store) is None
     upgrade(store)
     upgrade(backend)
-    assert current(store) == head(store) == "0001"
+    assert current(store) == head(store) == "0002"
     assert current(backend) == head(backend)
     assert tables(engine) >= STORE_TABLES | BACKEND_TABLES
 
@@ -114,7 +115,39 @@ def test_a_schema_behind_is_refused_when_auto_migrate_is_off(db_url: str) -> Non
     with pytest.raises(ConfigurationError) as caught:
         GrayRelease.from_settings(settings, load_entrypoints=False)
     assert "grayrelease db upgrade" in caught.value.message
-    assert caught.value.details == {"current": None, "head": "0001"}
+    assert caught.value.details == {"current": None, "head": "0002"}
+
+
+def test_0002_keeps_plans_written_before_it_and_gives_them_empty_analysis(
+    engine: Engine,
+) -> None:
+    migrations = store_migrations(engine)
+    upgrade(migrations, "0001")
+    columns = (
+        "id, plan_name, app_name, environment, group_name, gray_strategy, gray_rules, status, "
+        "percentage, current_step, description, created_by, updated_by, created_at, updated_at, "
+        "version"
+    )
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            f"INSERT INTO gray_release_plan ({columns}) VALUES ('p1', 'n', 'shop', 'prod', "
+            "'default', 'PERCENTAGE', '{\"percentage\": 10, \"stickiness\": \"instanceId\"}', "
+            "'ACTIVE', 10, 0, '', 'a', 'a', '2026-01-01 00:00:00', '2026-01-01 00:00:00', 3)"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO gray_release_log (plan_id, action, actor, at, message) "
+            "VALUES ('p1', 'STARTED', 'a', '2026-01-01 00:00:00', '')"
+        )
+    upgrade(migrations)
+    store = SqlPlanStore(engine)
+    plan = store.get_plan("p1")
+    assert plan is not None
+    assert (plan.version, plan.progress.percentage, plan.progress.analyses) == (3, 10.0, 0)
+    assert (plan.progress.failures, plan.auto_rollback, plan.start_at) == (0, None, None)
+    assert store.list_logs("p1").items[0].details is None
+    downgrade(migrations, "0001")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT version FROM gray_release_plan").scalar() == 3
 
 
 def test_the_host_alembic_version_table_is_left_alone(engine: Engine) -> None:

@@ -17,7 +17,7 @@ from grayrelease_core.rules import (
     stickiness,
     string_list,
 )
-from grayrelease_core.strategy import hashed_matcher
+from grayrelease_core.strategy import GROWTHS, StepSchedule, hashed_matcher
 
 FIELDS = (
     "canaryInstances",
@@ -26,6 +26,9 @@ FIELDS = (
     "maxPercentage",
     "stickiness",
     "salt",
+    "growth",
+    "autoComplete",
+    "bakeTime",
 )
 MAX_INTERVAL_MINUTES = 7 * 24 * 60
 
@@ -35,8 +38,10 @@ class CanaryStrategy:
 
     ``canaryInstances`` are instance ids, IP addresses or CIDR blocks; they get the gray value
     from the start. ``stepInterval`` is in minutes; the percentage grows by ``stepPercentage``
-    per step up to ``maxPercentage`` (default 100). The current percentage and the next step
-    time live in the plan's progress; the ticker that advances them is a separate feature.
+    per step up to ``maxPercentage`` (default 100), or doubles per step with
+    ``"growth": "exponential"``. ``"autoComplete": true`` completes the plan once it has
+    stayed ``bakeTime`` minutes at the top. The ticker takes each step only when the plan's
+    analysis of that interval passed.
     """
 
     name = "CANARY"
@@ -73,7 +78,36 @@ class CanaryStrategy:
         }
         if "salt" in data:
             canary["salt"] = salt(data["salt"], f"{base}.salt")
+        growth = data.get("growth", "linear")
+        if growth not in GROWTHS:
+            raise ValidationError(
+                f"{base}.growth", f"must be one of {', '.join(GROWTHS)}", value=growth
+            )
+        canary["growth"] = growth
+        auto_complete = data.get("autoComplete", False)
+        if not isinstance(auto_complete, bool):
+            raise ValidationError(
+                f"{base}.autoComplete", "must be true or false", value=auto_complete
+            )
+        canary["autoComplete"] = auto_complete
+        bake = data.get("bakeTime", 0)
+        canary["bakeTime"] = (
+            0
+            if bake == 0 and not isinstance(bake, bool)
+            else positive_int(bake, f"{base}.bakeTime", maximum=MAX_INTERVAL_MINUTES)
+        )
         return {"canary": canary}
+
+    def step_schedule(self, rules: Mapping[str, Any]) -> StepSchedule:
+        canary = rules["canary"]
+        return StepSchedule(
+            step_percentage=float(canary["stepPercentage"]),
+            interval=int(canary["stepInterval"]),
+            max_percentage=float(canary["maxPercentage"]),
+            growth=canary.get("growth", "linear"),
+            auto_complete=bool(canary.get("autoComplete", False)),
+            bake_time=int(canary.get("bakeTime", 0)),
+        )
 
     def initial_percentage(self, rules: Mapping[str, Any]) -> float:
         return 0.0

@@ -6,7 +6,7 @@ import functools
 import hashlib
 import logging
 import operator
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -44,15 +44,19 @@ from grayrelease_core import (
     PlanStatus,
     Progress,
 )
-from grayrelease_core.models import ConfigRef, InstanceHits
+from grayrelease_core.checks import auto_rollback_from_json
+from grayrelease_core.models import ConfigRef, InstanceHits, Sample
 from grayrelease_core.sql import run_write
+from grayrelease_core.store import ProgressChange
 
-from .tables import DetailRow, InstanceRow, LogRow, MetaRow, PlanRow, UtcDateTime
+from .tables import DetailRow, InstanceRow, LogRow, MetaRow, MonitorRow, PlanRow, UtcDateTime
 
 GENERATION = "generation"
 LIVE = (PlanStatus.ACTIVE.value, PlanStatus.PAUSED.value)
 HIT_BATCH = 10_000
 """Instance rows per statement (or executemany call) when writing hits."""
+SAMPLE_BATCH = 5_000
+"""Sample rows per executemany call."""
 HIT_COLUMNS = ("plan_id", "instance_id", "instance_ip", "first_seen", "last_seen", "hits")
 MAX_INSTANCE_ID = 256
 log = logging.getLogger("grayrelease")
@@ -121,6 +125,17 @@ class SqlPlanStore:
             rows = conn.execute(select(PlanRow).where(PlanRow.status.in_(LIVE))).all()
             return self._plans(conn, rows)
 
+    def scheduled_plans(self, now: datetime) -> list[Plan]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(PlanRow).where(
+                    PlanRow.status == PlanStatus.DRAFT.value,
+                    PlanRow.start_at.is_not(None),
+                    PlanRow.start_at <= now,
+                )
+            ).all()
+            return self._plans(conn, rows)
+
     def live_plans_covering(
         self, refs: Iterable[ConfigRef], *, exclude: str
     ) -> dict[ConfigRef, str]:
@@ -138,6 +153,15 @@ class SqlPlanStore:
             return frozenset(
                 conn.scalars(select(InstanceRow.instance_id).where(InstanceRow.plan_id == plan_id))
             )
+
+    def instance_addresses(self, plan_id: str) -> dict[str, str]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(InstanceRow.instance_id, InstanceRow.instance_ip).where(
+                    InstanceRow.plan_id == plan_id
+                )
+            ).all()
+        return {row.instance_id: row.instance_ip for row in rows}
 
     def list_instances(
         self, plan_id: str, page: int = 1, page_size: int = 50
@@ -160,13 +184,21 @@ class SqlPlanStore:
         )
         return Page(records, int(total), page, page_size)
 
-    def list_logs(self, plan_id: str, page: int = 1, page_size: int = 50) -> Page[LogRecord]:
-        where = LogRow.plan_id == plan_id
+    def list_logs(
+        self,
+        plan_id: str,
+        page: int = 1,
+        page_size: int = 50,
+        actions: Collection[str] | None = None,
+    ) -> Page[LogRecord]:
+        where = [LogRow.plan_id == plan_id]
+        if actions is not None:
+            where.append(LogRow.action.in_(list(actions)))
         with self._engine.connect() as conn:
-            total = conn.scalar(select(func.count()).select_from(LogRow).where(where)) or 0
+            total = conn.scalar(select(func.count()).select_from(LogRow).where(*where)) or 0
             rows = conn.execute(
                 select(LogRow)
-                .where(where)
+                .where(*where)
                 .order_by(LogRow.id)
                 .limit(page_size)
                 .offset((page - 1) * page_size)
@@ -182,11 +214,35 @@ class SqlPlanStore:
                 before=r.before,
                 after=r.after,
                 message=r.message,
+                details=r.details,
                 id=r.id,
             )
             for r in rows
         )
         return Page(records, int(total), page, page_size)
+
+    def samples(
+        self,
+        plan_ids: Collection[str],
+        metrics: Collection[str] | None,
+        since: datetime,
+        until: datetime,
+    ) -> list[Sample]:
+        if not plan_ids or (metrics is not None and not metrics):
+            return []
+        where = [
+            MonitorRow.plan_id.in_(list(plan_ids)),
+            MonitorRow.sampled_at >= since,
+            MonitorRow.sampled_at < until,
+        ]
+        if metrics is not None:
+            where.append(MonitorRow.metric_name.in_(list(metrics)))
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(MonitorRow).where(*where)).all()
+        return [
+            Sample(r.plan_id, r.metric_name, r.value, bool(r.gray), r.instance_id, r.sampled_at)
+            for r in rows
+        ]
 
     # --- writes ---------------------------------------------------------------------------
 
@@ -198,7 +254,9 @@ class SqlPlanStore:
 
         run_write(self._engine, work)
 
-    def save_plan(self, plan: Plan, *, expected_version: int, log: LogRecord) -> Plan:
+    def save_plan(
+        self, plan: Plan, *, expected_version: int, log: LogRecord | Sequence[LogRecord]
+    ) -> Plan:
         def work(conn: Connection) -> None:
             result = conn.execute(
                 update(PlanRow)
@@ -238,8 +296,70 @@ class SqlPlanStore:
 
         run_write(self._engine, work)
 
+    def save_progress(self, changes: Sequence[ProgressChange]) -> list[Plan]:
+        saved: list[Plan] = []
+
+        def work(conn: Connection) -> None:
+            saved.clear()  # run_write may retry the whole transaction
+            reindex = False
+            for change in sorted(changes, key=lambda c: c.plan.id):  # one lock order
+                plan = change.plan
+                result = conn.execute(
+                    update(PlanRow)
+                    .where(PlanRow.id == plan.id, PlanRow.version == change.expected_version)
+                    .values(
+                        **_progress_values(plan),
+                        updated_by=plan.updated_by,
+                        updated_at=plan.updated_at,
+                        version=change.expected_version + 1,
+                    )
+                )
+                if result.rowcount != 1:
+                    continue  # another process changed it first: its decision stands
+                if change.logs:
+                    conn.execute(insert(LogRow), [_log_values(entry) for entry in change.logs])
+                reindex = reindex or change.reindex
+                saved.append(attrs.evolve(plan, version=change.expected_version + 1))
+            if reindex:
+                self._bump(conn)
+
+        run_write(self._engine, work)
+        return list(saved)
+
     def bump_generation(self) -> None:
         run_write(self._engine, self._bump)
+
+    def record_samples(self, samples: Sequence[Sample]) -> None:
+        rows = [
+            {
+                "plan_id": sample.plan_id,
+                "metric_name": sample.metric,
+                "gray": sample.gray,
+                "instance_id": sample.instance_id,
+                "value": sample.value,
+                "sampled_at": sample.at,
+            }
+            for sample in samples
+        ]
+        if not rows:
+            return
+
+        def work(conn: Connection) -> None:
+            for start in range(0, len(rows), SAMPLE_BATCH):
+                conn.execute(insert(MonitorRow), rows[start : start + SAMPLE_BATCH])
+
+        run_write(self._engine, work)
+
+    def purge_samples(self, before: datetime) -> int:
+        deleted = 0
+
+        def work(conn: Connection) -> None:
+            nonlocal deleted
+            result = conn.execute(delete(MonitorRow).where(MonitorRow.sampled_at < before))
+            deleted = result.rowcount
+
+        run_write(self._engine, work)
+        return deleted
 
     def append_log(self, log: LogRecord) -> None:
         run_write(
@@ -296,8 +416,9 @@ class SqlPlanStore:
     def _write_details(self, conn: Connection, plan: Plan) -> None:
         conn.execute(insert(DetailRow), detail_rows(plan))
 
-    def _finish(self, conn: Connection, log: LogRecord) -> None:
-        conn.execute(insert(LogRow).values(**_log_values(log)))
+    def _finish(self, conn: Connection, log: LogRecord | Sequence[LogRecord]) -> None:
+        logs = [log] if isinstance(log, LogRecord) else list(log)
+        conn.execute(insert(LogRow), [_log_values(entry) for entry in logs])
         self._bump(conn)
 
     def _bump(self, conn: Connection) -> None:
@@ -357,6 +478,20 @@ def plan_row(plan: Plan) -> dict[str, Any]:
     return {**_plan_values(plan), "id": plan.id, "version": plan.version}
 
 
+def _progress_values(plan: Plan) -> dict[str, Any]:
+    """The columns a tick may change without touching the plan's keys or state."""
+    progress = plan.progress
+    return {
+        "percentage": progress.percentage,
+        "current_step": progress.step,
+        "next_step_at": progress.next_step_at,
+        "analyses": progress.analyses,
+        "failed_intervals": progress.failures,
+        "analyzed_at": progress.analyzed_at,
+        "top_reached_at": progress.top_reached_at,
+    }
+
+
 def _plan_values(plan: Plan) -> dict[str, Any]:
     return {
         "plan_name": plan.name,
@@ -366,9 +501,9 @@ def _plan_values(plan: Plan) -> dict[str, Any]:
         "gray_strategy": plan.strategy,
         "gray_rules": dict(plan.rules),
         "status": plan.status.value,
-        "percentage": plan.progress.percentage,
-        "current_step": plan.progress.step,
-        "next_step_at": plan.progress.next_step_at,
+        **_progress_values(plan),
+        "auto_rollback": plan.auto_rollback.to_wire() if plan.auto_rollback else None,
+        "start_at": plan.start_at,
         "description": plan.description,
         "created_by": plan.created_by,
         "updated_by": plan.updated_by,
@@ -399,7 +534,17 @@ def _plan_from_rows(row: Any, details: list[Any]) -> Plan:
         strategy=row.gray_strategy,
         rules=row.gray_rules,
         status=PlanStatus(row.status),
-        progress=Progress(row.percentage, row.current_step, row.next_step_at),
+        progress=Progress(
+            percentage=row.percentage,
+            step=row.current_step,
+            next_step_at=row.next_step_at,
+            analyses=row.analyses,
+            failures=row.failed_intervals,
+            analyzed_at=row.analyzed_at,
+            top_reached_at=row.top_reached_at,
+        ),
+        auto_rollback=auto_rollback_from_json(row.auto_rollback),
+        start_at=row.start_at,
         description=row.description,
         created_by=row.created_by,
         updated_by=row.updated_by,
@@ -422,6 +567,7 @@ def _log_values(log: LogRecord) -> dict[str, Any]:
         "before": dict(log.before) if log.before is not None else None,
         "after": dict(log.after) if log.after is not None else None,
         "message": log.message,
+        "details": dict(log.details) if log.details is not None else None,
     }
 
 

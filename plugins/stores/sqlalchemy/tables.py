@@ -91,6 +91,13 @@ class PlanRow(Base):
     percentage: Mapped[float] = mapped_column(Float, default=0.0)
     current_step: Mapped[int] = mapped_column(Integer, default=0)
     next_step_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    analyses: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    failed_intervals: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    analyzed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    top_reached_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    auto_rollback: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    start_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    """When the ticker starts this DRAFT plan (NULL: started by hand)."""
     description: Mapped[str] = mapped_column(Text, default="")
     created_by: Mapped[str] = mapped_column(String(128))
     updated_by: Mapped[str] = mapped_column(String(128))
@@ -144,6 +151,8 @@ class LogRow(Base):
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     message: Mapped[str] = mapped_column(Text, default="")
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """Structured facts: an analysis verdict's inputs and statistics, a step's percentages."""
 
     __table_args__ = (Index(None, "plan_id", "id"), Index(None, "at"))
 
@@ -161,7 +170,11 @@ class MonitorRow(Base):
     value: Mapped[float] = mapped_column(Float)
     sampled_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
-    __table_args__ = (Index(None, "plan_id", "metric_name", "sampled_at"),)
+    # The second index serves the retention purge, which deletes by age across all plans.
+    __table_args__ = (
+        Index(None, "plan_id", "metric_name", "sampled_at"),
+        Index(None, "sampled_at"),
+    )
 
 
 class InstanceRow(Base):

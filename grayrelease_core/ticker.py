@@ -1,0 +1,184 @@
+"""What one tick decides for one ACTIVE plan, as pure functions of the plan, its verdict and
+the time: the engine does the reading and writing around them.
+
+A plan is analyzed every analysis interval (``autoRollback.interval``, else the canary's
+``stepInterval``, else 5 minutes). A stepped plan (``CANARY``) takes its next step when the
+step is due *and* the analysis run at that moment passed; an inconclusive or failed analysis
+holds it. Failed intervals count towards ``failureThreshold``; a failed critical check rolls
+the plan back at once.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timedelta
+
+import attrs
+
+from .judge import Outcome, Verdict
+from .models import Plan, Progress
+from .strategy import StepSchedule
+
+SYSTEM_ACTOR = "system"
+"""The actor of what the ticker does on its own (steps, verdicts, automatic rollbacks)."""
+DEFAULT_ANALYSIS_MINUTES = 5
+
+
+class Move(enum.StrEnum):
+    WAIT = "WAIT"
+    """Nothing to do but record the verdict, if any."""
+    HOLD = "HOLD"
+    """A step was due but the analysis did not pass: try again next interval."""
+    STEP = "STEP"
+    COMPLETE = "COMPLETE"
+    ROLLBACK = "ROLLBACK"
+
+
+@attrs.frozen
+class Due:
+    analysis: bool
+    step: bool
+
+    def __bool__(self) -> bool:
+        return self.analysis or self.step
+
+
+@attrs.frozen
+class Decision:
+    move: Move
+    progress: Progress
+    """The plan's progress after the decision (analysis counters included)."""
+    reason: str = ""
+
+
+@attrs.define
+class TickReport:
+    """What one tick did, for the CLI, the logs and the tests."""
+
+    at: datetime
+    started: list[str] = attrs.Factory(list)
+    stepped: list[str] = attrs.Factory(list)
+    completed: list[str] = attrs.Factory(list)
+    rolled_back: list[str] = attrs.Factory(list)
+    held: list[str] = attrs.Factory(list)
+    analyses: dict[str, int] = attrs.Factory(dict)
+    """Verdicts reached, by outcome (``PASS``, ``INCONCLUSIVE``, ``FAIL``)."""
+    lost: list[str] = attrs.Factory(list)
+    """Plans another process (or an operator) changed first; their decisions stand."""
+    errors: list[str] = attrs.Factory(list)
+
+    def count(self, plan_id: str, verdict: Verdict | None, decision: Decision) -> None:
+        if verdict is not None:
+            key = verdict.outcome.value
+            self.analyses[key] = self.analyses.get(key, 0) + 1
+        if decision.move is Move.HOLD:
+            self.held.append(plan_id)
+
+    def to_wire(self) -> dict[str, object]:
+        return {
+            "at": self.at.isoformat(),
+            "started": self.started,
+            "stepped": self.stepped,
+            "completed": self.completed,
+            "rolledBack": self.rolled_back,
+            "held": self.held,
+            "analyses": self.analyses,
+            "lost": self.lost,
+            "errors": self.errors,
+        }
+
+
+def analysis_interval(plan: Plan, schedule: StepSchedule | None) -> timedelta:
+    rules = plan.auto_rollback
+    if rules is not None and rules.interval is not None:
+        return timedelta(minutes=rules.interval)
+    return timedelta(minutes=schedule.interval if schedule else DEFAULT_ANALYSIS_MINUTES)
+
+
+def due(plan: Plan, schedule: StepSchedule | None, now: datetime) -> Due:
+    """Whether ``plan`` needs an analysis, a step (or both) at ``now``."""
+    progress = plan.progress
+    origin = progress.analyzed_at or plan.started_at
+    has_checks = plan.auto_rollback is not None and bool(plan.auto_rollback.checks)
+    analysis = (
+        has_checks and origin is not None and now >= origin + analysis_interval(plan, schedule)
+    )
+    step = (
+        schedule is not None and progress.next_step_at is not None and progress.next_step_at <= now
+    )
+    return Due(analysis, step)
+
+
+def decide(
+    plan: Plan, schedule: StepSchedule | None, verdict: Verdict | None, when: Due, now: datetime
+) -> Decision:
+    """Roll back, complete, step, hold, or only record the verdict."""
+    progress = plan.progress
+    if verdict is not None:
+        progress = attrs.evolve(progress, analyses=progress.analyses + 1, analyzed_at=now)
+        if verdict.outcome is Outcome.FAIL:
+            progress = attrs.evolve(progress, failures=progress.failures + 1)
+            assert plan.auto_rollback is not None
+            threshold = plan.auto_rollback.failure_threshold
+            if verdict.critical_failure:
+                return Decision(Move.ROLLBACK, progress, f"critical check failed: {_why(verdict)}")
+            if progress.failures >= threshold:
+                return Decision(
+                    Move.ROLLBACK,
+                    progress,
+                    f"{progress.failures} failed analyses (failureThreshold {threshold}): "
+                    + _why(verdict),
+                )
+    if not when.step or schedule is None:
+        return Decision(Move.WAIT, progress)
+    if verdict is not None and verdict.outcome is not Outcome.PASS:
+        retry = now + min(timedelta(minutes=schedule.interval), analysis_interval(plan, schedule))
+        return Decision(
+            Move.HOLD,
+            attrs.evolve(progress, next_step_at=retry),
+            f"step held: analysis {verdict.outcome.value.lower()}",
+        )
+    if progress.percentage >= schedule.max_percentage:
+        bake_end = (progress.top_reached_at or now) + timedelta(minutes=schedule.bake_time)
+        if schedule.auto_complete and now >= bake_end:
+            return Decision(
+                Move.COMPLETE,
+                attrs.evolve(progress, next_step_at=None),
+                f"completed automatically after {schedule.bake_time} minutes at "
+                f"{progress.percentage:g}%",
+            )
+        next_at = bake_end if schedule.auto_complete else None
+        return Decision(Move.WAIT, attrs.evolve(progress, next_step_at=next_at))
+    return Decision(Move.STEP, advance(progress, schedule, now))
+
+
+def advance(progress: Progress, schedule: StepSchedule, now: datetime) -> Progress:
+    """One step up the schedule; at the top, the bake time (or nothing) is what comes next."""
+    step = progress.step + 1
+    percentage = max(progress.percentage, schedule.percentage_after(step))
+    if percentage >= schedule.max_percentage:
+        return to_top(attrs.evolve(progress, step=step), percentage, schedule, now)
+    return attrs.evolve(
+        progress,
+        step=step,
+        percentage=percentage,
+        next_step_at=now + timedelta(minutes=schedule.interval),
+    )
+
+
+def to_top(
+    progress: Progress, percentage: float, schedule: StepSchedule | None, now: datetime
+) -> Progress:
+    """At the top: the bake time starts now; the plan completes after it if it auto-completes."""
+    auto = schedule is not None and schedule.auto_complete
+    bake = timedelta(minutes=schedule.bake_time if schedule else 0)
+    return attrs.evolve(
+        progress,
+        percentage=percentage,
+        top_reached_at=now,
+        next_step_at=now + bake if auto else None,
+    )
+
+
+def _why(verdict: Verdict) -> str:
+    return "; ".join(f"{r.check.metric}: {r.reason}" for r in verdict.failed)

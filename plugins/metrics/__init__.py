@@ -1,0 +1,1 @@
+"""Built-in metric sources: pushed samples and Prometheus."""

@@ -1,0 +1,432 @@
+"""``prometheus``: a check's gray and baseline samples from a Prometheus server's range queries.
+
+Enabled by a ``prometheus`` settings section::
+
+    {"prometheus": {"url": "http://127.0.0.1:9090", "timeout": 10, "step": 15,
+                    "headers": {"Authorization": "Bearer ..."},
+                    "queries": {"errorRate": {"gray": "...", "baseline": "..."}}}}
+
+A check's ``query`` (gray) and ``baselineQuery`` are PromQL templates; ``queries`` gives the
+defaults per metric name. Templates name the plan with ``{{placeholders}}`` (``PLACEHOLDERS``).
+Speaks the HTTP API with the standard library only; every failure is a
+``MetricSourceError`` in the query's slot, which the judge counts as inconclusive.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import math
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any
+
+import attrs
+
+from grayrelease_core import Settings, ValidationError, hookimpl
+from grayrelease_core.checks import MAX_QUERY
+from grayrelease_core.metrics import Check, MetricQuery, MetricSourceError, Observation
+from grayrelease_core.rules import rules_object
+
+SECTION = "prometheus"
+FIELD = f"settings.{SECTION}"
+PLACEHOLDERS = (
+    "appName",
+    "environment",
+    "groupName",
+    "planId",
+    "instances",
+    "instanceIps",
+    "window",
+)
+"""The ``{{name}}`` placeholders a template may use."""
+PLACEHOLDER = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
+MAX_TIMEOUT = 300.0
+MAX_STEP = 3600.0
+MAX_POINTS = 11_000
+"""Prometheus refuses a range query of more points per series than this."""
+NEVER = r"[^\x00-\x{10FFFF}]"
+"""An RE2 regex no string matches: what an empty set of instances renders as."""
+_RE2_SPECIAL = frozenset("\\.+*?()|[]{}^$")
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_SNIPPET = 200
+
+
+@attrs.frozen
+class Templates:
+    """The default PromQL templates of one metric (``settings.prometheus.queries.<metric>``)."""
+
+    gray: str | None = None
+    baseline: str | None = None
+
+
+@attrs.frozen
+class PrometheusSettings:
+    """The validated ``prometheus`` settings section."""
+
+    url: str
+    """Base URL of the server, without a trailing slash (``http://127.0.0.1:9090``)."""
+    timeout: float = 10.0
+    """Seconds to wait for each answer; also sent as the query's server-side timeout."""
+    step: float = 15.0
+    """Seconds between the points of a range query (raised when a window would exceed
+    ``MAX_POINTS`` points)."""
+    headers: Mapping[str, str] = attrs.field(factory=dict, repr=False)
+    """Extra request headers (``Authorization``); kept out of ``repr`` and error messages."""
+    queries: Mapping[str, Templates] = attrs.field(factory=dict)
+    """Default templates per metric name."""
+
+    @classmethod
+    def from_section(cls, section: Mapping[str, Any]) -> PrometheusSettings:
+        """Validate the section; each error names its field (``settings.prometheus.url``)."""
+        data = rules_object(
+            section,
+            allowed=("url", "timeout", "step", "headers", "queries"),
+            required=("url",),
+            field=FIELD,
+        )
+        return cls(
+            url=_base_url(data["url"], f"{FIELD}.url"),
+            timeout=_seconds(data.get("timeout", 10), f"{FIELD}.timeout", MAX_TIMEOUT),
+            step=_seconds(data.get("step", 15), f"{FIELD}.step", MAX_STEP),
+            headers=_headers(data.get("headers", {}), f"{FIELD}.headers"),
+            queries=_queries(data.get("queries", {}), f"{FIELD}.queries"),
+        )
+
+
+class PrometheusSource:
+    """The ``prometheus`` metric source."""
+
+    name = "prometheus"
+
+    def __init__(self, settings: PrometheusSettings) -> None:
+        self.settings = settings
+        self._endpoint = f"{settings.url}/api/v1/query_range"
+        self._opener = urllib.request.build_opener()
+
+    def __repr__(self) -> str:
+        return f"PrometheusSource(url={self.settings.url!r})"
+
+    def templates(self, check: Check) -> Templates:
+        """The check's own queries, else the settings' defaults for its metric."""
+        defaults = self.settings.queries.get(check.metric, Templates())
+        return Templates(
+            gray=check.query or defaults.gray,
+            baseline=check.baseline_query or defaults.baseline,
+        )
+
+    def validate_check(self, check: Check, field: str) -> None:
+        templates = self.templates(check)
+        hint = f"or configure {FIELD}.queries.{check.metric}"
+        if templates.gray is None:
+            raise ValidationError(
+                f"{field}.query", f"a prometheus check needs a PromQL query ({hint}.gray)"
+            )
+        _check_placeholders(templates.gray, f"{field}.query")
+        if templates.baseline is None:
+            if check.max_increase is not None:
+                raise ValidationError(
+                    f"{field}.baselineQuery",
+                    "a relative check (maxIncrease) needs a baseline PromQL query "
+                    f"({hint}.baseline)",
+                )
+        else:
+            _check_placeholders(templates.baseline, f"{field}.baselineQuery")
+
+    def fetch(self, queries: Sequence[MetricQuery]) -> list[Observation | Exception]:
+        # Once the server is unreachable (refused, timed out), the rest of this tick's requests
+        # fail at once with the same cause instead of each waiting out the timeout. A query
+        # Prometheus refuses (bad PromQL) touches only its own slot.
+        unreachable: MetricSourceError | None = None
+        answers: list[Observation | Exception] = []
+        for query in queries:
+            templates = self.templates(query.check)
+            try:
+                samples: list[tuple[float, ...]] = []
+                for side, template in (("gray", templates.gray), ("baseline", templates.baseline)):
+                    if template is None or (side == "gray" and _no_gray_side(template, query)):
+                        samples.append(())
+                        continue
+                    what = f"{side} query of {query.check.metric} (plan {query.plan.id})"
+                    if unreachable is not None:
+                        raise self._error(
+                            what,
+                            f"not sent, the server was unreachable earlier in this tick "
+                            f"({unreachable.details['cause']})",
+                            "unreachable",
+                        )
+                    try:
+                        samples.append(self._query_range(render(template, query), query, what))
+                    except MetricSourceError as exc:
+                        if exc.details["reason"] in ("unreachable", "timeout"):
+                            unreachable = exc
+                        raise
+                answers.append(Observation(gray=samples[0], baseline=samples[1]))
+            except MetricSourceError as exc:
+                answers.append(exc)
+        return answers
+
+    # --- one range query ----------------------------------------------------------------------
+
+    def _query_range(self, promql: str, query: MetricQuery, what: str) -> tuple[float, ...]:
+        window = query.window_seconds
+        step = max(self.settings.step, float(math.ceil(window / MAX_POINTS)))
+        form = urllib.parse.urlencode(
+            {
+                "query": promql,
+                "start": f"{_unix(query.start):.3f}",
+                "end": f"{_unix(query.end):.3f}",
+                "step": repr(step),
+                "timeout": repr(self.settings.timeout),
+            }
+        ).encode()
+        request = urllib.request.Request(
+            self._endpoint,
+            data=form,
+            method="POST",
+            headers={
+                **self.settings.headers,
+                "Accept": "application/json",
+                "Content-Type": "application/x-www-form-urlencoded",
+            },
+        )
+        timed_out = f"no answer within {self.settings.timeout:g} s"
+        try:
+            with self._opener.open(request, timeout=self.settings.timeout) as response:
+                status, reason, body = response.status, response.reason, response.read()
+        except urllib.error.HTTPError as exc:
+            with exc:
+                try:
+                    body = exc.read()
+                except TimeoutError:
+                    raise self._error(what, timed_out, "timeout") from exc
+                except OSError:
+                    body = b""
+            status, reason = exc.code, str(exc.reason)
+        except TimeoutError as exc:
+            raise self._error(what, timed_out, "timeout") from exc
+        except urllib.error.URLError as exc:
+            if isinstance(exc.reason, TimeoutError):
+                raise self._error(what, timed_out, "timeout") from exc
+            if isinstance(exc.reason, ConnectionRefusedError):
+                raise self._error(what, "connection refused", "unreachable") from exc
+            raise self._error(what, f"cannot connect: {exc.reason}", "unreachable") from exc
+        except (OSError, http.client.HTTPException) as exc:
+            raise self._error(
+                what, f"connection failed: {type(exc).__name__}: {exc}", "unreachable"
+            ) from exc
+        return self._samples(status, reason, body, what)
+
+    def _samples(self, status: int, reason: str, body: bytes, what: str) -> tuple[float, ...]:
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            payload = None
+        if isinstance(payload, dict) and payload.get("status") == "error":
+            raise self._error(
+                what,
+                f"{payload.get('errorType', 'unknown')}: {payload.get('error', '')}",
+                "prometheus_error",
+                errorType=str(payload.get("errorType", "")),
+                httpStatus=status,
+            )
+        if status >= 400:
+            raise self._error(
+                what, f"HTTP {status} {reason}: {_snippet(body)}", "http", httpStatus=status
+            )
+        if payload is None:
+            raise self._error(what, f"the answer is not JSON: {_snippet(body)}", "bad_answer")
+        try:
+            return _matrix_samples(payload)
+        except (TypeError, ValueError, KeyError) as exc:
+            raise self._error(
+                what, f"unexpected answer ({exc}): {_snippet(body)}", "bad_answer"
+            ) from exc
+
+    def _error(self, what: str, cause: str, reason: str, **details: Any) -> MetricSourceError:
+        return MetricSourceError(
+            f"prometheus at {self.settings.url}: {what}: {cause}",
+            details={"url": self.settings.url, "reason": reason, "cause": cause, **details},
+        )
+
+
+# --- rendering templates ---------------------------------------------------------------------
+
+
+def render(template: str, query: MetricQuery) -> str:
+    """``template`` with its placeholders replaced, each escaped for a PromQL double-quoted
+    string; ``{{instances}}`` and ``{{instanceIps}}`` are also regex-escaped alternations."""
+    plan = query.plan
+    values = {
+        "appName": promql_string(plan.app_name),
+        "environment": promql_string(plan.environment),
+        "groupName": promql_string(plan.group_name),
+        "planId": promql_string(plan.id),
+        "instances": promql_string(regex_alternation(query.gray_instances)),
+        "instanceIps": promql_string(regex_alternation(query.gray_ips)),
+        "window": f"{query.window_seconds}s",
+    }
+    return PLACEHOLDER.sub(lambda match: values[match.group(1)], template)
+
+
+def regex_alternation(values: frozenset[str]) -> str:
+    """An RE2 regex matching exactly ``values`` (sorted), grouped so a template may append
+    to it (``{{instanceIps}}:.*``); a regex that matches nothing when ``values`` is empty."""
+    if not values:
+        return NEVER
+    escaped = ("".join("\\" + c if c in _RE2_SPECIAL else c for c in v) for v in sorted(values))
+    return "(?:" + "|".join(escaped) + ")"
+
+
+def promql_string(value: str) -> str:
+    """``value`` escaped to sit between the double quotes of a PromQL string."""
+    out = []
+    for char in value:
+        if char in '\\"':
+            out.append("\\" + char)
+        elif char == "\n":
+            out.append("\\n")
+        elif char == "\r":
+            out.append("\\r")
+        elif char == "\t":
+            out.append("\\t")
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append(f"\\x{ord(char):02x}")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def _no_gray_side(template: str, query: MetricQuery) -> bool:
+    # An empty gray set has no gray samples; never ask, as a template could match everyone.
+    names = {match.group(1) for match in PLACEHOLDER.finditer(template)}
+    return not query.gray_instances or ("instanceIps" in names and not query.gray_ips)
+
+
+def _check_placeholders(template: str, field: str) -> None:
+    for match in PLACEHOLDER.finditer(template):
+        if match.group(1) not in PLACEHOLDERS:
+            raise ValidationError(
+                field,
+                f"unknown placeholder {match.group(0)}; the placeholders are "
+                + ", ".join("{{" + name + "}}" for name in PLACEHOLDERS),
+                value=match.group(0),
+            )
+
+
+# --- reading answers -------------------------------------------------------------------------
+
+
+def _matrix_samples(payload: Any) -> tuple[float, ...]:
+    """Every finite value of every series of a ``matrix`` answer."""
+    if not isinstance(payload, dict) or payload.get("status") != "success":
+        raise ValueError("no status success")
+    data = payload["data"]
+    if not isinstance(data, dict) or data.get("resultType") != "matrix":
+        raise ValueError("not a matrix")
+    result = data["result"]
+    if not isinstance(result, list):
+        raise TypeError("result is not a list")
+    samples: list[float] = []
+    for series in result:
+        if not isinstance(series, dict):
+            raise TypeError("a series is not an object")
+        # A native-histogram series carries "histograms" and no "values": no float samples.
+        values = series.get("values", [])
+        if not isinstance(values, list):
+            raise TypeError("values is not a list")
+        for point in values:
+            if not isinstance(point, list) or len(point) != 2 or not isinstance(point[1], str):
+                raise TypeError('a point is not [time, "value"]')
+            value = float(point[1])
+            if math.isfinite(value):
+                samples.append(value)
+    return tuple(samples)
+
+
+def _snippet(body: bytes) -> str:
+    text = " ".join(body[:_SNIPPET].decode("utf-8", errors="replace").split())
+    if not text:
+        return "(empty body)"
+    return text + ("…" if len(body) > _SNIPPET else "")
+
+
+def _unix(moment: datetime) -> float:
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+# --- validating settings ---------------------------------------------------------------------
+
+
+def _base_url(value: Any, field: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(field, "must be the server's base URL, like http://127.0.0.1:9090")
+    url = value.strip().rstrip("/")
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationError(field, "must be an http or https URL with a host", value=value)
+    if parts.username is not None or parts.password is not None:
+        raise ValidationError(field, "must not hold credentials; send them in headers")
+    if parts.query or parts.fragment:
+        raise ValidationError(field, "must not have a query or fragment", value=value)
+    try:
+        parts.port  # noqa: B018 - a bad port raises only when read
+    except ValueError as exc:
+        raise ValidationError(field, "has an invalid port", value=value) from exc
+    return url
+
+
+def _seconds(value: Any, field: str, maximum: float) -> float:
+    # Compared before float(): NaN fails the comparison, a huge integer never reaches float().
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= maximum:
+        raise ValidationError(
+            field, f"must be a number of seconds above 0 and at most {maximum:g}", value=value
+        )
+    return float(value)
+
+
+def _headers(value: Any, field: str) -> Mapping[str, str]:
+    if not isinstance(value, Mapping):
+        raise ValidationError(field, "must be an object of header names to values")
+    headers: dict[str, str] = {}
+    for name, header in value.items():
+        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+            raise ValidationError(f"{field}.{name}", "is not a valid HTTP header name")
+        if not isinstance(header, str) or any(c in header for c in "\r\n\0"):
+            # The value is often a secret: never echoed.
+            raise ValidationError(f"{field}.{name}", "must be a string on one line")
+        headers[name] = header
+    return MappingProxyType(headers)
+
+
+def _queries(value: Any, field: str) -> Mapping[str, Templates]:
+    if not isinstance(value, Mapping):
+        raise ValidationError(field, 'must be an object of metric names to {"gray", "baseline"}')
+    queries: dict[str, Templates] = {}
+    for metric, raw in value.items():
+        entry = rules_object(
+            raw, allowed=("gray", "baseline"), required=(), field=f"{field}.{metric}"
+        )
+        if not entry:
+            raise ValidationError(f"{field}.{metric}", "needs a gray or a baseline template")
+        for side, template in entry.items():
+            if not isinstance(template, str) or not template.strip() or len(template) > MAX_QUERY:
+                raise ValidationError(
+                    f"{field}.{metric}.{side}", f"must be a query of 1 to {MAX_QUERY} characters"
+                )
+            _check_placeholders(template, f"{field}.{metric}.{side}")
+        queries[str(metric)] = Templates(gray=entry.get("gray"), baseline=entry.get("baseline"))
+    return MappingProxyType(queries)
+
+
+@hookimpl
+def grayrelease_register_metric_sources(settings: Settings) -> list[PrometheusSource]:
+    # Present but empty still counts as configured, so a forgotten url is an error, not silence.
+    if SECTION not in settings.sections:
+        return []
+    return [PrometheusSource(PrometheusSettings.from_section(settings.section(SECTION)))]
