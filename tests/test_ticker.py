@@ -111,12 +111,18 @@ def push(
 
 
 def interval(
-    gr: GrayRelease, clock: ManualClock, plan_id: str, rng: random.Random | None, **rates: float
+    gr: GrayRelease,
+    clock: ManualClock,
+    plan_id: str,
+    rng: random.Random | None,
+    *,
+    gray_rate: float = 0.01,
+    base_rate: float = 0.01,
 ) -> None:
     """Half an interval, samples (when ``rng``), the other half, then a tick."""
     clock.advance(timedelta(minutes=15))
     if rng is not None:
-        push(gr, plan_id, rng, **rates)
+        push(gr, plan_id, rng, gray_rate=gray_rate, base_rate=base_rate)
     clock.advance(timedelta(minutes=15))
     gr.tick()
 
