@@ -141,7 +141,7 @@ def parse_auto_rollback(value: Any) -> AutoRollback | None:
         ),
         interval=(
             positive_int(data["interval"], f"{AUTO_ROLLBACK}.interval", maximum=MAX_WINDOW_MINUTES)
-            if data.get("interval") is not None
+            if "interval" in data
             else None
         ),
         alpha=float(alpha),
@@ -156,8 +156,8 @@ def parse_check(raw: Any, field: str) -> Check:
     source = data.get("source", "push")
     if not isinstance(source, str) or not source:
         raise ValidationError(f"{field}.source", "must name a metric source", value=source)
-    threshold = _number(data.get("threshold"), f"{field}.threshold")
-    max_increase = _number(data.get("maxIncrease"), f"{field}.maxIncrease")
+    threshold = _number(data, "threshold", field)
+    max_increase = _number(data, "maxIncrease", field)
     if threshold is None and max_increase is None:
         raise ValidationError(field, "needs a threshold (absolute) or a maxIncrease (relative)")
     if threshold is not None and max_increase is not None:
@@ -184,19 +184,21 @@ def parse_check(raw: Any, field: str) -> Check:
         direction=direction,
         window=(
             positive_int(data["window"], f"{field}.window", maximum=MAX_WINDOW_MINUTES)
-            if data.get("window") is not None
+            if "window" in data
             else None
         ),
         min_samples=positive_int(data.get("minSamples", 10), f"{field}.minSamples", maximum=10**6),
         critical=critical,
-        query=_query(data.get("query"), f"{field}.query"),
-        baseline_query=_query(data.get("baselineQuery"), f"{field}.baselineQuery"),
+        query=_query(data, "query", field),
+        baseline_query=_query(data, "baselineQuery", field),
     )
 
 
-def _number(value: Any, field: str) -> float | None:
-    if value is None:
+def _number(data: Mapping[str, Any], name: str, check: str) -> float | None:
+    """An optional number: absent is ``None``; present, it must be a finite number."""
+    if name not in data:
         return None
+    value, field = data[name], f"{check}.{name}"
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValidationError(field, "must be a number", value=value)
     if not math.isfinite(float(value)) or abs(value) > 1e15:
@@ -204,9 +206,10 @@ def _number(value: Any, field: str) -> float | None:
     return float(value)
 
 
-def _query(value: Any, field: str) -> str | None:
-    if value is None:
+def _query(data: Mapping[str, Any], name: str, check: str) -> str | None:
+    if name not in data:
         return None
+    value, field = data[name], f"{check}.{name}"
     if not isinstance(value, str) or not value.strip() or len(value) > MAX_QUERY:
         raise ValidationError(field, f"must be a query of 1 to {MAX_QUERY} characters")
     return value

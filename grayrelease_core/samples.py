@@ -23,6 +23,7 @@ from .wire import log_to_wire, parse_time, timestamp
 MAX_SAMPLES = 1000
 """Samples per request; an agent with more sends several requests."""
 MAX_METRIC = 128
+MAX_MAGNITUDE = 1e15
 MAX_INSTANCE = 256
 FUTURE_SLACK = timedelta(minutes=5)
 """How far ahead of the server's clock a sample's timestamp may be (clock skew)."""
@@ -32,6 +33,7 @@ STEP_ACTIONS = ("STARTED", "STEPPED", "PROMOTED", "HELD", "AUTO_ROLLBACK", "COMP
 MAX_SERIES_SAMPLES = 200_000
 """Samples read for one chart request; beyond it the answer says ``truncated``."""
 MAX_RANGE = timedelta(days=31)
+DEFAULT_RANGE = timedelta(hours=6)
 
 
 def parse_samples(
@@ -75,8 +77,10 @@ def parse_samples(
         value = raw.get("value")
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValidationError(f"{field}.value", "must be a number", value=value)
-        if not math.isfinite(float(value)):
-            raise ValidationError(f"{field}.value", "must be a finite number", value=str(value))
+        if not math.isfinite(float(value)) or abs(value) > MAX_MAGNITUDE:
+            raise ValidationError(
+                f"{field}.value", "must be a finite number within ±1e15", value=str(value)
+            )
         gray = raw.get("gray")
         if gray is None:
             known = members() if known is None else known
@@ -157,8 +161,8 @@ def plan_metrics(
 ) -> PlanMetrics:
     if isinstance(bucket, bool) or not isinstance(bucket, int) or not 10 <= bucket <= 86_400:
         raise ValidationError("bucket", "must be a whole number of seconds from 10 to 86400")
-    until = until or now
-    since = since or max(until - timedelta(hours=6), plan.started_at or until - timedelta(hours=1))
+    until = until or now + FUTURE_SLACK  # samples may carry a clock a little ahead of ours
+    since = since or until - DEFAULT_RANGE
     if since >= until:
         raise ValidationError("since", "must be before until", value=timestamp(since))
     if until - since > MAX_RANGE:

@@ -1,4 +1,5 @@
-"""A daemon thread that keeps a process's index fresh and its hit buffer written."""
+"""Daemon threads for periodic work: the sync that keeps a process's index fresh and its hit
+buffer written, and (in the Flask adapter) the ticker."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ from collections.abc import Callable
 class BackgroundSync:
     """Calls ``work`` every ``interval`` seconds until stopped."""
 
-    def __init__(self, work: Callable[[], None], interval: float) -> None:
+    def __init__(
+        self, work: Callable[[], None], interval: float, *, name: str = "grayrelease-sync"
+    ) -> None:
         self._work = work
         self._interval = max(interval, 0.01)
         self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="grayrelease-sync", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:

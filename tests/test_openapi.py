@@ -69,12 +69,20 @@ CHECKS = [
     ignored_auth,
 ]
 
-BODY_RULES_BEYOND_THE_SCHEMA = ["POST /plan", "PUT /plan/{planId}"]
-"""Operations whose schema-valid bodies may still get a 400.
+BODY_RULES_BEYOND_THE_SCHEMA = [
+    "POST /plan",
+    "PUT /plan/{planId}",
+    "POST /plan/{planId}/promote",
+    "POST /plan/{planId}/metrics",
+    "GET /plan/{planId}/metrics",
+]
+"""Operations whose schema-valid requests may still get a 400.
 
 JSON Schema cannot say that grayStrategy names an installed strategy (plugins add more), that
 grayRules suit that strategy, that grayValues only name keys of configKeys, or that keys stay
-distinct once trimmed; so valid-looking bodies are refused there, rightly.
+distinct once trimmed; that a PERCENTAGE plan can only be promoted in full; that a sample's
+timestamp lies between the retention and now, or that since comes before until. So
+valid-looking requests are refused there, rightly, with the field named.
 """
 
 CREDENTIALS = st.sampled_from([AUTH] * 9 + [{}])

@@ -19,7 +19,14 @@ from grayrelease_core import (
     Unauthenticated,
     ValidationError,
 )
-from grayrelease_core.wire import MAX_KEY, MAX_NAME, instance_to_wire, log_to_wire, plan_to_wire
+from grayrelease_core.wire import (
+    MAX_KEY,
+    MAX_NAME,
+    instance_to_wire,
+    log_to_wire,
+    parse_time,
+    plan_to_wire,
+)
 
 from .http import (
     MAX_ADDRESS,
@@ -55,6 +62,7 @@ CONFIG_VALUE_PARAMS = frozenset(
 )
 PLAN_LIST_PARAMS = frozenset({"appName", "environment", "groupName", "status", "page", "pageSize"})
 PAGE_PARAMS = frozenset({"page", "pageSize"})
+METRICS_PARAMS = frozenset({"since", "until", "bucket"})
 LIFECYCLE = ("start", "pause", "resume", "complete")
 ANY_METHOD = ["GET", "POST", "PUT", "DELETE", "PATCH"]
 BODY_METHODS = frozenset({"POST", "PUT", "DELETE", "PATCH"})
@@ -231,12 +239,7 @@ def create_api_blueprint(name: str = "grayrelease_api") -> Blueprint:
     def rollback_plan(plan_id: str) -> Response:
         query(request, ())
         who = actor()
-        body = json_body(request, optional=True)
-        if not isinstance(body, dict):
-            raise ValidationError("body", "must be a JSON object (or empty)")
-        unknown = sorted(set(body) - {"reason", "force"})
-        if unknown:
-            raise ValidationError(unknown[0], "unknown field; rollback takes reason and force")
+        body = _object_body("rollback", ("reason", "force"))
         reason = body.get("reason", "")
         if not isinstance(reason, str):
             raise ValidationError("reason", "must be a string", value=type(reason).__name__)
@@ -251,6 +254,39 @@ def create_api_blueprint(name: str = "grayrelease_api") -> Blueprint:
             expected_version=expected_version(request),
         )
         return plan_response(plan)
+
+    @api.post("/plan/<plan_id>/promote")
+    def promote_plan(plan_id: str) -> Response:
+        query(request, ())
+        who = actor()
+        body = _object_body("promote", ("full",))
+        plan = state().engine.promote(
+            plan_id,
+            actor=who,
+            full=body.get("full", False),
+            expected_version=expected_version(request),
+        )
+        return plan_response(plan)
+
+    @api.post("/plan/<plan_id>/metrics")
+    def push_metrics(plan_id: str) -> Response:
+        query(request, ())
+        who = actor()
+        accepted = state().engine.push_metrics(plan_id, json_body(request), actor=who)
+        return json_response({"accepted": accepted}, 202)
+
+    @api.get("/plan/<plan_id>/metrics")
+    def plan_metrics(plan_id: str) -> Response:
+        actor()
+        params = query(request, METRICS_PARAMS)
+        since, until = params.get("since"), params.get("until")
+        metrics = state().engine.plan_metrics(
+            plan_id,
+            since=parse_time(since, "since") if since else None,
+            until=parse_time(until, "until") if until else None,
+            bucket_seconds=int_param(params, "bucket", 60, maximum=86_400),
+        )
+        return json_response(metrics.to_wire())
 
     @api.get("/plan/<plan_id>/logs")
     def plan_logs(plan_id: str) -> Response:
@@ -288,6 +324,17 @@ def create_api_blueprint(name: str = "grayrelease_api") -> Blueprint:
         raise _no_endpoint()
 
     return api
+
+
+def _object_body(action: str, fields: tuple[str, ...]) -> dict[str, Any]:
+    """An optional JSON object body with only ``fields``."""
+    body = json_body(request, optional=True)
+    if not isinstance(body, dict):
+        raise ValidationError("body", "must be a JSON object (or empty)")
+    unknown = sorted(set(body) - set(fields))
+    if unknown:
+        raise ValidationError(unknown[0], f"unknown field; {action} takes {' and '.join(fields)}")
+    return body
 
 
 def _no_endpoint() -> NotFound:

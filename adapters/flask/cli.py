@@ -322,6 +322,18 @@ def rollback_plan(ctx: click.Context, plan_id: str, reason: str, force: bool) ->
         echo_json(plan_to_wire(result))
 
 
+@plan.command("promote")
+@click.argument("plan_id")
+@click.option("--full", is_flag=True, help="Go to 100% of clients at once.")
+@click.pass_context
+@reporting_errors
+def promote_plan(ctx: click.Context, plan_id: str, full: bool) -> None:
+    """Widen an ACTIVE plan now: one canary step, or --full to everyone."""
+    with engine_for(ctx) as engine:
+        result = engine.promote(plan_id, actor=ctx.meta[OPTIONS].actor, full=full)
+        echo_json(plan_to_wire(result))
+
+
 # --- housekeeping -----------------------------------------------------------------------------
 
 
@@ -421,11 +433,23 @@ def db_init(ctx: click.Context) -> None:
 @cli.command()
 @click.pass_context
 @reporting_errors
-def tick(ctx: click.Context) -> None:
-    """One round of periodic work (from cron): write buffered hits, refresh the index."""
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def tick(ctx: click.Context, as_json: bool) -> None:
+    """One round of the ticker (from cron): scheduled starts, metric analysis, canary steps,
+    automatic rollbacks and completions; also writes buffered hits."""
     with engine_for(ctx) as engine:
-        engine.tick()
-        click.echo("grayrelease: tick done")
+        report = engine.tick()
+    if as_json:
+        echo_json(report.to_wire())
+        return
+    verdicts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(report.analyses.items()))
+    click.echo(
+        f"grayrelease: tick done: {len(report.started)} started, {len(report.stepped)} stepped, "
+        f"{len(report.held)} held, {len(report.completed)} completed, "
+        f"{len(report.rolled_back)} rolled back; analyses: {verdicts or 'none'}"
+    )
+    for error in report.errors:
+        click.echo(f"grayrelease: {error}", err=True)
 
 
 def main() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -10,12 +12,14 @@ from flask import Flask, current_app
 
 from grayrelease_core import Clock, ConfigurationError, ValidationError
 from grayrelease_core import GrayRelease as Engine
+from grayrelease_core.sync import BackgroundSync
 
 from .api import create_api_blueprint
 from .identity import BearerTokenIdentity
 from .state import AppState
 
 EXTENSION = "grayrelease"
+log = logging.getLogger("grayrelease")
 
 DEFAULTS: dict[str, Any] = {
     "GRAYRELEASE_DATABASE_URL": "sqlite:///grayrelease.db",
@@ -24,6 +28,7 @@ DEFAULTS: dict[str, Any] = {
     "GRAYRELEASE_CACHE_TTL": 1.0,
     "GRAYRELEASE_HIT_FLUSH_INTERVAL": 5.0,
     "GRAYRELEASE_BACKGROUND_SYNC": True,
+    "GRAYRELEASE_TICK_INTERVAL": 30.0,
     "GRAYRELEASE_TOKENS": {},
     "GRAYRELEASE_CLIENT_TOKENS": [],
     "GRAYRELEASE_MAX_BODY_BYTES": 1024 * 1024,
@@ -67,6 +72,9 @@ class GrayRelease:
         - ``GRAYRELEASE_CACHE_TTL``: seconds another process's plan change may take to show.
         - ``GRAYRELEASE_HIT_FLUSH_INTERVAL``: seconds between writes of instance hits.
         - ``GRAYRELEASE_BACKGROUND_SYNC``: run the sync thread (else call ``engine.sync()``).
+        - ``GRAYRELEASE_TICK_INTERVAL``: seconds between ticks of the ticker thread (canary
+          steps, metric analysis, scheduled starts); 0 turns it off (run
+          ``grayrelease tick`` from cron instead).
         - ``GRAYRELEASE_TOKENS``: ``{"token": "actor"}`` for ``Authorization: Bearer``.
         - ``GRAYRELEASE_CLIENT_TOKENS``: tokens a config read must carry; empty = open.
         - ``GRAYRELEASE_MAX_BODY_BYTES``: the largest request body accepted.
@@ -87,6 +95,16 @@ class GrayRelease:
             raise ValidationError(
                 "GRAYRELEASE_MAX_BODY_BYTES", "must be a whole number of at least 1024"
             )
+        tick_interval = config["GRAYRELEASE_TICK_INTERVAL"]
+        if (
+            isinstance(tick_interval, bool)
+            or not isinstance(tick_interval, int | float)
+            or not math.isfinite(tick_interval)
+            or not 0 <= tick_interval <= 3600
+        ):
+            raise ValidationError(
+                "GRAYRELEASE_TICK_INTERVAL", "must be from 0 (off) to 3600 seconds"
+            )
         extra = config["GRAYRELEASE_SETTINGS"]
         if not isinstance(extra, Mapping):
             raise ValidationError("GRAYRELEASE_SETTINGS", "must be a mapping of engine settings")
@@ -104,8 +122,14 @@ class GrayRelease:
             plugins=[*self._plugins, BearerTokenIdentity(tokens)],
             load_entrypoints=self._load_entrypoints,
         )
-        self._states[app] = AppState(engine, prefix, client_tokens, max_body)
-        weakref.finalize(app, engine.close)
+        ticker = (
+            BackgroundSync(lambda: _tick_quietly(engine), tick_interval, name="grayrelease-ticker")
+            if tick_interval > 0
+            else None
+        )
+        state = AppState(engine, prefix, client_tokens, max_body, ticker)
+        self._states[app] = state
+        weakref.finalize(app, state.close)
         app.extensions[EXTENSION] = self
         app.register_blueprint(create_api_blueprint(), url_prefix=prefix)
 
@@ -130,8 +154,20 @@ class GrayRelease:
         return self.state().engine
 
     def close(self, app: Flask | None = None) -> None:
-        """Flush buffered hits and release the database (also done when the app is collected)."""
-        self.state(app).engine.close()
+        """Stop the ticker, flush buffered hits and release the database (also done when the
+        app is collected)."""
+        self.state(app).close()
+
+
+def _tick_quietly(engine: Engine) -> None:
+    """A tick from the thread: a failure is logged and the next tick tries again."""
+    try:
+        report = engine.tick()
+    except Exception:
+        log.exception("grayrelease: tick failed")
+        return
+    for error in report.errors:
+        log.warning("grayrelease: tick: %s", error)
 
 
 def _tokens(raw: Any) -> dict[str, str]:

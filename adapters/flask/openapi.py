@@ -5,7 +5,9 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from grayrelease_core.checks import DIRECTIONS, MAX_CHECKS, MAX_QUERY, MAX_WINDOW_MINUTES
 from grayrelease_core.models import ItemStatus, PlanStatus
+from grayrelease_core.samples import MAX_SAMPLES
 from grayrelease_core.wire import MAX_DESCRIPTION, MAX_KEY, MAX_KEYS, MAX_NAME, MAX_VALUE
 
 from .http import ETAG, MAX_ADDRESS, MAX_INSTANCE_ID, MAX_PAGE, MAX_PAGE_SIZE
@@ -107,6 +109,149 @@ def _plan_fields() -> dict[str, Any]:
         "grayRules": {"type": "object", "description": "The strategy's rules (docs/concepts.md)"},
         "description": {"type": ["string", "null"], "maxLength": MAX_DESCRIPTION},
         "grayValues": {"type": "object", "additionalProperties": CONFIG_VALUE},
+        "autoRollback": {
+            "oneOf": [
+                _ref("AutoRollback"),
+                {"type": "array", "items": _ref("Check")},
+                {"type": "null"},
+            ],
+            "description": "The checks the ticker judges the plan by (docs/judge.md)",
+        },
+        "startAt": {
+            "type": ["string", "null"],
+            "format": "date-time",
+            "description": "Start this DRAFT plan automatically at this time (with its zone)",
+        },
+    }
+
+
+def _analysis_schemas() -> dict[str, Any]:
+    number = {"type": "number", "minimum": -1e15, "maximum": 1e15}
+    minutes = {"type": "integer", "minimum": 1, "maximum": MAX_WINDOW_MINUTES}
+    query_text = {"type": "string", "minLength": 1, "maxLength": MAX_QUERY, "pattern": r"\S"}
+    sample = {
+        "type": "object",
+        "required": ["instanceId", "metric", "value"],
+        "properties": {
+            "instanceId": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": MAX_INSTANCE_ID,
+                "pattern": LINE,
+            },
+            "metric": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": LINE},
+            "value": number,
+            "gray": {
+                "type": "boolean",
+                "description": "Omit to count the instance as gray when it is recorded as such",
+            },
+            "timestamp": {
+                "type": ["string", "number"],
+                "description": "ISO 8601 with its zone, or Unix seconds; default now",
+            },
+        },
+        "additionalProperties": False,
+    }
+    point = {
+        "type": "object",
+        "required": ["at", "mean", "count"],
+        "properties": {
+            "at": {"type": "string", "format": "date-time"},
+            "mean": {"type": "number"},
+            "count": {"type": "integer", "minimum": 1},
+        },
+    }
+    return {
+        "Check": {
+            "type": "object",
+            "required": ["metric"],
+            "properties": {
+                "metric": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": r"\S"},
+                "source": {"type": "string", "minLength": 1},
+                "threshold": {**number, "description": "Absolute: the gray mean's limit"},
+                "maxIncrease": {
+                    "type": "number",
+                    "minimum": 0,
+                    "maximum": 100,
+                    "description": "Relative: allowed increase over the baseline (0.1 = 10%)",
+                },
+                "direction": {"type": "string", "enum": list(DIRECTIONS)},
+                "window": minutes,
+                "minSamples": {"type": "integer", "minimum": 1, "maximum": 10**6},
+                "critical": {"type": "boolean"},
+                "query": query_text,
+                "baselineQuery": query_text,
+            },
+            "additionalProperties": False,
+        },
+        "AutoRollback": {
+            "type": "object",
+            "required": ["checks"],
+            "properties": {
+                "checks": {"type": "array", "maxItems": MAX_CHECKS, "items": _ref("Check")},
+                "failureThreshold": {"type": "integer", "minimum": 1, "maximum": 1000},
+                "interval": minutes,
+                "alpha": {"type": "number", "exclusiveMinimum": 0, "maximum": 0.5},
+            },
+            "additionalProperties": False,
+        },
+        "Promote": {
+            "type": "object",
+            "properties": {"full": {"type": "boolean", "description": "Go to 100% at once"}},
+            "additionalProperties": False,
+        },
+        "Samples": {
+            "type": "object",
+            "required": ["samples"],
+            "properties": {
+                "samples": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": MAX_SAMPLES,
+                    "items": sample,
+                }
+            },
+            "additionalProperties": False,
+        },
+        "Accepted": {
+            "type": "object",
+            "required": ["accepted"],
+            "properties": {"accepted": {"type": "integer", "minimum": 1}},
+        },
+        "PlanMetrics": {
+            "type": "object",
+            "required": [
+                "planId",
+                "since",
+                "until",
+                "bucketSeconds",
+                "series",
+                "verdicts",
+                "steps",
+                "truncated",
+            ],
+            "properties": {
+                "planId": {"type": "string"},
+                "since": {"type": "string", "format": "date-time"},
+                "until": {"type": "string", "format": "date-time"},
+                "bucketSeconds": {"type": "integer"},
+                "series": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["metric", "gray", "baseline"],
+                        "properties": {
+                            "metric": {"type": "string"},
+                            "gray": {"type": "array", "items": point},
+                            "baseline": {"type": "array", "items": point},
+                        },
+                    },
+                },
+                "verdicts": {"type": "array", "items": {"type": "object"}},
+                "steps": {"type": "array", "items": {"type": "object"}},
+                "truncated": {"type": "boolean"},
+            },
+        },
     }
 
 
@@ -199,8 +344,14 @@ def _schemas() -> dict[str, Any]:
                         "percentage": {"type": "number", "minimum": 0, "maximum": 100},
                         "step": {"type": "integer", "minimum": 0},
                         "nextStepAt": NULLABLE_TIME,
+                        "analyses": {"type": "integer", "minimum": 0},
+                        "failedAnalyses": {"type": "integer", "minimum": 0},
+                        "lastAnalysisAt": NULLABLE_TIME,
+                        "topReachedAt": NULLABLE_TIME,
                     },
                 },
+                "autoRollback": {"oneOf": [_ref("AutoRollback"), {"type": "null"}]},
+                "startAt": NULLABLE_TIME,
                 "items": {
                     "type": "array",
                     "items": {
@@ -255,6 +406,7 @@ def _schemas() -> dict[str, Any]:
                 "statusBefore": {"type": ["string", "null"]},
                 "statusAfter": {"type": ["string", "null"]},
                 "message": {"type": "string"},
+                "details": {"type": ["object", "null"]},
                 "before": {"type": ["object", "null"]},
                 "after": {"type": ["object", "null"]},
             },
@@ -273,6 +425,7 @@ def _schemas() -> dict[str, Any]:
             },
         },
         "InstancePage": _page_of("Instance"),
+        **_analysis_schemas(),
         "ConfigValue": {
             "type": "object",
             "required": ["value", "gray", "planId"],
@@ -439,6 +592,50 @@ def _paths() -> dict[str, Any]:
         },
         "/plan/{planId}/rollback": {
             "post": _plan_action("Everyone gets the original values at once", body="Rollback")
+        },
+        "/plan/{planId}/promote": {
+            "post": _plan_action(
+                "Widen an ACTIVE plan now: one canary step, or full to 100%", body="Promote"
+            )
+        },
+        "/plan/{planId}/metrics": {
+            "post": {
+                "summary": "Report metric samples of a live plan's instances (push source)",
+                "parameters": [PLAN_ID],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("Samples")}},
+                },
+                "responses": {
+                    "202": _json(_ref("Accepted"), "Stored"),
+                    **ERRORS,
+                    **NOT_FOUND,
+                    **CONFLICT,
+                },
+            },
+            "get": {
+                "summary": "Gray and baseline series of pushed samples, and every verdict",
+                "parameters": [
+                    PLAN_ID,
+                    _query(
+                        "since", "Start (ISO 8601 with zone; default 6 h back)", format="date-time"
+                    ),
+                    _query(
+                        "until", "End (ISO 8601 with zone; default now + 5 min)", format="date-time"
+                    ),
+                    {
+                        "name": "bucket",
+                        "in": "query",
+                        "description": "Seconds per point",
+                        "schema": {"type": "integer", "minimum": 10, "maximum": 86_400},
+                    },
+                ],
+                "responses": {
+                    "200": _json(_ref("PlanMetrics"), "The charts' data"),
+                    **ERRORS,
+                    **NOT_FOUND,
+                },
+            },
         },
         "/plan/{planId}/logs": {
             "get": {

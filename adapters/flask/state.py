@@ -5,6 +5,7 @@ from __future__ import annotations
 import attrs
 
 from grayrelease_core import GrayRelease as Engine
+from grayrelease_core.sync import BackgroundSync
 
 
 @attrs.define
@@ -19,3 +20,11 @@ class AppState:
     """Tokens a config read must carry; empty means config reads are open."""
     max_body_bytes: int
     """Largest accepted request body (``GRAYRELEASE_MAX_BODY_BYTES``)."""
+    ticker: BackgroundSync | None = None
+    """The thread that runs ``engine.tick()`` every ``GRAYRELEASE_TICK_INTERVAL`` seconds."""
+
+    def close(self) -> None:
+        """Stop the ticker (waiting for a tick in progress), then close the engine."""
+        if self.ticker is not None:
+            self.ticker.stop()
+        self.engine.close()
