@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # and pytest both see the prefixed package names (grayrelease_plugins, grayrelease_adapters).
 SOURCES := $(shell find grayrelease_core plugins adapters -name '*.py' -o -name 'py.typed' -o -name '*.mako' 2>/dev/null)
 
-.PHONY: run demo test lint typecheck unit bench bench-http bench-scale clean
+.PHONY: run demo test lint typecheck unit bench bench-http bench-scale bench-tick clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml $(SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ bench-http: $(VENV)/.installed
 # Needs the PostgreSQL server of GRAYRELEASE_BENCH_POSTGRES_URL (default: the loopback one).
 bench-scale: $(VENV)/.installed
 	$(BIN)/python benchmarks/scale_bench.py
+
+bench-tick: $(VENV)/.installed
+	$(BIN)/python benchmarks/tick_bench.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache

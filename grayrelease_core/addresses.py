@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 
@@ -23,8 +24,12 @@ def parse_entry(entry: str, field: str) -> Address | Network:
         ) from None
 
 
+@functools.lru_cache(maxsize=65_536)
 def ip_entry(entry: str) -> Address | Network | None:
-    """``entry`` as an address or CIDR block, or ``None`` when it is neither (an instance id)."""
+    """``entry`` as an address or CIDR block, or ``None`` when it is neither (an instance id).
+
+    Cached: every index rebuild compiles every canary's list again, and a failed parse (an
+    instance id) costs an exception."""
     try:
         return (
             ipaddress.ip_network(entry, strict=False)

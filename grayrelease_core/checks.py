@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -216,5 +218,15 @@ def _query(data: Mapping[str, Any], name: str, check: str) -> str | None:
 
 
 def auto_rollback_from_json(data: Mapping[str, Any] | None) -> AutoRollback | None:
-    """The stored wire form back into the model (the store keeps ``to_wire()``)."""
-    return None if data is None else parse_auto_rollback(dict(data))
+    """The stored wire form back into the model (the store keeps ``to_wire()``).
+
+    Cached by content: the store reads every live plan at each index rebuild, and most plans
+    share a handful of rule sets."""
+    if data is None:
+        return None
+    return _parsed(json.dumps(data, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed(text: str) -> AutoRollback | None:
+    return parse_auto_rollback(json.loads(text))

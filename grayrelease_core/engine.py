@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import pluggy
@@ -87,6 +87,7 @@ class GrayRelease:
         self.strategies = strategies
         self.metric_sources: Mapping[str, MetricSource] = dict(metric_sources or {})
         """Metric sources by name, for the judge's checks."""
+        self._stepped: dict[str, bool] = {}
         self.clock = clock
         self._store = store
         self._backend = backend
@@ -484,16 +485,19 @@ class GrayRelease:
         self.sync()
         report = TickReport(now)
         self._start_scheduled(now, report)
+        generation = self._store.generation()  # before the read: see _reindex_after_tick
+        plans = self._store.live_plans()
         work: list[tuple[Plan, StepSchedule | None, Due]] = []
-        for plan in self._store.live_plans():
+        for plan in plans:
             if plan.status is not PlanStatus.ACTIVE:
                 continue
             schedule = self._schedule(plan)
             when = ticker.due(plan, schedule, now)
             if when:
                 work.append((plan, schedule, when))
-        verdicts = self._judge([plan for plan, _, _ in work if plan.auto_rollback], now)
+        verdicts = self._judge([(p, s) for p, s, _ in work if p.auto_rollback], now)
         changes: list[ProgressChange] = []
+        ended = False
         for plan, schedule, when in work:
             verdict = verdicts.get(plan.id)
             decision = ticker.decide(plan, schedule, verdict, when, now)
@@ -501,9 +505,11 @@ class GrayRelease:
             report.count(plan.id, verdict, decision)
             if decision.move in (Move.ROLLBACK, Move.COMPLETE):
                 self._tick_act(plan, decision, rows, now, report)
+                ended = True
             else:
                 changes.append(self._progress_change(plan, decision, rows, now))
-        self._save_progress(changes, report)
+        saved = self._save_progress(changes, report)
+        self._reindex_after_tick(plans, saved, generation, ended=ended)
         self._purge_samples(now)
         self._coarse_now = now
         return report
@@ -517,7 +523,29 @@ class GrayRelease:
 
     def _schedule(self, plan: Plan) -> StepSchedule | None:
         strategy = self.strategies.get(plan.strategy)
-        return strategy.step_schedule(plan.rules) if isinstance(strategy, SteppedStrategy) else None
+        stepped = self._stepped.get(plan.strategy)
+        if stepped is None:  # a Protocol isinstance is slow; once per strategy is enough
+            stepped = self._stepped[plan.strategy] = isinstance(strategy, SteppedStrategy)
+        return cast(SteppedStrategy, strategy).step_schedule(plan.rules) if stepped else None
+
+    def _reindex_after_tick(
+        self, plans: list[Plan], saved: list[Plan], generation: int, *, ended: bool
+    ) -> None:
+        """Show the tick's steps to the read path. When the store's generation moved only by
+        the tick's own write since ``plans`` were read, the index is built from them with the
+        saved changes applied, instead of reading every live plan again."""
+        if not saved and not ended:
+            return
+        try:
+            if ended or self._store.generation() != generation + 1:
+                self.refresh_index()
+                return
+            changed = {plan.id: plan for plan in saved}
+            with self._refresh_lock:
+                self._rebuild([changed.get(plan.id, plan) for plan in plans])
+                self._generation = generation + 1
+        except Exception:
+            log.exception("grayrelease: index refresh after a tick failed")
 
     def _start_scheduled(self, now: datetime, report: TickReport) -> None:
         for plan in self._store.scheduled_plans(now):
@@ -565,12 +593,14 @@ class GrayRelease:
                 reindex=False,
             )
 
-    def _judge(self, plans: list[Plan], now: datetime) -> dict[str, Verdict]:
+    def _judge(
+        self, plans: list[tuple[Plan, StepSchedule | None]], now: datetime
+    ) -> dict[str, Verdict]:
         """Collect every due check's samples (one ``fetch`` per source) and judge each plan."""
         asked: dict[str, list[tuple[str, int, MetricQuery]]] = defaultdict(list)
-        for plan in plans:
+        for plan, schedule in plans:
             assert plan.auto_rollback is not None
-            interval = ticker.analysis_interval(plan, self._schedule(plan))
+            interval = ticker.analysis_interval(plan, schedule)
             members: dict[str, str] | None = None
             for index, check in enumerate(plan.auto_rollback.checks):
                 source = self.metric_sources.get(check.source)
@@ -593,10 +623,10 @@ class GrayRelease:
             ):
                 answers[plan_id, index] = answer
         verdicts: dict[str, Verdict] = {}
-        for plan in plans:
+        for plan, schedule in plans:
             assert plan.auto_rollback is not None
             look = plan.progress.analyses + 1
-            interval = ticker.analysis_interval(plan, self._schedule(plan))
+            interval = ticker.analysis_interval(plan, schedule)
             results: list[CheckResult] = [
                 judge_check(
                     check, answers[plan.id, index], look=look, alpha=plan.auto_rollback.alpha
@@ -647,18 +677,22 @@ class GrayRelease:
         changed = attrs.evolve(plan, progress=decision.progress)
         if decision.move is Move.STEP:
             changed = attrs.evolve(changed, updated_by=SYSTEM_ACTOR, updated_at=now)
+            # The step is all the details say; a copy of the plan per step and plan would
+            # make a tick over many plans mostly JSON encoding.
             rows.append(
-                self._log(
-                    plan,
-                    attrs.evolve(changed, version=plan.version + 1),
+                LogRecord(
+                    plan.id,
                     "STEPPED",
                     SYSTEM_ACTOR,
                     now,
-                    f"{plan.progress.percentage:g}% -> {decision.progress.percentage:g}%",
+                    plan.status,
+                    plan.status,
+                    message=f"{plan.progress.percentage:g}% -> {decision.progress.percentage:g}%",
                     details={
                         "fromPercentage": plan.progress.percentage,
                         "toPercentage": decision.progress.percentage,
                         "step": decision.progress.step,
+                        "nextStepAt": timestamp(decision.progress.next_step_at),
                     },
                 )
             )
@@ -682,9 +716,11 @@ class GrayRelease:
             reindex=decision.move is Move.STEP,
         )
 
-    def _save_progress(self, changes: list[ProgressChange], report: TickReport) -> None:
+    def _save_progress(self, changes: list[ProgressChange], report: TickReport) -> list[Plan]:
+        """Save what the tick decided short of ending plans; returns the plans that moved the
+        read path (a step), saved at their new versions."""
         if not changes:
-            return
+            return []
         saved = self._store.save_progress(changes)
         by_id = {change.plan.id: change for change in changes}
         for plan in saved:
@@ -694,11 +730,7 @@ class GrayRelease:
             for row in change.logs:
                 self._emit(_event_of(row, plan, change.plan))
         report.lost.extend(sorted(set(by_id) - {plan.id for plan in saved}))
-        if any(by_id[plan.id].reindex for plan in saved):
-            try:
-                self.refresh_index()
-            except Exception:
-                log.exception("grayrelease: index refresh after a tick failed")
+        return [plan for plan in saved if by_id[plan.id].reindex]
 
     def _tick_act(
         self,
@@ -722,6 +754,7 @@ class GrayRelease:
                     "AUTO_ROLLBACK",
                     publish=_original_values,
                     message=decision.reason,
+                    reindex=False,  # once, at the end of the tick
                     system=True,
                     now=now,
                     progress=decision.progress,
@@ -738,6 +771,7 @@ class GrayRelease:
                     "COMPLETED",
                     publish=_gray_values,
                     message=decision.reason,
+                    reindex=False,  # once, at the end of the tick
                     system=True,
                     now=now,
                     progress=decision.progress,

@@ -227,9 +227,11 @@ class InstanceHits:
     """Hits since the previous flush (added to the stored count)."""
 
 
-@attrs.frozen
-class Sample:
-    """One metric sample of one instance, pushed for a plan (``gray_release_monitor``)."""
+class Sample(NamedTuple):
+    """One metric sample of one instance, pushed for a plan (``gray_release_monitor``).
+
+    A named tuple: the judge reads them by the ten thousand every tick.
+    """
 
     plan_id: str
     metric: str

@@ -211,12 +211,14 @@ def _verdict_to_wire(row: Any) -> dict[str, Any]:
 
 
 def _step_to_wire(row: Any) -> dict[str, Any]:
+    """Where the plan stood after a step: from the step's details, else the plan it saved."""
+    details = row.details or {}
     after = row.after or {}
     progress = after.get("progress", {}) if isinstance(after, Mapping) else {}
     return {
         "at": timestamp(row.at),
         "action": row.action,
         "actor": row.actor,
-        "percentage": progress.get("percentage"),
+        "percentage": details.get("toPercentage", progress.get("percentage")),
         "message": row.message,
     }

@@ -168,6 +168,13 @@ class PlanStore(Protocol):
         ``[since, until)``."""
         ...
 
+    def sample_values(
+        self, plan_ids: Collection[str], metrics: Collection[str], since: datetime, until: datetime
+    ) -> dict[tuple[str, str], tuple[list[float], list[float]]]:
+        """``{(plan id, metric): (gray values, baseline values)}`` of the samples taken in
+        ``[since, until)``: what the judge needs, without the rest of each row."""
+        ...
+
     def purge_samples(self, before: datetime) -> int:
         """Delete samples taken before ``before`` (retention); returns how many."""
         ...

@@ -32,26 +32,19 @@ class PushSource:
             raise ValidationError(f"{field}.baselineQuery", "the push source takes no query")
 
     def fetch(self, queries: Sequence[MetricQuery]) -> list[Observation | Exception]:
-        if not queries:
-            return []
-        samples = self._store.samples(
-            {q.plan.id for q in queries},
-            {q.check.metric for q in queries},
-            min(q.start for q in queries),
-            max(q.end for q in queries),
-        )
-        by_series: dict[tuple[str, str], list[tuple[float, bool, datetime]]] = defaultdict(list)
-        for sample in samples:
-            by_series[sample.plan_id, sample.metric].append((sample.value, sample.gray, sample.at))
-        answers: list[Observation | Exception] = []
+        # One query per distinct window: in a tick, checks of the same length share one.
+        windows: dict[tuple[datetime, datetime], list[MetricQuery]] = defaultdict(list)
         for query in queries:
-            gray: list[float] = []
-            baseline: list[float] = []
-            for value, is_gray, at in by_series[query.plan.id, query.check.metric]:
-                if query.start <= at < query.end:
-                    (gray if is_gray else baseline).append(value)
-            answers.append(Observation(tuple(gray), tuple(baseline)))
-        return answers
+            windows[query.start, query.end].append(query)
+        found: dict[tuple[datetime, datetime, str, str], Observation] = {}
+        for (start, end), batch in windows.items():
+            groups = self._store.sample_values(
+                {q.plan.id for q in batch}, {q.check.metric for q in batch}, start, end
+            )
+            for (plan_id, metric), (gray, baseline) in groups.items():
+                found[start, end, plan_id, metric] = Observation(tuple(gray), tuple(baseline))
+        empty = Observation((), ())
+        return [found.get((q.start, q.end, q.plan.id, q.check.metric), empty) for q in queries]
 
 
 @hookimpl

@@ -8,7 +8,7 @@ import logging
 import operator
 from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import attrs
 from sqlalchemy import (
@@ -18,6 +18,7 @@ from sqlalchemy import (
     Dialect,
     Engine,
     String,
+    Table,
     bindparam,
     case,
     delete,
@@ -221,6 +222,29 @@ class SqlPlanStore:
         )
         return Page(records, int(total), page, page_size)
 
+    def sample_values(
+        self, plan_ids: Collection[str], metrics: Collection[str], since: datetime, until: datetime
+    ) -> dict[tuple[str, str], tuple[list[float], list[float]]]:
+        groups: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
+        if not plan_ids or not metrics:
+            return groups
+        statement = select(
+            MonitorRow.plan_id, MonitorRow.metric_name, MonitorRow.gray, MonitorRow.value
+        ).where(
+            MonitorRow.plan_id.in_(list(plan_ids)),
+            MonitorRow.metric_name.in_(list(metrics)),
+            MonitorRow.sampled_at >= since,
+            MonitorRow.sampled_at < until,
+        )
+        with self._engine.connect() as conn:
+            rows = conn.execute(statement).all()
+            for plan_id, metric, gray, value in rows:
+                group = groups.get((plan_id, metric))
+                if group is None:
+                    group = groups[plan_id, metric] = ([], [])
+                group[0 if gray else 1].append(value)
+        return groups
+
     def samples(
         self,
         plan_ids: Collection[str],
@@ -237,11 +261,19 @@ class SqlPlanStore:
         ]
         if metrics is not None:
             where.append(MonitorRow.metric_name.in_(list(metrics)))
+        columns = (
+            MonitorRow.plan_id,
+            MonitorRow.metric_name,
+            MonitorRow.value,
+            MonitorRow.gray,
+            MonitorRow.instance_id,
+            MonitorRow.sampled_at,
+        )
         with self._engine.connect() as conn:
-            rows = conn.execute(select(MonitorRow).where(*where)).all()
+            rows = conn.execute(select(*columns).where(*where)).all()
         return [
-            Sample(r.plan_id, r.metric_name, r.value, bool(r.gray), r.instance_id, r.sampled_at)
-            for r in rows
+            Sample(plan_id, metric, value, bool(gray), instance, at)
+            for plan_id, metric, value, gray, instance, at in rows
         ]
 
     # --- writes ---------------------------------------------------------------------------
@@ -297,33 +329,36 @@ class SqlPlanStore:
         run_write(self._engine, work)
 
     def save_progress(self, changes: Sequence[ProgressChange]) -> list[Plan]:
+        ordered = sorted(changes, key=lambda c: c.plan.id)  # one lock order for every writer
+        params = [_progress_params(change) for change in ordered]
         saved: list[Plan] = []
+        one_by_one = False
 
         def work(conn: Connection) -> None:
             saved.clear()  # run_write may retry the whole transaction
-            reindex = False
-            for change in sorted(changes, key=lambda c: c.plan.id):  # one lock order
-                plan = change.plan
-                result = conn.execute(
-                    update(PlanRow)
-                    .where(PlanRow.id == plan.id, PlanRow.version == change.expected_version)
-                    .values(
-                        **_progress_values(plan),
-                        updated_by=plan.updated_by,
-                        updated_at=plan.updated_at,
-                        version=change.expected_version + 1,
-                    )
-                )
-                if result.rowcount != 1:
-                    continue  # another process changed it first: its decision stands
-                if change.logs:
-                    conn.execute(insert(LogRow), [_log_values(entry) for entry in change.logs])
-                reindex = reindex or change.reindex
-                saved.append(attrs.evolve(plan, version=change.expected_version + 1))
-            if reindex:
+            won: Sequence[ProgressChange] = ordered
+            if one_by_one or len(params) < 2 or not conn.dialect.supports_sane_multi_rowcount:
+                won = [
+                    change
+                    for change, values in zip(ordered, params, strict=True)
+                    if conn.execute(_SAVE_PROGRESS, values).rowcount == 1
+                ]  # the others: another process changed them first, and its decision stands
+            elif conn.execute(_SAVE_PROGRESS, params).rowcount != len(params):
+                raise _Contended  # rolls the batch back; then find the losers one by one
+            logs = [_log_values(entry) for change in won for entry in change.logs]
+            if logs:
+                conn.execute(insert(LogRow), logs)
+            if any(change.reindex for change in won):
                 self._bump(conn)
+            saved.extend(
+                attrs.evolve(change.plan, version=change.expected_version + 1) for change in won
+            )
 
-        run_write(self._engine, work)
+        try:
+            run_write(self._engine, work)
+        except _Contended:
+            one_by_one = True
+            run_write(self._engine, work)
         return list(saved)
 
     def bump_generation(self) -> None:
@@ -476,6 +511,51 @@ def detail_rows(plan: Plan) -> list[dict[str, Any]]:
 def plan_row(plan: Plan) -> dict[str, Any]:
     """The plan's whole ``gray_release_plan`` row, as first inserted."""
     return {**_plan_values(plan), "id": plan.id, "version": plan.version}
+
+
+_PLAN = cast(Table, PlanRow.__table__)
+_SAVE_PROGRESS = (
+    update(_PLAN)
+    .where(
+        _PLAN.c.id == bindparam("plan_id"),
+        _PLAN.c.version == bindparam("expected_version"),
+    )
+    .values(
+        {
+            name: bindparam(f"new_{name}")
+            for name in (
+                "percentage",
+                "current_step",
+                "next_step_at",
+                "analyses",
+                "failed_intervals",
+                "analyzed_at",
+                "top_reached_at",
+                "updated_by",
+                "updated_at",
+                "version",
+            )
+        }
+    )
+)
+"""One statement, compiled once, for every plan a tick moves (a Core table: no ORM work)."""
+
+
+class _Contended(Exception):
+    """A batched progress save matched fewer plans than it was given."""
+
+
+def _progress_params(change: ProgressChange) -> dict[str, Any]:
+    """The bound values of ``_SAVE_PROGRESS`` for one plan."""
+    plan = change.plan
+    return {
+        **{f"new_{name}": value for name, value in _progress_values(plan).items()},
+        "new_updated_by": plan.updated_by,
+        "new_updated_at": plan.updated_at,
+        "new_version": change.expected_version + 1,
+        "plan_id": plan.id,
+        "expected_version": change.expected_version,
+    }
 
 
 def _progress_values(plan: Plan) -> dict[str, Any]:
