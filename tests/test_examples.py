@@ -74,6 +74,15 @@ def test_readme_example_runs(
     assert (tmp_path / "gray.db").exists()
 
 
+def test_the_judge_guide_prints_what_it_says(capsys: pytest.CaptureFixture[str]) -> None:
+    guide = Path(__file__).parent.parent / "docs" / "judge.md"
+    text = guide.read_text(encoding="utf-8")
+    (code,) = python_blocks(guide)
+    shown = text.split("```text\n", 1)[1].split("```", 1)[0]
+    exec(compile(code, str(guide), "exec"), {"__name__": "judge_guide"})
+    assert capsys.readouterr().out == shown
+
+
 def test_flask_guide_code_mounts_and_serves(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
