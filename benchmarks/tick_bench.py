@@ -4,10 +4,11 @@ Run: ``make bench-tick`` (or ``.venv/bin/python benchmarks/tick_bench.py [--plan
 [--samples N] [--rounds N] [--database-url URL]``).
 
 Each plan is a CANARY (20% steps every 5 minutes) on its own key, with one relative check
-(``errorRate``, ``maxIncrease`` 0.2) on the ``push`` source. Before every measured round the
-clock moves 5 minutes and every plan gets ``--samples`` gray and twice as many baseline
-samples through ``push_metrics``, so the tick has, for every plan, a window of samples to
-fetch, a Mann-Whitney test to run, a verdict and a step to write.
+(``errorRate``, ``maxIncrease`` 0.2) on the ``push`` source, and ``--samples`` instances
+recorded as gray. Before every measured round the clock moves 5 minutes and every plan gets
+one sample from each of its ``--samples`` gray instances and twice as many baseline instances
+through ``push_metrics``, so the tick has, for every plan, a window of samples to fetch
+(averaged per instance), a Mann-Whitney test to run, a verdict and a step to write.
 
 Reported, each the median of its rounds, beside the baseline measured in the same process:
 - baseline: ``store.live_plans()``, the read every tick starts with;
@@ -37,6 +38,7 @@ from grayrelease_plugins.stores.sqlalchemy.tables import DetailRow, PlanRow
 from sqlalchemy import insert
 
 from grayrelease_core import ConfigRef, GrayRelease, ManualClock
+from grayrelease_core.models import InstanceHits
 
 STEP_MINUTES = 5
 
@@ -50,7 +52,7 @@ def median_ms(call: Callable[[], object], rounds: int) -> float:
     return statistics.median(times)
 
 
-def seed(gr: GrayRelease, plans: int) -> list[str]:
+def seed(gr: GrayRelease, plans: int, gray_instances: int = 20) -> list[str]:
     """One plan made and started through the engine; the others cloned from it in bulk (each
     on its own key), as the scale benchmark seeds: the tick, not the seeding, is measured."""
     key = "feature.flag00000"
@@ -85,9 +87,18 @@ def seed(gr: GrayRelease, plans: int) -> list[str]:
     with engine.begin() as conn:
         conn.execute(insert(PlanRow), [plan_row(plan) for plan in clones])
         conn.execute(insert(DetailRow), [row for plan in clones for row in detail_rows(plan)])
+    ids = [template.id, *(plan.id for plan in clones)]
+    now = gr.clock.now()
+    gr._store.record_hits(  # the gray instances have read their plan's key
+        [
+            InstanceHits(plan_id, f"g{i}", f"10.1.0.{i}", now, now, 1)
+            for plan_id in ids
+            for i in range(gray_instances)
+        ]
+    )
     gr._store.bump_generation()
     gr.refresh_index()
-    return [template.id, *(plan.id for plan in clones)]
+    return ids
 
 
 def push_all(gr: GrayRelease, ids: list[str], samples: int, rng: random.Random) -> None:
@@ -133,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run(args: argparse.Namespace, gr: GrayRelease, clock: ManualClock) -> int:
     started = time.perf_counter()
-    ids = seed(gr, args.plans)
+    ids = seed(gr, args.plans, args.samples)
     print(f"seeded {len(ids)} ACTIVE canary plans in {time.perf_counter() - started:.1f} s")
     store = gr._store
     baseline = median_ms(store.live_plans, 5)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -54,8 +53,9 @@ class Check:
     """Which way is worse: ``increase`` (errors, latency) or ``decrease`` (orders, logins)."""
     window: int | None = None
     """Minutes of samples to judge; the plan's analysis interval when omitted."""
-    min_samples: int = 10
-    """Fewer samples than this in either group makes the check inconclusive, never a pass."""
+    min_samples: int = 3
+    """Instances per group a check needs (an instance's samples count as one value); fewer
+    reporting makes it inconclusive, never a pass (``grayrelease_core.judge.judge_check``)."""
     critical: bool = False
     """A failed critical check rolls the plan back at once, whatever ``failureThreshold`` says."""
     query: str | None = None
@@ -130,6 +130,11 @@ def parse_auto_rollback(value: Any) -> AutoRollback | None:
             f"must hold at most {MAX_CHECKS} checks",
             value=len(raw_checks),
         )
+    if not raw_checks:
+        raise ValidationError(
+            f"{AUTO_ROLLBACK}.checks",
+            "must hold at least one check (send autoRollback: null to turn it off)",
+        )
     checks = tuple(
         parse_check(raw, f"{AUTO_ROLLBACK}.checks[{index}]") for index, raw in enumerate(raw_checks)
     )
@@ -189,7 +194,7 @@ def parse_check(raw: Any, field: str) -> Check:
             if "window" in data
             else None
         ),
-        min_samples=positive_int(data.get("minSamples", 10), f"{field}.minSamples", maximum=10**6),
+        min_samples=positive_int(data.get("minSamples", 3), f"{field}.minSamples", maximum=10**6),
         critical=critical,
         query=_query(data, "query", field),
         baseline_query=_query(data, "baselineQuery", field),
@@ -203,7 +208,8 @@ def _number(data: Mapping[str, Any], name: str, check: str) -> float | None:
     value, field = data[name], f"{check}.{name}"
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValidationError(field, "must be a number", value=value)
-    if not math.isfinite(float(value)) or abs(value) > 1e15:
+    # Compared before float(): a 400-digit integer would overflow it; NaN fails the comparison.
+    if not abs(value) <= 1e15:
         raise ValidationError(field, "must be a finite number", value=str(value))
     return float(value)
 

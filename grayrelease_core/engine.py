@@ -35,7 +35,7 @@ from .errors import (
 )
 from .hits import HitBuffer, HitRecord
 from .index import IndexEntry, build_entries
-from .judge import CheckResult, Verdict, combine, judge_check
+from .judge import CheckResult, Outcome, Verdict, combine, judge_check
 from .lifecycle import Action
 from .metrics import MetricQuery, MetricSource, MetricSourceError, Observation
 from .models import (
@@ -622,17 +622,30 @@ class GrayRelease:
                 entries, self._fetch(source_name, [q for _, _, q in entries]), strict=True
             ):
                 answers[plan_id, index] = answer
+        recorded = self._store.instance_counts([plan.id for plan, _ in plans]) if plans else {}
         verdicts: dict[str, Verdict] = {}
         for plan, schedule in plans:
             assert plan.auto_rollback is not None
             look = plan.progress.analyses + 1
             interval = ticker.analysis_interval(plan, schedule)
-            results: list[CheckResult] = [
-                judge_check(
-                    check, answers[plan.id, index], look=look, alpha=plan.auto_rollback.alpha
-                )
-                for index, check in enumerate(plan.auto_rollback.checks)
-            ]
+            try:
+                results: list[CheckResult] = [
+                    judge_check(
+                        check,
+                        answers[plan.id, index],
+                        look=look,
+                        alpha=plan.auto_rollback.alpha,
+                        gray_instances=recorded.get(plan.id, 0),
+                        everyone_gray=plan.progress.percentage >= 100,
+                    )
+                    for index, check in enumerate(plan.auto_rollback.checks)
+                ]
+            except Exception as exc:  # one plan's bad data must not stop the others' ticks
+                log.exception("grayrelease: judging plan %s failed", plan.id)
+                results = [
+                    CheckResult(check, Outcome.INCONCLUSIVE, f"judging failed: {exc}")
+                    for check in plan.auto_rollback.checks
+                ]
             verdicts[plan.id] = combine(results, look, now - interval, now)
         return verdicts
 
@@ -654,7 +667,7 @@ class GrayRelease:
                 f"metric source {source_name} answered {len(answers)} of {len(queries)} queries"
             )
             return [error] * len(queries)
-        return answers
+        return [_checked_answer(source_name, answer) for answer in answers]
 
     def _verdict_log(self, plan: Plan, verdict: Verdict, now: datetime) -> LogRecord:
         action = {"PASS": "ANALYSIS_PASSED", "FAIL": "ANALYSIS_FAILED"}.get(
@@ -1200,3 +1213,19 @@ def _original_values(plan: Plan) -> dict[ConfigRef, str | None]:
 
 def _event_of(row: LogRecord, plan: Plan, previous: Plan | None) -> PlanEvent:
     return PlanEvent(row.action, plan, previous, row.actor, row.at, row.message, row.details)
+
+
+def _checked_answer(source: str, answer: object) -> Observation | Exception:
+    """A source's answer for one slot, or the error that makes that slot inconclusive."""
+    if isinstance(answer, Exception):
+        return answer
+    if not isinstance(answer, Observation) or not all(
+        isinstance(value, int | float) and not isinstance(value, bool)
+        for group in (answer.gray, answer.baseline)
+        for value in group
+    ):
+        return MetricSourceError(
+            f"metric source {source} answered {type(answer).__name__}, not an Observation "
+            "of numbers"
+        )
+    return answer

@@ -35,6 +35,9 @@ class Outcome(enum.StrEnum):
     PASS = "PASS"
     INCONCLUSIVE = "INCONCLUSIVE"
     FAIL = "FAIL"
+    SKIPPED = "SKIPPED"
+    """A relative check that cannot apply at this exposure (no baseline at 100%, or too few
+    gray instances to compare); not part of the verdict."""
 
 
 @attrs.frozen
@@ -89,6 +92,11 @@ class Verdict:
         return any(r.outcome is Outcome.FAIL and r.check.critical for r in self.results)
 
     @property
+    def tested(self) -> bool:
+        """Whether a relative test ran: what counts as a look for alpha spending."""
+        return any(r.p_value is not None for r in self.results)
+
+    @property
     def failed(self) -> tuple[CheckResult, ...]:
         return tuple(r for r in self.results if r.outcome is Outcome.FAIL)
 
@@ -109,7 +117,8 @@ class Verdict:
 
 
 def combine(results: Sequence[CheckResult], look: int, start: datetime, end: datetime) -> Verdict:
-    """Any failed check fails the interval; otherwise any inconclusive one holds it."""
+    """Any failed check fails the interval; otherwise any inconclusive one holds it. Skipped
+    checks do not count; with no check at all there is nothing to pass."""
     outcomes = {result.outcome for result in results}
     if Outcome.FAIL in outcomes:
         outcome = Outcome.FAIL
@@ -121,12 +130,42 @@ def combine(results: Sequence[CheckResult], look: int, start: datetime, end: dat
 
 
 def judge_check(
-    check: Check, observed: Observation | Exception, *, look: int, alpha: float
+    check: Check,
+    observed: Observation | Exception,
+    *,
+    look: int,
+    alpha: float,
+    gray_instances: int | None = None,
+    everyone_gray: bool = False,
 ) -> CheckResult:
-    """The outcome of ``check`` given what its source answered for this interval."""
+    """The outcome of ``check`` given what its source answered for this interval.
+
+    Values are one per instance (see :class:`Observation`), so ``minSamples`` counts
+    instances. ``gray_instances`` is how many instances are recorded as having received the
+    gray value (``None``: unknown). A relative check is skipped while fewer than
+    ``minSamples`` exist, or when everyone is gray (no baseline): no test could tell, and a
+    canary of two instances must still be able to take its first step on its absolute checks.
+    With no gray instance at all, nothing is judged and the check is inconclusive.
+    """
+    relative = check.max_increase is not None
+    if relative and everyone_gray:
+        return CheckResult(
+            check, Outcome.SKIPPED, "every client gets the gray value: no baseline to compare"
+        )
+    if relative and gray_instances is not None and 0 < gray_instances < check.min_samples:
+        return CheckResult(
+            check,
+            Outcome.SKIPPED,
+            f"only {gray_instances} gray instances, fewer than minSamples {check.min_samples}: "
+            "too few to compare (absolute checks still apply)",
+        )
     if isinstance(observed, Exception):
         return CheckResult(
             check, Outcome.INCONCLUSIVE, f"metric source {check.source} failed: {observed}"
+        )
+    if gray_instances == 0:
+        return CheckResult(
+            check, Outcome.INCONCLUSIVE, "no instance has received the gray value yet"
         )
     gray = [value for value in observed.gray if math.isfinite(value)]
     baseline = [value for value in observed.baseline if math.isfinite(value)]
@@ -140,10 +179,16 @@ def judge_check(
         gray_mean=gray_mean,
         baseline_mean=baseline_mean,
     )
-    if len(gray) < check.min_samples:
+    # An absolute check of a canary smaller than minSamples waits for all of its instances.
+    needed = (
+        check.min_samples
+        if relative
+        else max(1, min(check.min_samples, gray_instances or check.min_samples))
+    )
+    if len(gray) < needed:
         return result(
             Outcome.INCONCLUSIVE,
-            f"{len(gray)} gray samples, fewer than minSamples {check.min_samples}",
+            f"{len(gray)} gray instances reported, fewer than {needed} (minSamples)",
         )
     assert gray_mean is not None
     worse = check.direction == "increase"
@@ -158,7 +203,8 @@ def judge_check(
     if len(baseline) < check.min_samples:
         return result(
             Outcome.INCONCLUSIVE,
-            f"{len(baseline)} baseline samples, fewer than minSamples {check.min_samples}",
+            f"{len(baseline)} baseline instances reported, fewer than minSamples "
+            f"{check.min_samples}",
         )
     assert baseline_mean is not None
     spent = alpha_for_look(alpha, look)

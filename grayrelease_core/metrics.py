@@ -46,7 +46,10 @@ class MetricQuery:
 
 @attrs.frozen
 class Observation:
-    """The samples a source found for one query."""
+    """What a source found for one query: one value per instance (or per series) and group,
+    the mean of its samples over the window. Points of one instance are not independent of
+    each other; counting them as separate observations would make every instance that differs
+    a little from the fleet look significant."""
 
     gray: tuple[float, ...]
     baseline: tuple[float, ...]

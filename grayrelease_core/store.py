@@ -171,8 +171,13 @@ class PlanStore(Protocol):
     def sample_values(
         self, plan_ids: Collection[str], metrics: Collection[str], since: datetime, until: datetime
     ) -> dict[tuple[str, str], tuple[list[float], list[float]]]:
-        """``{(plan id, metric): (gray values, baseline values)}`` of the samples taken in
-        ``[since, until)``: what the judge needs, without the rest of each row."""
+        """``{(plan id, metric): (gray means, baseline means)}`` over ``[since, until)``: one
+        value per instance, the mean of its samples, since an instance's samples are not
+        independent of each other and the judge compares instances."""
+        ...
+
+    def instance_counts(self, plan_ids: Collection[str]) -> dict[str, int]:
+        """How many instances are recorded as having received each plan's gray value."""
         ...
 
     def purge_samples(self, before: datetime) -> int:

@@ -115,7 +115,10 @@ def decide(
     """Roll back, complete, step, hold, or only record the verdict."""
     progress = plan.progress
     if verdict is not None:
-        progress = attrs.evolve(progress, analyses=progress.analyses + 1, analyzed_at=now)
+        # Only a look at which a relative test ran spends alpha, so only it is counted.
+        progress = attrs.evolve(
+            progress, analyses=progress.analyses + int(verdict.tested), analyzed_at=now
+        )
         if verdict.outcome is Outcome.FAIL:
             progress = attrs.evolve(progress, failures=progress.failures + 1)
             assert plan.auto_rollback is not None

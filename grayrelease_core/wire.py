@@ -16,6 +16,8 @@ MAX_NAME = 128
 MAX_KEY = 256
 MAX_KEYS = 200
 MAX_DESCRIPTION = 2000
+MIN_YEAR, MAX_YEAR = 1970, 9000
+"""Times a request may name (a plan's startAt, a sample's timestamp, a chart's range)."""
 MAX_VALUE = 1024 * 1024
 """Longest accepted config value, in characters."""
 
@@ -107,6 +109,8 @@ def parse_time(value: Any, field: str) -> datetime:
         ) from None
     if parsed.tzinfo is None:
         raise ValidationError(field, "must name its time zone (Z or +08:00)", value=value)
+    if not MIN_YEAR <= parsed.year <= MAX_YEAR:  # far ends overflow datetime arithmetic
+        raise ValidationError(field, f"must be in the years {MIN_YEAR} to {MAX_YEAR}", value=value)
     return parsed.astimezone(UTC)
 
 

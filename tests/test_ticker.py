@@ -88,8 +88,14 @@ def push(
     gray_rate: float,
     base_rate: float = 0.01,
     count: int = 20,
+    key: ConfigRef = KEY,
 ) -> None:
-    """Error-rate samples of 20 gray and 40 baseline instances, as agents would send them."""
+    """Error-rate samples of 20 gray and 40 baseline instances, as agents would send them.
+
+    The gray instances first read the key (as canary instances, by address), so the plan
+    records them as having received the gray value."""
+    for n in range(count):
+        assert gr.resolve(key, Client(f"g{n}", CANARY_IP)).gray
     samples = [
         {
             "instanceId": f"g{n}",
@@ -213,7 +219,7 @@ def test_missing_metrics_hold_the_canary_and_never_roll_it_back(
     log = actions(tgr, plan.id)
     assert log.count("ANALYSIS_INCONCLUSIVE") == 4
     assert log.count("HELD") == 4
-    assert "fewer than minSamples" in tgr.plan_logs(plan.id).items[-2].message
+    assert "no instance has received the gray value" in tgr.plan_logs(plan.id).items[-2].message
     interval(tgr, clock, plan.id, random.Random(1), gray_rate=0.01)
     assert tgr.get_plan(plan.id).progress.percentage == 20  # data came back: it moves on
 
@@ -446,7 +452,9 @@ def test_racing_tickers_take_each_step_and_each_rollback_once(
     other["grayValues"] = {"other.key": "v2"}
     failing = first.start(first.create_plan(other, actor="a").id, actor="a")
     clock.advance(timedelta(minutes=15))
-    push(first, failing.id, random.Random(9), gray_rate=0.03)
+    other_key = KEY._replace(config_key="other.key")
+    push(first, failing.id, random.Random(9), gray_rate=0.03, key=other_key)
+    first.flush_hits()  # every ticker sees the gray instances recorded, not only the first
     race(engines, clock.advance(timedelta(minutes=15)))
     log = actions(first, failing.id)
     assert log.count("AUTO_ROLLBACK") == 1

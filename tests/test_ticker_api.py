@@ -67,6 +67,22 @@ def samples(gray: float, base: float, count: int = 8) -> dict[str, Any]:
     }
 
 
+def read_as_canaries(http: FlaskClient, count: int = 8) -> None:
+    """Canary instances g0... read the key, so the plan records them as gray."""
+    for n in range(count):
+        answer = http.get(
+            f"{API}/config/value",
+            query_string={
+                "appName": "cache-service",
+                "environment": "prod",
+                "configKey": "redis.cluster.nodes",
+                "instanceId": f"g{n}",
+                "instanceIp": "192.168.1.200",
+            },
+        )
+        assert answer.json["gray"] is True
+
+
 def test_the_plan_round_trips_its_checks_and_schedule(http: FlaskClient) -> None:
     body = {**CANARY, "startAt": "2026-01-01T09:30:00+08:00"}
     plan = http.post(f"{API}/plan", json=body, headers=AUTH).json
@@ -111,6 +127,7 @@ def test_pushed_samples_become_series_and_verdicts(
     app: Flask, http: FlaskClient, clock: ManualClock
 ) -> None:
     plan_id = started(http)
+    read_as_canaries(http)
     clock.advance(timedelta(minutes=10))
     pushed = http.post(f"{API}/plan/{plan_id}/metrics", json=samples(0.01, 0.01), headers=AUTH)
     assert (pushed.status_code, pushed.json) == (202, {"accepted": 16})

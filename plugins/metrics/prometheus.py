@@ -323,7 +323,10 @@ def _check_placeholders(template: str, field: str) -> None:
 
 
 def _matrix_samples(payload: Any) -> tuple[float, ...]:
-    """Every finite value of every series of a ``matrix`` answer."""
+    """One value per series of a ``matrix`` answer: the mean of its finite points.
+
+    A series is one instance (or one label set); its points over the window are not
+    independent of each other, so the judge compares series, not points."""
     if not isinstance(payload, dict) or payload.get("status") != "success":
         raise ValueError("no status success")
     data = payload["data"]
@@ -332,7 +335,7 @@ def _matrix_samples(payload: Any) -> tuple[float, ...]:
     result = data["result"]
     if not isinstance(result, list):
         raise TypeError("result is not a list")
-    samples: list[float] = []
+    means: list[float] = []
     for series in result:
         if not isinstance(series, dict):
             raise TypeError("a series is not an object")
@@ -340,13 +343,16 @@ def _matrix_samples(payload: Any) -> tuple[float, ...]:
         values = series.get("values", [])
         if not isinstance(values, list):
             raise TypeError("values is not a list")
+        finite: list[float] = []
         for point in values:
             if not isinstance(point, list) or len(point) != 2 or not isinstance(point[1], str):
                 raise TypeError('a point is not [time, "value"]')
             value = float(point[1])
             if math.isfinite(value):
-                samples.append(value)
-    return tuple(samples)
+                finite.append(value)
+        if finite:
+            means.append(math.fsum(finite) / len(finite))
+    return tuple(means)
 
 
 def _snippet(body: bytes) -> str:

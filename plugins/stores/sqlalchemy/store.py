@@ -228,22 +228,42 @@ class SqlPlanStore:
         groups: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
         if not plan_ids or not metrics:
             return groups
-        statement = select(
-            MonitorRow.plan_id, MonitorRow.metric_name, MonitorRow.gray, MonitorRow.value
-        ).where(
-            MonitorRow.plan_id.in_(list(plan_ids)),
-            MonitorRow.metric_name.in_(list(metrics)),
-            MonitorRow.sampled_at >= since,
-            MonitorRow.sampled_at < until,
+        statement = (
+            select(
+                MonitorRow.plan_id,
+                MonitorRow.metric_name,
+                MonitorRow.gray,
+                func.avg(MonitorRow.value),
+            )
+            .where(
+                MonitorRow.plan_id.in_(list(plan_ids)),
+                MonitorRow.metric_name.in_(list(metrics)),
+                MonitorRow.sampled_at >= since,
+                MonitorRow.sampled_at < until,
+            )
+            .group_by(
+                MonitorRow.plan_id, MonitorRow.metric_name, MonitorRow.gray, MonitorRow.instance_id
+            )
         )
         with self._engine.connect() as conn:
             rows = conn.execute(statement).all()
-            for plan_id, metric, gray, value in rows:
-                group = groups.get((plan_id, metric))
-                if group is None:
-                    group = groups[plan_id, metric] = ([], [])
-                group[0 if gray else 1].append(value)
+        for plan_id, metric, gray, mean in rows:
+            group = groups.get((plan_id, metric))
+            if group is None:
+                group = groups[plan_id, metric] = ([], [])
+            group[0 if gray else 1].append(float(mean))
         return groups
+
+    def instance_counts(self, plan_ids: Collection[str]) -> dict[str, int]:
+        if not plan_ids:
+            return {}
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(InstanceRow.plan_id, func.count())
+                .where(InstanceRow.plan_id.in_(list(plan_ids)))
+                .group_by(InstanceRow.plan_id)
+            ).all()
+        return {plan_id: int(count) for plan_id, count in rows}
 
     def samples(
         self,
