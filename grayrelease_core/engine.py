@@ -188,6 +188,8 @@ class GrayRelease:
         gray = fields.get("grayValues", {})
         _check_gray_keys(gray, fields["configKeys"])
         auto_rollback = self._auto_rollback(fields.get("autoRollback"))
+        if fields.get("startAt") is not None:
+            _check_schedulable(fields["configKeys"], gray)
         plan = Plan(
             id=uuid.uuid4().hex,
             name=fields["planName"],
@@ -238,6 +240,9 @@ class GrayRelease:
                 if "autoRollback" in fields
                 else plan.auto_rollback
             )
+            start_at = fields.get("startAt", plan.start_at)
+            if start_at is not None:
+                _check_schedulable(keys, gray)
             return attrs.evolve(
                 plan,
                 name=fields.get("planName", plan.name),
@@ -248,7 +253,7 @@ class GrayRelease:
                 strategy=strategy.name,
                 rules=rules,
                 auto_rollback=auto_rollback,
-                start_at=fields.get("startAt", plan.start_at),
+                start_at=start_at,
                 description=fields.get("description", plan.description),
             )
 
@@ -337,11 +342,21 @@ class GrayRelease:
         """PAUSED -> ACTIVE: the strategy's rules apply again; the canary clock restarts."""
 
         def go_on(plan: Plan, now: datetime) -> Plan:
-            # The step and analysis clocks restart: the paused time was not watched.
+            # The step and analysis clocks restart: the paused time was not watched. At the
+            # top, the bake time paused too (the last update was the pause).
+            progress = plan.progress
             next_at = self.strategies.get(plan.strategy).next_step_at(plan.rules, now)
+            top = progress.top_reached_at
+            if top is not None and plan.updated_at is not None:
+                top = top + (now - plan.updated_at)
+                schedule = self._schedule(plan)
+                auto = schedule is not None and schedule.auto_complete
+                next_at = top + timedelta(minutes=schedule.bake_time) if auto and schedule else None
             return attrs.evolve(
                 plan,
-                progress=attrs.evolve(plan.progress, next_step_at=next_at, analyzed_at=now),
+                progress=attrs.evolve(
+                    progress, next_step_at=next_at, analyzed_at=now, top_reached_at=top
+                ),
             )
 
         return self._act(plan_id, Action.RESUME, actor, expected_version, go_on, "RESUMED")
@@ -504,8 +519,11 @@ class GrayRelease:
             rows = [self._verdict_log(plan, verdict, now)] if verdict else []
             report.count(plan.id, verdict, decision)
             if decision.move in (Move.ROLLBACK, Move.COMPLETE):
-                self._tick_act(plan, decision, rows, now, report)
-                ended = True
+                retry = self._tick_act(plan, decision, rows, now, report)
+                if retry is None:
+                    ended = True
+                else:
+                    changes.append(retry)
             else:
                 changes.append(self._progress_change(plan, decision, rows, now))
         saved = self._save_progress(changes, report)
@@ -537,13 +555,21 @@ class GrayRelease:
         if not saved and not ended:
             return
         try:
-            if ended or self._store.generation() != generation + 1:
-                self.refresh_index()
-                return
-            changed = {plan.id: plan for plan in saved}
             with self._refresh_lock:
-                self._rebuild([changed.get(plan.id, plan) for plan in plans])
-                self._generation = generation + 1
+                # Only when this process's index is the one ``plans`` were read at, and the
+                # tick's write is the only change since: otherwise a sync may have installed
+                # something newer, or another process changed a plan.
+                fast = (
+                    not ended
+                    and self._generation == generation
+                    and self._store.generation() == generation + 1
+                )
+                if fast:
+                    changed = {plan.id: plan for plan in saved}
+                    self._rebuild([changed.get(plan.id, plan) for plan in plans])
+                    self._generation = generation + 1
+            if not fast:
+                self.refresh_index()
         except Exception:
             log.exception("grayrelease: index refresh after a tick failed")
 
@@ -568,6 +594,9 @@ class GrayRelease:
                 if "expectedVersion" in exc.details or "version" in exc.details:
                     continue  # another ticker (or an operator) got there first
                 self._unschedule(plan, exc, now, report)
+            except BackendError as exc:
+                # The config backend may be back at the next tick: try again then.
+                report.errors.append(f"{plan.id}: scheduled start waits: {exc.message}")
             except GrayReleaseError as exc:
                 self._unschedule(plan, exc, now, report)
 
@@ -752,9 +781,9 @@ class GrayRelease:
         rows: list[LogRecord],
         now: datetime,
         report: TickReport,
-    ) -> None:
+    ) -> ProgressChange | None:
         """An automatic rollback or completion, saved only if nobody changed the plan since
-        it was judged."""
+        it was judged. When it fails, the progress to save instead (the verdict, a retry)."""
         rolling_back = decision.move is Move.ROLLBACK
         try:
             if rolling_back:
@@ -794,9 +823,17 @@ class GrayRelease:
         except (Conflict, NotFound, InvalidTransition):
             report.lost.append(plan.id)  # changed since it was judged: that change stands
         except GrayReleaseError as exc:
-            # A publish that failed was logged and told by _publish_all; the plan stays live
-            # and the next tick tries again.
+            # A publish that failed was logged and told by _publish_all; the plan stays live.
+            # Its verdict is kept, and the next try waits an analysis interval, so a backend
+            # that is down does not get a try (and an audit row) every tick.
             report.errors.append(f"{plan.id}: {exc.message}")
+            schedule = self._schedule(plan)
+            retry = now + ticker.analysis_interval(plan, schedule)
+            progress = decision.progress
+            if schedule is not None:
+                progress = attrs.evolve(progress, next_step_at=retry)
+            return ProgressChange(attrs.evolve(plan, progress=progress), plan.version, tuple(rows))
+        return None
 
     def _purge_samples(self, now: datetime) -> None:
         try:
@@ -1229,3 +1266,15 @@ def _checked_answer(source: str, answer: object) -> Observation | Exception:
             "of numbers"
         )
     return answer
+
+
+def _check_schedulable(keys: Sequence[str], gray: Mapping[str, str | None]) -> None:
+    """A plan scheduled to start must be able to: refused now rather than failing later."""
+    missing = [key for key in keys if gray.get(key) is None]
+    if missing:
+        raise ValidationError(
+            "startAt",
+            "every key needs a gray value before the plan can be scheduled; "
+            f"missing: {', '.join(missing)}",
+            details={"missingKeys": missing},
+        )

@@ -33,6 +33,8 @@ STEP_ACTIONS = ("STARTED", "STEPPED", "PROMOTED", "HELD", "AUTO_ROLLBACK", "COMP
 MAX_SERIES_SAMPLES = 200_000
 """Samples read for one chart request; beyond it the answer says ``truncated``."""
 MAX_RANGE = timedelta(days=31)
+MAX_ROWS = 1000
+"""Verdicts (and steps) per chart request: the newest of the range."""
 DEFAULT_RANGE = timedelta(hours=6)
 
 
@@ -167,7 +169,7 @@ def plan_metrics(
         raise ValidationError("since", "must be before until", value=timestamp(since))
     if until - since > MAX_RANGE:
         raise ValidationError("since", "the range may span at most 31 days")
-    samples = store.samples([plan.id], None, since, until)
+    samples = store.samples([plan.id], None, since, until, limit=MAX_SERIES_SAMPLES + 1)
     truncated = len(samples) > MAX_SERIES_SAMPLES
     sums: dict[tuple[str, bool, int], list[float]] = defaultdict(lambda: [0.0, 0.0])
     for sample in samples[:MAX_SERIES_SAMPLES]:
@@ -186,16 +188,22 @@ def plan_metrics(
                 "count": int(count),
             }
         )
-    verdicts = store.list_logs(plan.id, 1, 1000, actions=VERDICT_ACTIONS).items
-    steps = store.list_logs(plan.id, 1, 1000, actions=STEP_ACTIONS).items
+    # The newest rows of the range, shown oldest first; more than MAX_ROWS truncates.
+    verdicts = store.list_logs(
+        plan.id, 1, MAX_ROWS, actions=VERDICT_ACTIONS, since=since, until=until, newest_first=True
+    )
+    steps = store.list_logs(
+        plan.id, 1, MAX_ROWS, actions=STEP_ACTIONS, since=since, until=until, newest_first=True
+    )
+    truncated = truncated or verdicts.total > MAX_ROWS or steps.total > MAX_ROWS
     return PlanMetrics(
         plan_id=plan.id,
         since=since,
         until=until,
         bucket_seconds=bucket,
         series=series,
-        verdicts=[_verdict_to_wire(row) for row in verdicts],
-        steps=[_step_to_wire(row) for row in steps],
+        verdicts=[_verdict_to_wire(row) for row in reversed(verdicts.items)],
+        steps=[_step_to_wire(row) for row in reversed(steps.items)],
         truncated=truncated,
     )
 

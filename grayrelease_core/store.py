@@ -149,8 +149,12 @@ class PlanStore(Protocol):
         page: int = 1,
         page_size: int = 50,
         actions: Collection[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        newest_first: bool = False,
     ) -> Page[LogRecord]:
-        """The plan's audit rows, oldest first; only ``actions`` when given."""
+        """The plan's audit rows, oldest first (or newest first); only ``actions`` and rows in
+        ``[since, until)`` when given."""
         ...
 
     def record_samples(self, samples: Sequence[Sample]) -> None:
@@ -163,8 +167,9 @@ class PlanStore(Protocol):
         metrics: Collection[str] | None,
         since: datetime,
         until: datetime,
+        limit: int | None = None,
     ) -> list[Sample]:
-        """Samples of ``plan_ids`` (and ``metrics``; all when ``None``) taken in
+        """At most ``limit`` samples of ``plan_ids`` (and ``metrics``; all when ``None``) taken in
         ``[since, until)``."""
         ...
 

@@ -2,10 +2,10 @@
 the time: the engine does the reading and writing around them.
 
 A plan is analyzed every analysis interval (``autoRollback.interval``, else the canary's
-``stepInterval``, else 5 minutes). A stepped plan (``CANARY``) takes its next step when the
-step is due *and* the analysis run at that moment passed; an inconclusive or failed analysis
-holds it. Failed intervals count towards ``failureThreshold``; a failed critical check rolls
-the plan back at once.
+``stepInterval`` up to 30 minutes, else 5 minutes). A stepped plan (``CANARY``) takes its
+next step when the step is due *and* the analysis run at that moment passed; an inconclusive
+or failed analysis holds it. Failed intervals count towards ``failureThreshold``; a failed
+critical check rolls the plan back at once.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from .strategy import StepSchedule
 SYSTEM_ACTOR = "system"
 """The actor of what the ticker does on its own (steps, verdicts, automatic rollbacks)."""
 DEFAULT_ANALYSIS_MINUTES = 5
+MAX_DEFAULT_MINUTES = 30
 
 
 class Move(enum.StrEnum):
@@ -89,10 +90,14 @@ class TickReport:
 
 
 def analysis_interval(plan: Plan, schedule: StepSchedule | None) -> timedelta:
+    """``autoRollback.interval``; else the step interval, at most ``MAX_DEFAULT_MINUTES`` (a
+    week-long step must not leave a failure unseen for a week); else 5 minutes."""
     rules = plan.auto_rollback
     if rules is not None and rules.interval is not None:
         return timedelta(minutes=rules.interval)
-    return timedelta(minutes=schedule.interval if schedule else DEFAULT_ANALYSIS_MINUTES)
+    if schedule is not None:
+        return timedelta(minutes=min(schedule.interval, MAX_DEFAULT_MINUTES))
+    return timedelta(minutes=DEFAULT_ANALYSIS_MINUTES)
 
 
 def due(plan: Plan, schedule: StepSchedule | None, now: datetime) -> Due:

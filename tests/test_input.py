@@ -21,6 +21,9 @@ def db_url(sqlite_url: str) -> str:
     return sqlite_url
 
 
+CAP = {"metric": "errorRate", "threshold": 0.05}
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [
@@ -68,8 +71,18 @@ def db_url(sqlite_url: str) -> str:
             {"autoRollback": [{"metric": "x", "threshold": 1, "query": "up"}]},
             "autoRollback.checks[0].query",
         ),
-        ({"autoRollback": {"checks": [], "failureThreshold": 0}}, "autoRollback.failureThreshold"),
-        ({"autoRollback": {"checks": [], "alpha": 0.9}}, "autoRollback.alpha"),
+        ({"autoRollback": {"checks": []}}, "autoRollback.checks"),
+        (
+            {"autoRollback": {"checks": [CAP], "failureThreshold": 0}},
+            "autoRollback.failureThreshold",
+        ),
+        ({"autoRollback": {"checks": [CAP], "alpha": 0.9}}, "autoRollback.alpha"),
+        (
+            {"autoRollback": [{"metric": "x", "threshold": 10**400}]},
+            "autoRollback.checks[0].threshold",
+        ),
+        ({"startAt": "0001-01-01T00:00:00+01:00"}, "startAt"),
+        ({"startAt": "2026-12-01T08:00:00Z", "grayValues": {}}, "startAt"),
         ({"startAt": "tomorrow"}, "startAt"),
         ({"startAt": "2026-12-01T08:00:00"}, "startAt"),
         ({"startAt": 1700000000}, "startAt"),

@@ -460,3 +460,113 @@ def test_racing_tickers_take_each_step_and_each_rollback_once(
     assert log.count("AUTO_ROLLBACK") == 1
     assert log.count("ANALYSIS_FAILED") == 1
     assert first.get_plan(failing.id).status is PlanStatus.ROLLBACK
+
+
+def test_a_plan_changed_between_the_ticks_read_and_write_keeps_that_change(
+    make_gr: Any, clock: ManualClock
+) -> None:
+    ticking, operator = make_gr(), make_gr()
+    plans = []
+    for n in range(3):
+        body = {**canary_body(), "configKeys": [f"k{n}"], "grayValues": {f"k{n}": "new"}}
+        plans.append(ticking.start(ticking.create_plan(body, actor="a").id, actor="a"))
+    paused = plans[1]
+    store = ticking._store
+    save = store.save_progress
+
+    def pause_first(changes: Any) -> Any:  # an operator acts while the tick is deciding
+        operator.pause(paused.id, actor="bob")
+        return save(changes)
+
+    store.save_progress = pause_first
+    report = ticking.tick(clock.advance(timedelta(minutes=30)))
+    assert sorted(report.stepped) == sorted([plans[0].id, plans[2].id])
+    assert report.lost == [paused.id]
+    kept = ticking.get_plan(paused.id)
+    assert (kept.status, kept.progress.percentage) == (PlanStatus.PAUSED, 0)
+    assert actions(ticking, paused.id)[-1] == "PAUSED"  # no step or verdict row after it
+    assert [ticking.get_plan(p.id).progress.percentage for p in (plans[0], plans[2])] == [20, 20]
+
+
+def test_a_rollback_by_another_process_during_a_tick_is_in_the_index_after_it(make_gr: Any, clock: ManualClock) -> None:
+    ticking, operator = make_gr(), make_gr()
+    first = ticking.start(ticking.create_plan(canary_body(), actor="a").id, actor="a")
+    other = {**canary_body(), "configKeys": ["other"], "grayValues": {"other": "new"}}
+    second = ticking.start(ticking.create_plan(other, actor="a").id, actor="a")
+    canary = Client("canary-1", CANARY_IP)
+    other_key = KEY._replace(config_key="other")
+    assert ticking.resolve(other_key, canary).gray
+    store = ticking._store
+    save = store.save_progress
+
+    def rollback_and_sync(changes: Any) -> Any:
+        operator.rollback(second.id, actor="bob", reason="bad")
+        ticking.refresh_index(only_if_changed=True)  # this process's sync sees it
+        return save(changes)
+
+    store.save_progress = rollback_and_sync
+    ticking.tick(clock.advance(timedelta(minutes=30)))
+    assert ticking.get_plan(first.id).progress.percentage == 20
+    assert not ticking.resolve(other_key, canary).gray  # the rollback stands in the index
+    assert abs(len(gray_share(ticking)) / len(CLIENTS) - 0.2) < 0.05
+
+
+def test_time_spent_paused_does_not_count_as_bake_time(
+    tgr: GrayRelease, clock: ManualClock
+) -> None:
+    body = canary_body(stepPercentage=100, autoComplete=True, bakeTime=60)
+    plan = tgr.start(tgr.create_plan(body, actor="a").id, actor="a")
+    interval(tgr, clock, plan.id, None)
+    assert tgr.get_plan(plan.id).progress.percentage == 100
+    clock.advance(timedelta(minutes=10))
+    tgr.pause(plan.id, actor="a")
+    clock.advance(timedelta(hours=5))
+    tgr.resume(plan.id, actor="a")
+    clock.advance(timedelta(minutes=49))
+    tgr.tick()
+    assert tgr.get_plan(plan.id).status is PlanStatus.ACTIVE  # 10 + 49 minutes baked
+    clock.advance(timedelta(minutes=1))
+    tgr.tick()
+    assert tgr.get_plan(plan.id).status is PlanStatus.COMPLETED
+
+
+def test_a_scheduled_start_waits_out_a_backend_failure(
+    tgr: GrayRelease, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = clock.now() + timedelta(minutes=1)
+    plan = tgr.create_plan({**canary_body(), "startAt": at.isoformat()}, actor="a")
+    clock.advance(timedelta(minutes=1))
+
+    def down(ref: ConfigRef) -> str:
+        raise ConnectionError("config backend unreachable")
+
+    monkeypatch.setattr(tgr.backend, "get", down)
+    report = tgr.tick()
+    assert report.started == []
+    assert "unreachable" in report.errors[0]
+    waiting = tgr.get_plan(plan.id)
+    assert (waiting.status, waiting.start_at) == (PlanStatus.DRAFT, at)
+    monkeypatch.undo()
+    assert tgr.tick().started == [plan.id]
+
+
+def test_a_failing_automatic_completion_is_retried_an_interval_later_not_every_tick(
+    tgr: GrayRelease, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = canary_body(stepPercentage=100, autoComplete=True)
+    plan = tgr.start(tgr.create_plan(body, actor="a").id, actor="a")
+    interval(tgr, clock, plan.id, None)  # to the top; bake time 0: complete at the next tick
+
+    def refuse(ref: ConfigRef, value: str | None, *, actor: str) -> None:
+        raise ConnectionError("config backend unreachable")
+
+    monkeypatch.setattr(tgr.backend, "publish", refuse)
+    for _ in range(5):
+        clock.advance(timedelta(seconds=30))
+        tgr.tick()
+    assert actions(tgr, plan.id).count("COMPLETE_FAILED") == 1
+    assert tgr.get_plan(plan.id).status is PlanStatus.ACTIVE
+    monkeypatch.undo()
+    clock.advance(timedelta(minutes=30))
+    tgr.tick()
+    assert tgr.get_plan(plan.id).status is PlanStatus.COMPLETED

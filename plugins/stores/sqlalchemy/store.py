@@ -191,16 +191,23 @@ class SqlPlanStore:
         page: int = 1,
         page_size: int = 50,
         actions: Collection[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        newest_first: bool = False,
     ) -> Page[LogRecord]:
         where = [LogRow.plan_id == plan_id]
         if actions is not None:
             where.append(LogRow.action.in_(list(actions)))
+        if since is not None:
+            where.append(LogRow.at >= since)
+        if until is not None:
+            where.append(LogRow.at < until)
         with self._engine.connect() as conn:
             total = conn.scalar(select(func.count()).select_from(LogRow).where(*where)) or 0
             rows = conn.execute(
                 select(LogRow)
                 .where(*where)
-                .order_by(LogRow.id)
+                .order_by(LogRow.id.desc() if newest_first else LogRow.id)
                 .limit(page_size)
                 .offset((page - 1) * page_size)
             ).all()
@@ -271,6 +278,7 @@ class SqlPlanStore:
         metrics: Collection[str] | None,
         since: datetime,
         until: datetime,
+        limit: int | None = None,
     ) -> list[Sample]:
         if not plan_ids or (metrics is not None and not metrics):
             return []
@@ -290,7 +298,7 @@ class SqlPlanStore:
             MonitorRow.sampled_at,
         )
         with self._engine.connect() as conn:
-            rows = conn.execute(select(*columns).where(*where)).all()
+            rows = conn.execute(select(*columns).where(*where).limit(limit)).all()
         return [
             Sample(plan_id, metric, value, bool(gray), instance, at)
             for plan_id, metric, value, gray, instance, at in rows
