@@ -488,7 +488,9 @@ def test_a_plan_changed_between_the_ticks_read_and_write_keeps_that_change(
     assert [ticking.get_plan(p.id).progress.percentage for p in (plans[0], plans[2])] == [20, 20]
 
 
-def test_a_rollback_by_another_process_during_a_tick_is_in_the_index_after_it(make_gr: Any, clock: ManualClock) -> None:
+def test_a_rollback_by_another_process_during_a_tick_is_in_the_index_after_it(
+    make_gr: Any, clock: ManualClock
+) -> None:
     ticking, operator = make_gr(), make_gr()
     first = ticking.start(ticking.create_plan(canary_body(), actor="a").id, actor="a")
     other = {**canary_body(), "configKeys": ["other"], "grayValues": {"other": "new"}}
