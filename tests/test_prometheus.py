@@ -136,8 +136,8 @@ def test_error_rate_gray_from_gray_pods_baseline_from_the_others(source: Prometh
     check = Check(metric="errorRate", source="prometheus", max_increase=0.2)
     source.validate_check(check, "autoRollback.checks[0]")
     seen = observe(source, ask(check, {"pod-1", "pod.1"}))
-    assert len(seen.gray) >= 2
-    assert len(seen.baseline) >= 4
+    assert len(seen.gray) == 2  # one value per series (instance): the mean of its points
+    assert len(seen.baseline) == len(PODS) - 2
     assert all(0.18 < value < 0.22 for value in seen.gray), seen.gray
     assert all(0.005 < value < 0.015 for value in seen.baseline), seen.baseline
     assert statistics.mean(seen.gray) > 10 * statistics.mean(seen.baseline)
@@ -481,3 +481,54 @@ def test_hook_registers_a_source_only_with_a_section() -> None:
     assert isinstance(registered, MetricSource)
     assert registered.name == "prometheus"
     assert registered.settings.url == "http://127.0.0.1:9090"
+
+
+# --- a plan judged by Prometheus, tick by tick -----------------------------------------------
+
+
+def test_a_canary_judged_on_prometheus_rolls_back_when_its_pods_fail(
+    server: PrometheusServer, tmp_path: Any
+) -> None:
+    from grayrelease_core import Client, ConfigRef, GrayRelease, ManualClock, PlanStatus
+
+    clock = ManualClock(datetime.now(UTC) - timedelta(minutes=1))
+    settings = {
+        "database_url": f"sqlite:///{tmp_path / 'gray.db'}",
+        "background_sync": False,
+        "prometheus": {
+            "url": server.url,
+            "step": 1,
+            "queries": {"errorRate": {"gray": on(ERROR_RATE, GRAY)}},
+        },
+    }
+    with GrayRelease.from_settings(settings, clock=clock, load_entrypoints=False) as gr:
+        key = ConfigRef("shop", "prod", "default", "payment.timeout")
+        body = {
+            "planName": "p",
+            "appName": "shop",
+            "environment": "prod",
+            "configKeys": [key.config_key],
+            "grayStrategy": "CANARY",
+            "grayRules": {
+                "canary": {
+                    "canaryInstances": ["pod-1", "pod.1"],
+                    "stepPercentage": 20,
+                    "stepInterval": 1,
+                }
+            },
+            "grayValues": {key.config_key: "3s"},
+            "autoRollback": [{"metric": "errorRate", "source": "prometheus", "threshold": 0.05}],
+        }
+        plan = gr.start(gr.create_plan(body, actor="a").id, actor="a")
+        for pod in ("pod-1", "pod.1"):
+            assert gr.resolve(key, Client(pod, PODS[pod][0])).gray
+        clock.advance(timedelta(minutes=1))  # now: the time Prometheus has the pods' data for
+        report = gr.tick()
+        assert report.rolled_back == [plan.id]
+        assert gr.get_plan(plan.id).status is PlanStatus.ROLLBACK
+        verdict = gr.plan_logs(plan.id).items[-2]
+        assert verdict.action == "ANALYSIS_FAILED"
+        assert verdict.details is not None
+        (check,) = verdict.details["checks"]
+        assert (check["source"], check["grayCount"]) == ("prometheus", 2)
+        assert 0.18 < check["grayMean"] < 0.22
