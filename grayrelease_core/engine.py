@@ -10,7 +10,6 @@ import contextlib
 import logging
 import threading
 import uuid
-from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from datetime import datetime, timedelta
@@ -20,6 +19,7 @@ import attrs
 import pluggy
 
 from . import lifecycle, ticker
+from .analysis import analyze
 from .backend import ConfigBackend
 from .checks import AutoRollback, parse_auto_rollback
 from .clock import Clock, SystemClock
@@ -35,9 +35,8 @@ from .errors import (
 )
 from .hits import HitBuffer, HitRecord
 from .index import IndexEntry, build_entries
-from .judge import CheckResult, Outcome, Verdict, combine, judge_check
 from .lifecycle import Action
-from .metrics import MetricQuery, MetricSource, MetricSourceError, Observation
+from .metrics import MetricSource
 from .models import (
     Client,
     ConfigRef,
@@ -510,13 +509,15 @@ class GrayRelease:
             when = ticker.due(plan, schedule, now)
             if when:
                 work.append((plan, schedule, when))
-        verdicts = self._judge([(p, s) for p, s, _ in work if p.auto_rollback], now)
+        verdicts = analyze(
+            [(p, s) for p, s, _ in work if p.auto_rollback], self.metric_sources, self._store, now
+        )
         changes: list[ProgressChange] = []
         ended = False
         for plan, schedule, when in work:
             verdict = verdicts.get(plan.id)
             decision = ticker.decide(plan, schedule, verdict, when, now)
-            rows = [self._verdict_log(plan, verdict, now)] if verdict else []
+            rows = [ticker.verdict_log(plan, verdict, now)] if verdict else []
             report.count(plan.id, verdict, decision)
             if decision.move in (Move.ROLLBACK, Move.COMPLETE):
                 retry = self._tick_act(plan, decision, rows, now, report)
@@ -525,7 +526,7 @@ class GrayRelease:
                 else:
                     changes.append(retry)
             else:
-                changes.append(self._progress_change(plan, decision, rows, now))
+                changes.append(ticker.progress_change(plan, decision, rows, now))
         saved = self._save_progress(changes, report)
         self._reindex_after_tick(plans, saved, generation, ended=ended)
         self._purge_samples(now)
@@ -621,142 +622,6 @@ class GrayRelease:
                 message=reason,
                 reindex=False,
             )
-
-    def _judge(
-        self, plans: list[tuple[Plan, StepSchedule | None]], now: datetime
-    ) -> dict[str, Verdict]:
-        """Collect every due check's samples (one ``fetch`` per source) and judge each plan."""
-        asked: dict[str, list[tuple[str, int, MetricQuery]]] = defaultdict(list)
-        for plan, schedule in plans:
-            assert plan.auto_rollback is not None
-            interval = ticker.analysis_interval(plan, schedule)
-            members: dict[str, str] | None = None
-            for index, check in enumerate(plan.auto_rollback.checks):
-                source = self.metric_sources.get(check.source)
-                if members is None and getattr(source, "wants_instances", True):
-                    members = self._store.instance_addresses(plan.id)
-                window = timedelta(minutes=check.window) if check.window else interval
-                query = MetricQuery(
-                    plan=plan,
-                    check=check,
-                    start=now - window,
-                    end=now,
-                    gray_instances=frozenset(members or ()),
-                    gray_ips=frozenset(ip for ip in (members or {}).values() if ip),
-                )
-                asked[check.source].append((plan.id, index, query))
-        answers: dict[tuple[str, int], Observation | Exception] = {}
-        for source_name, entries in asked.items():
-            for (plan_id, index, _), answer in zip(
-                entries, self._fetch(source_name, [q for _, _, q in entries]), strict=True
-            ):
-                answers[plan_id, index] = answer
-        recorded = self._store.instance_counts([plan.id for plan, _ in plans]) if plans else {}
-        verdicts: dict[str, Verdict] = {}
-        for plan, schedule in plans:
-            assert plan.auto_rollback is not None
-            look = plan.progress.analyses + 1
-            interval = ticker.analysis_interval(plan, schedule)
-            try:
-                results: list[CheckResult] = [
-                    judge_check(
-                        check,
-                        answers[plan.id, index],
-                        look=look,
-                        alpha=plan.auto_rollback.alpha,
-                        gray_instances=recorded.get(plan.id, 0),
-                        everyone_gray=plan.progress.percentage >= 100,
-                    )
-                    for index, check in enumerate(plan.auto_rollback.checks)
-                ]
-            except Exception as exc:  # one plan's bad data must not stop the others' ticks
-                log.exception("grayrelease: judging plan %s failed", plan.id)
-                results = [
-                    CheckResult(check, Outcome.INCONCLUSIVE, f"judging failed: {exc}")
-                    for check in plan.auto_rollback.checks
-                ]
-            verdicts[plan.id] = combine(results, look, now - interval, now)
-        return verdicts
-
-    def _fetch(self, source_name: str, queries: list[MetricQuery]) -> list[Observation | Exception]:
-        """A source's answers; a missing or failing source answers every slot with its error."""
-        source = self.metric_sources.get(source_name)
-        if source is None:
-            error = MetricSourceError(
-                f"no metric source named {source_name!r} is installed or configured"
-            )
-            return [error] * len(queries)
-        try:
-            answers = list(source.fetch(queries))
-        except Exception as exc:
-            log.exception("grayrelease: metric source %s failed", source_name)
-            return [MetricSourceError(f"{type(exc).__name__}: {exc}")] * len(queries)
-        if len(answers) != len(queries):
-            error = MetricSourceError(
-                f"metric source {source_name} answered {len(answers)} of {len(queries)} queries"
-            )
-            return [error] * len(queries)
-        return [_checked_answer(source_name, answer) for answer in answers]
-
-    def _verdict_log(self, plan: Plan, verdict: Verdict, now: datetime) -> LogRecord:
-        action = {"PASS": "ANALYSIS_PASSED", "FAIL": "ANALYSIS_FAILED"}.get(
-            verdict.outcome.value, "ANALYSIS_INCONCLUSIVE"
-        )
-        return LogRecord(
-            plan.id,
-            action,
-            SYSTEM_ACTOR,
-            now,
-            plan.status,
-            plan.status,
-            message=verdict.summary(),
-            details=verdict.to_wire(),
-        )
-
-    def _progress_change(
-        self, plan: Plan, decision: Decision, rows: list[LogRecord], now: datetime
-    ) -> ProgressChange:
-        changed = attrs.evolve(plan, progress=decision.progress)
-        if decision.move is Move.STEP:
-            changed = attrs.evolve(changed, updated_by=SYSTEM_ACTOR, updated_at=now)
-            # The step is all the details say; a copy of the plan per step and plan would
-            # make a tick over many plans mostly JSON encoding.
-            rows.append(
-                LogRecord(
-                    plan.id,
-                    "STEPPED",
-                    SYSTEM_ACTOR,
-                    now,
-                    plan.status,
-                    plan.status,
-                    message=f"{plan.progress.percentage:g}% -> {decision.progress.percentage:g}%",
-                    details={
-                        "fromPercentage": plan.progress.percentage,
-                        "toPercentage": decision.progress.percentage,
-                        "step": decision.progress.step,
-                        "nextStepAt": timestamp(decision.progress.next_step_at),
-                    },
-                )
-            )
-        elif decision.move is Move.HOLD:
-            rows.append(
-                LogRecord(
-                    plan.id,
-                    "HELD",
-                    SYSTEM_ACTOR,
-                    now,
-                    plan.status,
-                    plan.status,
-                    message=decision.reason,
-                    details={"nextStepAt": timestamp(decision.progress.next_step_at)},
-                )
-            )
-        return ProgressChange(
-            changed,
-            plan.version,
-            tuple(rows),
-            reindex=decision.move is Move.STEP,
-        )
 
     def _save_progress(self, changes: list[ProgressChange], report: TickReport) -> list[Plan]:
         """Save what the tick decided short of ending plans; returns the plans that moved the
@@ -1250,22 +1115,6 @@ def _original_values(plan: Plan) -> dict[ConfigRef, str | None]:
 
 def _event_of(row: LogRecord, plan: Plan, previous: Plan | None) -> PlanEvent:
     return PlanEvent(row.action, plan, previous, row.actor, row.at, row.message, row.details)
-
-
-def _checked_answer(source: str, answer: object) -> Observation | Exception:
-    """A source's answer for one slot, or the error that makes that slot inconclusive."""
-    if isinstance(answer, Exception):
-        return answer
-    if not isinstance(answer, Observation) or not all(
-        isinstance(value, int | float) and not isinstance(value, bool)
-        for group in (answer.gray, answer.baseline)
-        for value in group
-    ):
-        return MetricSourceError(
-            f"metric source {source} answered {type(answer).__name__}, not an Observation "
-            "of numbers"
-        )
-    return answer
 
 
 def _check_schedulable(keys: Sequence[str], gray: Mapping[str, str | None]) -> None:

@@ -16,8 +16,10 @@ from datetime import datetime, timedelta
 import attrs
 
 from .judge import Outcome, Verdict
-from .models import Plan, Progress
+from .models import LogRecord, Plan, Progress
+from .store import ProgressChange
 from .strategy import StepSchedule
+from .wire import timestamp
 
 SYSTEM_ACTOR = "system"
 """The actor of what the ticker does on its own (steps, verdicts, automatic rollbacks)."""
@@ -190,3 +192,62 @@ def to_top(
 
 def _why(verdict: Verdict) -> str:
     return "; ".join(f"{r.check.metric}: {r.reason}" for r in verdict.failed)
+
+
+def verdict_log(plan: Plan, verdict: Verdict, now: datetime) -> LogRecord:
+    """The audit row of a verdict: its summary, and every check's inputs and statistics."""
+    action = {Outcome.PASS: "ANALYSIS_PASSED", Outcome.FAIL: "ANALYSIS_FAILED"}.get(
+        verdict.outcome, "ANALYSIS_INCONCLUSIVE"
+    )
+    return LogRecord(
+        plan.id,
+        action,
+        SYSTEM_ACTOR,
+        now,
+        plan.status,
+        plan.status,
+        message=verdict.summary(),
+        details=verdict.to_wire(),
+    )
+
+
+def progress_change(
+    plan: Plan, decision: Decision, rows: list[LogRecord], now: datetime
+) -> ProgressChange:
+    """What to save for a decision short of ending the plan, with its audit rows."""
+    changed = attrs.evolve(plan, progress=decision.progress)
+    if decision.move is Move.STEP:
+        changed = attrs.evolve(changed, updated_by=SYSTEM_ACTOR, updated_at=now)
+        # The step is all the details say; a copy of the plan per step and plan would make a
+        # tick over many plans mostly JSON encoding.
+        rows.append(
+            LogRecord(
+                plan.id,
+                "STEPPED",
+                SYSTEM_ACTOR,
+                now,
+                plan.status,
+                plan.status,
+                message=f"{plan.progress.percentage:g}% -> {decision.progress.percentage:g}%",
+                details={
+                    "fromPercentage": plan.progress.percentage,
+                    "toPercentage": decision.progress.percentage,
+                    "step": decision.progress.step,
+                    "nextStepAt": timestamp(decision.progress.next_step_at),
+                },
+            )
+        )
+    elif decision.move is Move.HOLD:
+        rows.append(
+            LogRecord(
+                plan.id,
+                "HELD",
+                SYSTEM_ACTOR,
+                now,
+                plan.status,
+                plan.status,
+                message=decision.reason,
+                details={"nextStepAt": timestamp(decision.progress.next_step_at)},
+            )
+        )
+    return ProgressChange(changed, plan.version, tuple(rows), reindex=decision.move is Move.STEP)
