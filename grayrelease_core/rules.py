@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -88,3 +89,37 @@ def salt(value: Any, field: str) -> str:
     if not isinstance(value, str) or not value or len(value) > 128:
         raise ValidationError(field, "must be a string of 1 to 128 characters", value=value)
     return value
+
+
+# --- plugin settings ------------------------------------------------------------------------
+
+
+def seconds(value: Any, field: str, maximum: float) -> float:
+    """A duration above 0 and at most ``maximum`` seconds (a timeout, a step)."""
+    # Compared before float(): NaN fails the comparison, a huge integer never reaches float().
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= maximum:
+        raise ValidationError(
+            field, f"must be a number of seconds above 0 and at most {maximum:g}", value=value
+        )
+    return float(value)
+
+
+def service_url(value: Any, field: str, example: str, *, path_query: bool = False) -> str:
+    """The http(s) base URL of a service, without a trailing slash: a host, a valid port, no
+    credentials (they belong in their own settings) and no fragment; no query unless
+    ``path_query``."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(field, f"must be the service's URL, like {example}")
+    url = value.strip().rstrip("/")
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationError(field, "must be an http or https URL with a host", value=value)
+    if parts.username is not None or parts.password is not None:
+        raise ValidationError(field, "must not hold a user name or password")
+    if parts.fragment or (parts.query and not path_query):
+        raise ValidationError(field, "must not have a query or fragment", value=value)
+    try:
+        parts.port  # noqa: B018 - a bad port raises only when read
+    except ValueError as exc:
+        raise ValidationError(field, "has an invalid port", value=value) from exc
+    return url

@@ -31,7 +31,7 @@ import attrs
 from grayrelease_core import Settings, ValidationError, hookimpl
 from grayrelease_core.checks import MAX_QUERY
 from grayrelease_core.metrics import Check, MetricQuery, MetricSourceError, Observation
-from grayrelease_core.rules import rules_object
+from grayrelease_core.rules import rules_object, seconds, service_url
 
 SECTION = "prometheus"
 FIELD = f"settings.{SECTION}"
@@ -91,9 +91,9 @@ class PrometheusSettings:
             field=FIELD,
         )
         return cls(
-            url=_base_url(data["url"], f"{FIELD}.url"),
-            timeout=_seconds(data.get("timeout", 10), f"{FIELD}.timeout", MAX_TIMEOUT),
-            step=_seconds(data.get("step", 15), f"{FIELD}.step", MAX_STEP),
+            url=service_url(data["url"], f"{FIELD}.url", "http://127.0.0.1:9090"),
+            timeout=seconds(data.get("timeout", 10), f"{FIELD}.timeout", MAX_TIMEOUT),
+            step=seconds(data.get("step", 15), f"{FIELD}.step", MAX_STEP),
             headers=_headers(data.get("headers", {}), f"{FIELD}.headers"),
             queries=_queries(data.get("queries", {}), f"{FIELD}.queries"),
         )
@@ -367,33 +367,6 @@ def _unix(moment: datetime) -> float:
 
 
 # --- validating settings ---------------------------------------------------------------------
-
-
-def _base_url(value: Any, field: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValidationError(field, "must be the server's base URL, like http://127.0.0.1:9090")
-    url = value.strip().rstrip("/")
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValidationError(field, "must be an http or https URL with a host", value=value)
-    if parts.username is not None or parts.password is not None:
-        raise ValidationError(field, "must not hold credentials; send them in headers")
-    if parts.query or parts.fragment:
-        raise ValidationError(field, "must not have a query or fragment", value=value)
-    try:
-        parts.port  # noqa: B018 - a bad port raises only when read
-    except ValueError as exc:
-        raise ValidationError(field, "has an invalid port", value=value) from exc
-    return url
-
-
-def _seconds(value: Any, field: str, maximum: float) -> float:
-    # Compared before float(): NaN fails the comparison, a huge integer never reaches float().
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= maximum:
-        raise ValidationError(
-            field, f"must be a number of seconds above 0 and at most {maximum:g}", value=value
-        )
-    return float(value)
 
 
 def _headers(value: Any, field: str) -> Mapping[str, str]:
