@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import inspect
+import json
 import re
 import runpy
 from pathlib import Path
@@ -177,3 +179,20 @@ def test_api_reference_lists_exactly_the_openapi_operations() -> None:
     text = (Path(__file__).parent.parent / "docs" / "api.md").read_text(encoding="utf-8")
     listed = set(re.findall(r"^### `([A-Z]+) (/\S*)`$", text, flags=re.MULTILINE))
     assert listed == documented
+
+
+CHANNEL_PAGES = {
+    "email": "grayrelease_plugins.notifiers.email",
+    "dingtalk": "grayrelease_plugins.notifiers.dingtalk",
+    "wecom": "grayrelease_plugins.notifiers.wecom",
+    "sms": "grayrelease_plugins.notifiers.sms_aliyun",
+}
+
+
+@pytest.mark.parametrize(("channel", "module"), sorted(CHANNEL_PAGES.items()))
+def test_each_channel_page_has_settings_its_plugin_accepts(channel: str, module: str) -> None:
+    page = Path(__file__).parent.parent / "docs" / "notifications" / f"{channel}.md"
+    (block,) = re.findall(r"```json\n(.*?)```", page.read_text(encoding="utf-8"), re.DOTALL)
+    settings = Settings.from_mapping(json.loads(block))
+    (notifier,) = importlib.import_module(module).grayrelease_register_notifiers(settings)
+    assert notifier.name == channel

@@ -1,0 +1,66 @@
+"""What a notification channel is: a message in, delivered or a ``DeliveryError`` out.
+
+Channels are plugins (hook ``grayrelease_register_notifiers``). A channel sends one
+rendered :class:`Message` to the recipients routing chose for it; it never decides what to
+send or when to retry: the outbox does (a failing channel never blocks a plan operation).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import attrs
+
+
+class Severity(enum.StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+@attrs.frozen
+class Message:
+    """One notification, rendered in the installation's language, ready for any channel."""
+
+    title: str
+    """One line: what happened to which plan (``[grayrelease] 自动回滚 - 缓存配置金丝雀发布``)."""
+    text: str
+    """Plain text body (email text part, SMS-free channels' text messages)."""
+    markdown: str
+    """Markdown body (DingTalk and WeCom markdown)."""
+    html: str = ""
+    """HTML body (the email's HTML part), already escaped; empty: the channel uses ``text``."""
+    severity: Severity = Severity.INFO
+    link: str | None = None
+    """The plan in the console, when the installation knows its public URL."""
+    template_params: tuple[tuple[str, str], ...] = ()
+    """Short named values for template-based channels (SMS): ``(("plan", "..."), ...)``."""
+
+
+class DeliveryError(Exception):
+    """A channel could not deliver. ``retryable``: try again later (a timeout, a rate limit,
+    a 5xx); otherwise retrying cannot help (a bad token, a refused number)."""
+
+    def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+        """Seconds the service asked to wait (its rate limit), when it said."""
+
+
+@runtime_checkable
+class Notifier(Protocol):
+    """A notification channel, contributed through ``grayrelease_register_notifiers``."""
+
+    name: str
+    """``email``, ``dingtalk``, ``wecom``, ``sms``, ``inbox`` or a plugin's."""
+
+    def send(self, message: Message, recipients: Sequence[str]) -> None:
+        """Deliver ``message`` to ``recipients`` (addresses, phone numbers, user ids to
+        mention: whatever the channel takes; may be empty for a group robot).
+
+        :raises DeliveryError: it was not delivered.
+        """
+        ...
