@@ -649,42 +649,30 @@ class GrayRelease:
     ) -> ProgressChange | None:
         """An automatic rollback or completion, saved only if nobody changed the plan since
         it was judged. When it fails, the progress to save instead (the verdict, a retry)."""
-        rolling_back = decision.move is Move.ROLLBACK
+        if decision.move is Move.ROLLBACK:
+            action, event, done = Action.ROLLBACK, "AUTO_ROLLBACK", report.rolled_back
+            mutate: Mutation = lambda p, t: self._undo(p, t, force=False)  # noqa: E731
+            publish = _original_values
+        else:
+            action, event, done = Action.COMPLETE, "COMPLETED", report.completed
+            mutate, publish = self._finish, _gray_values
         try:
-            if rolling_back:
-                self._act(
-                    plan.id,
-                    Action.ROLLBACK,
-                    SYSTEM_ACTOR,
-                    plan.version,
-                    lambda p, t: self._undo(p, t, force=False),
-                    "AUTO_ROLLBACK",
-                    publish=_original_values,
-                    message=decision.reason,
-                    reindex=False,  # once, at the end of the tick
-                    system=True,
-                    now=now,
-                    progress=decision.progress,
-                    leading=rows,
-                )
-                report.rolled_back.append(plan.id)
-            else:
-                self._act(
-                    plan.id,
-                    Action.COMPLETE,
-                    SYSTEM_ACTOR,
-                    plan.version,
-                    self._finish,
-                    "COMPLETED",
-                    publish=_gray_values,
-                    message=decision.reason,
-                    reindex=False,  # once, at the end of the tick
-                    system=True,
-                    now=now,
-                    progress=decision.progress,
-                    leading=rows,
-                )
-                report.completed.append(plan.id)
+            self._act(
+                plan.id,
+                action,
+                SYSTEM_ACTOR,
+                plan.version,
+                mutate,
+                event,
+                publish=publish,
+                message=decision.reason,
+                reindex=False,  # once, at the end of the tick
+                system=True,
+                now=now,
+                progress=decision.progress,
+                leading=rows,
+            )
+            done.append(plan.id)
         except (Conflict, NotFound, InvalidTransition):
             report.lost.append(plan.id)  # changed since it was judged: that change stands
         except GrayReleaseError as exc:

@@ -17,6 +17,7 @@ import attrs
 
 from .errors import ValidationError
 from .models import Plan, Sample
+from .rules import rules_object
 from .store import PlanStore
 from .wire import log_to_wire, parse_time, timestamp
 
@@ -66,14 +67,7 @@ def parse_samples(
     samples = []
     for index, raw in enumerate(body):
         field = f"samples[{index}]"
-        if not isinstance(raw, Mapping):
-            raise ValidationError(field, "must be an object", value=type(raw).__name__)
-        unknown = sorted(str(key) for key in raw if key not in SAMPLE_FIELDS)
-        if unknown:
-            raise ValidationError(
-                f"{field}.{unknown[0]}",
-                f"unknown field; allowed fields are {', '.join(SAMPLE_FIELDS)}",
-            )
+        raw = rules_object(raw, allowed=SAMPLE_FIELDS, required=(), field=field)
         instance = _text(raw.get("instanceId"), f"{field}.instanceId", MAX_INSTANCE)
         metric = _text(raw.get("metric"), f"{field}.metric", MAX_METRIC)
         value = raw.get("value")
