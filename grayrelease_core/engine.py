@@ -34,8 +34,10 @@ from .errors import (
     ValidationError,
 )
 from .hits import HitBuffer, HitRecord
+from .inbox import InboxMessage
 from .index import IndexEntry, build_entries
 from .lifecycle import Action
+from .messages import LANGUAGES, render
 from .metrics import MetricSource
 from .models import (
     Client,
@@ -51,7 +53,10 @@ from .models import (
     Progress,
     Resolution,
 )
+from .notify import Notifier
+from .outbox import Deliverer, DeliveryReport, Notification, parse_notify_settings
 from .plugin_manager import by_name, collect, implementations, make_plugin_manager
+from .routing import Routing, check_routing, parse_routing, route, severity_of
 from .samples import PlanMetrics, parse_samples, plan_metrics
 from .settings import Settings
 from .store import PlanQuery, PlanStore, ProgressChange
@@ -80,12 +85,27 @@ class GrayRelease:
         strategies: StrategyRegistry,
         clock: Clock,
         metric_sources: Mapping[str, MetricSource] | None = None,
+        notifiers: Mapping[str, Notifier] | None = None,
     ) -> None:
         self.settings = settings
         self.plugin_manager = plugin_manager
         self.strategies = strategies
         self.metric_sources: Mapping[str, MetricSource] = dict(metric_sources or {})
         """Metric sources by name, for the judge's checks."""
+        self.notifiers: Mapping[str, Notifier] = dict(notifiers or {})
+        """Notification channels by name."""
+        self.notify_settings = parse_notify_settings(settings.section("notify"), LANGUAGES)
+        self._default_routing = self._routing(
+            self.notify_settings.routing, "settings.notify.routing"
+        )
+        check_routing(
+            self._default_routing,
+            "settings.notify.routing",
+            needs_recipients=self._needs_recipients,
+        )
+        self._deliverer = Deliverer(
+            store, self.notifiers, self.notify_settings.policy, clock.monotonic
+        )
         self._stepped: dict[str, bool] = {}
         self.clock = clock
         self._store = store
@@ -140,14 +160,28 @@ class GrayRelease:
                 MetricSource,
                 "name, validate_check and fetch",
             )
+            clock = clock or SystemClock()
+            notifiers = by_name(
+                collect(
+                    pm,
+                    "grayrelease_register_notifiers",
+                    settings=settings,
+                    store=store,
+                    clock=clock,
+                ),
+                "notifier",
+                Notifier,
+                "name and send",
+            )
             engine = cls(
                 settings=settings,
                 plugin_manager=pm,
                 store=store,
                 backend=backend,
                 strategies=strategies,
-                clock=clock or SystemClock(),
+                clock=clock,
                 metric_sources=sources,
+                notifiers=notifiers,
             )
             cleanup.pop_all()
         return engine
@@ -187,6 +221,7 @@ class GrayRelease:
         gray = fields.get("grayValues", {})
         _check_gray_keys(gray, fields["configKeys"])
         auto_rollback = self._auto_rollback(fields.get("autoRollback"))
+        notify = self._plan_routing(fields.get("notify"))
         if fields.get("startAt") is not None:
             _check_schedulable(fields["configKeys"], gray)
         plan = Plan(
@@ -199,6 +234,7 @@ class GrayRelease:
             strategy=strategy.name,
             rules=strategy.validate(fields["grayRules"]),
             auto_rollback=auto_rollback,
+            notify=notify,
             start_at=fields.get("startAt"),
             description=fields.get("description", ""),
             created_by=actor,
@@ -206,7 +242,8 @@ class GrayRelease:
             created_at=now,
             updated_at=now,
         )
-        self._store.add_plan(plan, self._log(None, plan, "CREATED", actor, now))
+        row = self._log(None, plan, "CREATED", actor, now)
+        self._store.add_plan(plan, row, self._outbox([row], plan))
         self._emit(PlanEvent("CREATED", plan, None, actor, now))
         return plan
 
@@ -239,6 +276,7 @@ class GrayRelease:
                 if "autoRollback" in fields
                 else plan.auto_rollback
             )
+            notify = self._plan_routing(fields["notify"]) if "notify" in fields else plan.notify
             start_at = fields.get("startAt", plan.start_at)
             if start_at is not None:
                 _check_schedulable(keys, gray)
@@ -252,6 +290,7 @@ class GrayRelease:
                 strategy=strategy.name,
                 rules=rules,
                 auto_rollback=auto_rollback,
+                notify=notify,
                 start_at=start_at,
                 description=fields.get("description", plan.description),
             )
@@ -264,8 +303,9 @@ class GrayRelease:
         self._authorize(actor, Action.DELETE, plan)
         lifecycle.target(Action.DELETE, plan.status)
         now = self.clock.now()
+        row = self._log(plan, None, "DELETED", actor, now)
         self._store.remove_plan(
-            plan.id, expected_version=plan.version, log=self._log(plan, None, "DELETED", actor, now)
+            plan.id, expected_version=plan.version, log=row, outbox=self._outbox([row], plan)
         )
         self._emit(PlanEvent("DELETED", plan, plan, actor, now))
 
@@ -530,6 +570,7 @@ class GrayRelease:
         saved = self._save_progress(changes, report)
         self._reindex_after_tick(plans, saved, generation, ended=ended)
         self._purge_samples(now)
+        report.notifications = self._deliver_quietly(now)
         self._coarse_now = now
         return report
 
@@ -628,6 +669,10 @@ class GrayRelease:
         read path (a step), saved at their new versions."""
         if not changes:
             return []
+        changes = [
+            attrs.evolve(change, outbox=self._outbox(change.logs, change.plan))
+            for change in changes
+        ]
         saved = self._store.save_progress(changes)
         by_id = {change.plan.id: change for change in changes}
         for plan in saved:
@@ -671,6 +716,7 @@ class GrayRelease:
                 now=now,
                 progress=decision.progress,
                 leading=rows,
+                details=_failed_metrics(rows) if decision.move is Move.ROLLBACK else None,
             )
             done.append(plan.id)
         except (Conflict, NotFound, InvalidTransition):
@@ -755,6 +801,114 @@ class GrayRelease:
                 )
             source.validate_check(check, field)
         return rules
+
+    # --- notifications --------------------------------------------------------------------
+
+    def deliver(self, now: datetime | None = None) -> DeliveryReport:
+        """Send the notifications that are due (each tick does this; so does ``grayrelease
+        notify`` from cron): retries with backoff, records every attempt."""
+        return self._deliverer.run(self._tick_time(now))
+
+    def _deliver_quietly(self, now: datetime) -> DeliveryReport | None:
+        """A delivery run inside a tick: its failure is logged, never the tick's."""
+        try:
+            return self._deliverer.run(now)
+        except Exception:
+            log.exception("grayrelease: delivering notifications failed; the next tick retries")
+            return None
+
+    def plan_notifications(
+        self, plan_id: str, page: int = 1, page_size: int = 50
+    ) -> Page[Notification]:
+        """The plan's notifications, newest first, with their delivery state and attempts."""
+        plan = self._load(plan_id, None)
+        return self._store.list_notifications(plan.id, page, page_size)
+
+    def messages(
+        self, recipient: str, page: int = 1, page_size: int = 20, *, unread_only: bool = False
+    ) -> Page[InboxMessage]:
+        """``recipient``'s in-system messages, unread first, then newest first."""
+        return self._store.list_inbox(recipient, page, page_size, unread_only)
+
+    def read_message(self, recipient: str, message_id: int) -> InboxMessage:
+        """Mark one of ``recipient``'s messages read; ``NotFound`` for anyone else's."""
+        message = self._store.read_inbox_message(recipient, message_id, self.clock.now())
+        if message is None:
+            raise NotFound(
+                f"message {message_id} does not exist or is not yours",
+                details={"messageId": message_id},
+            )
+        return message
+
+    def unread_messages(self, recipient: str) -> int:
+        """How many of ``recipient``'s messages are unread (the console's badge)."""
+        return self._store.unread_inbox(recipient)
+
+    def _routing(self, raw: Any, field: str) -> Routing:
+        return parse_routing(raw, field, channels=self._recipient_checks()) or Routing()
+
+    def _plan_routing(self, raw: Any) -> Routing | None:
+        """A plan's ``notify``, checked against the channels; with the installation's
+        default filled in, it must be able to send."""
+        routing = parse_routing(raw, "notify", channels=self._recipient_checks())
+        if routing is not None:
+            check_routing(
+                routing.over(self._default_routing),
+                "notify",
+                needs_recipients=self._needs_recipients,
+            )
+        return routing
+
+    def _recipient_checks(self) -> dict[str, Callable[[str], None] | None]:
+        return {
+            name: getattr(notifier, "check_recipient", None)
+            for name, notifier in self.notifiers.items()
+        }
+
+    def _needs_recipients(self, channel: str) -> bool:
+        return bool(getattr(self.notifiers.get(channel), "requires_recipients", False))
+
+    def _outbox(self, rows: Sequence[LogRecord], plan: Plan) -> list[Notification]:
+        """The notifications ``rows`` cause under the plan's routing, rendered now in the
+        installation's language, to be written in the same transaction as the rows."""
+        routing = plan.notify.over(self._default_routing) if plan.notify else self._default_routing
+        author = plan.created_by if plan.created_by != SYSTEM_ACTOR else None
+        queued: list[Notification] = []
+        for row in rows:
+            try:
+                targets = route(
+                    row.action, routing, author=author, needs_recipients=self._needs_recipients
+                )
+                if not targets:
+                    continue
+                message = render(
+                    row,
+                    plan,
+                    severity=severity_of(row.action),
+                    language=self.notify_settings.language,
+                    console_url=self.notify_settings.console_url,
+                )
+            except Exception:
+                # A message that cannot be written must not stop the release it tells of.
+                log.exception("grayrelease: could not write the %s notification", row.action)
+                continue
+            for channel, recipients in targets:
+                key = uuid.uuid4().hex
+                queued.append(
+                    Notification(
+                        id=key,
+                        plan_id=plan.id,
+                        event=row.action,
+                        channel=channel,
+                        recipients=recipients,
+                        message=attrs.evolve(
+                            message, key=key, plan_id=plan.id, event=row.action, at=row.at
+                        ),
+                        created_at=row.at,
+                        next_attempt_at=row.at,
+                    )
+                )
+        return queued
 
     def sync(self) -> None:
         """Refresh the index if the store changed, refresh the backend, flush due hits."""
@@ -859,6 +1013,7 @@ class GrayRelease:
         now: datetime | None = None,
         progress: Progress | None = None,
         leading: Sequence[LogRecord] = (),
+        details: Mapping[str, Any] | None = None,
     ) -> Plan:
         """Load, authorize, check the transition, mutate, publish, save, reindex, tell.
 
@@ -885,11 +1040,13 @@ class GrayRelease:
         )
         values = publish(plan) if publish else {}
         published = self._publish_all(plan, values, actor, action, now)
+        rows = [*leading, self._log(plan, changed, event, actor, now, message, details)]
         try:
             saved = self._store.save_plan(
                 changed,
                 expected_version=plan.version,
-                log=[*leading, self._log(plan, changed, event, actor, now, message)],
+                log=rows,
+                outbox=self._outbox(rows, changed),
             )
         except Exception:
             if published and not self._reached(plan, status):
@@ -903,7 +1060,7 @@ class GrayRelease:
                 log.exception("grayrelease: index refresh after %s failed", event)
         for row in leading:
             self._emit(_event_of(row, saved, plan))
-        self._emit(PlanEvent(event, saved, plan, actor, now, message))
+        self._emit(PlanEvent(event, saved, plan, actor, now, message, details))
         return saved
 
     def _publish_all(
@@ -931,9 +1088,10 @@ class GrayRelease:
                     else f"and restoring {', '.join(unrestored)} failed too: check them by hand"
                 )
                 reason = f"publishing {ref.config_key} failed: {exc}; {outcome}"
-                self._store.append_log(
-                    LogRecord(plan.id, failed, actor, now, plan.status, plan.status, message=reason)
+                row = LogRecord(
+                    plan.id, failed, actor, now, plan.status, plan.status, message=reason
                 )
+                self._store.append_log(row, self._outbox([row], plan))
                 self._emit(PlanEvent(failed, plan, plan, actor, now, reason))
                 raise BackendError(
                     reason, details={"configKey": ref.config_key, "unrestoredKeys": unrestored}
@@ -1103,6 +1261,17 @@ def _original_values(plan: Plan) -> dict[ConfigRef, str | None]:
 
 def _event_of(row: LogRecord, plan: Plan, previous: Plan | None) -> PlanEvent:
     return PlanEvent(row.action, plan, previous, row.actor, row.at, row.message, row.details)
+
+
+def _failed_metrics(rows: Sequence[LogRecord]) -> dict[str, Any]:
+    """What an automatic rollback's audit row names: the metrics whose checks failed."""
+    failed = [
+        check["metric"]
+        for row in rows
+        for check in (row.details or {}).get("checks", ())
+        if check.get("outcome") == "FAIL"
+    ]
+    return {"failedMetrics": failed}
 
 
 def _check_schedulable(keys: Sequence[str], gray: Mapping[str, str | None]) -> None:

@@ -13,9 +13,11 @@ import pluggy
 
 if TYPE_CHECKING:
     from .backend import ConfigBackend
+    from .clock import Clock
     from .metrics import MetricSource
     from .migrations import MigrationSet
     from .models import Plan, PlanEvent
+    from .notify import Notifier
     from .settings import Settings
     from .store import PlanStore
     from .strategy import Strategy
@@ -36,12 +38,21 @@ def grayrelease_register_strategies() -> list[Strategy]:
 
 
 @hookspec
-def grayrelease_register_notifiers(settings: Settings) -> list[Any]:
-    """Contribute notification channels (email, SMS, DingTalk, ...).
+def grayrelease_register_notifiers(
+    settings: Settings, store: PlanStore, clock: Clock
+) -> list[Notifier]:
+    """Contribute notification channels (email, SMS, DingTalk, the inbox, ...).
 
-    Collected by the notification feature, which is not part of this release yet.
+    Collected once when a ``GrayRelease`` is built; routing names a channel by ``name``, and
+    the outbox calls its ``send(message, recipients)``. A channel may also have
+    ``requires_recipients = True`` (routing must give it someone) and
+    ``check_recipient(recipient)`` (raises ``ValueError``), so that routing refuses a bad
+    address when it is saved.
 
-    :param settings: the installation's settings, for channel credentials and URLs.
+    :param settings: the installation's settings, for channel credentials and URLs; a
+        channel whose section is malformed raises ``ValidationError`` naming the setting.
+    :param store: the plan store (the inbox keeps its messages there).
+    :param clock: the engine's clock, for the times a channel signs or stamps.
     :returns: notifiers, each with a unique ``name``.
     """
     raise NotImplementedError

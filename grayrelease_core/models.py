@@ -15,6 +15,7 @@ from typing import Any, Generic, NamedTuple, TypeVar
 import attrs
 
 from .checks import AutoRollback
+from .routing import Routing
 
 
 class PlanStatus(enum.StrEnum):
@@ -151,6 +152,9 @@ class Plan:
     progress: Progress = Progress()
     auto_rollback: AutoRollback | None = None
     """The checks the ticker judges the plan by; ``None`` when it only follows its schedule."""
+    notify: Routing | None = None
+    """The plan's own notification routing over the installation's default (``None``: the
+    default as it is)."""
     start_at: datetime | None = None
     """A DRAFT plan with this set is started by the ticker once the time has come."""
     description: str = ""

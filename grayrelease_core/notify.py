@@ -8,8 +8,9 @@ send or when to retry: the outbox does (a failing channel never blocks a plan op
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
@@ -37,6 +38,46 @@ class Message:
     """The plan in the console, when the installation knows its public URL."""
     template_params: tuple[tuple[str, str], ...] = ()
     """Short named values for template-based channels (SMS): ``(("plan", "..."), ...)``."""
+    key: str = ""
+    """The notification's id: the same on every retry, so a channel that can tell repeats
+    apart (the inbox, SMS ``OutId``, a mail's ``Message-ID``) can drop a duplicate."""
+    plan_id: str = ""
+    event: str = ""
+    """The plan event it tells of (``AUTO_ROLLBACK``)."""
+    at: datetime | None = None
+    """When the event happened."""
+
+    def to_json(self) -> dict[str, Any]:
+        """What the outbox stores (and ``from_json`` reads back)."""
+        return {
+            "title": self.title,
+            "text": self.text,
+            "markdown": self.markdown,
+            "html": self.html,
+            "severity": self.severity.value,
+            "link": self.link,
+            "templateParams": [list(pair) for pair in self.template_params],
+            "key": self.key,
+            "planId": self.plan_id,
+            "event": self.event,
+            "at": self.at.isoformat() if self.at else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Message:
+        return cls(
+            title=data["title"],
+            text=data["text"],
+            markdown=data["markdown"],
+            html=data.get("html", ""),
+            severity=Severity(data.get("severity", "info")),
+            link=data.get("link"),
+            template_params=tuple((k, v) for k, v in data.get("templateParams", ())),
+            key=data.get("key", ""),
+            plan_id=data.get("planId", ""),
+            event=data.get("event", ""),
+            at=datetime.fromisoformat(data["at"]) if data.get("at") else None,
+        )
 
 
 class DeliveryError(Exception):

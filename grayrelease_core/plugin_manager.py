@@ -35,6 +35,11 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "grayrelease_plugins.backends.sql",
     "grayrelease_plugins.metrics.push",
     "grayrelease_plugins.metrics.prometheus",
+    "grayrelease_plugins.notifiers.inbox",
+    "grayrelease_plugins.notifiers.email",
+    "grayrelease_plugins.notifiers.dingtalk",
+    "grayrelease_plugins.notifiers.wecom",
+    "grayrelease_plugins.notifiers.sms_aliyun",
 )
 """Module paths of the built-in plugins, registered in this order."""
 

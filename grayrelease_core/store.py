@@ -14,6 +14,7 @@ from typing import Protocol
 import attrs
 
 from .errors import ValidationError
+from .inbox import InboxMessage
 from .models import (
     ConfigRef,
     InstanceHits,
@@ -24,6 +25,7 @@ from .models import (
     PlanStatus,
     Sample,
 )
+from .outbox import Attempt, DeliveryState, Notification
 
 
 def _status(value: PlanStatus | str | None) -> PlanStatus | None:
@@ -61,23 +63,35 @@ class ProgressChange:
     expected_version: int
     """The version the tick judged; a plan changed since is left alone."""
     logs: Sequence[LogRecord] = ()
+    outbox: Sequence[Notification] = ()
+    """The notifications of ``logs``, written with them."""
     reindex: bool = False
     """Whether the read path must see it (the percentage moved): bumps the generation."""
 
 
 class PlanStore(Protocol):
-    """Durable plans, their audit log and their instance records."""
+    """Durable plans, their audit log and their instance records, the notification outbox
+    and the in-system inbox.
+
+    Every write that takes ``outbox`` writes those notifications in the same transaction as
+    its audit rows: a committed event is never left untold, a failed one never told.
+    """
 
     def generation(self) -> int:
         """A number that changes whenever any plan changes (in any process)."""
         ...
 
-    def add_plan(self, plan: Plan, log: LogRecord) -> None:
+    def add_plan(self, plan: Plan, log: LogRecord, outbox: Sequence[Notification] = ()) -> None:
         """Insert a new plan with its audit row."""
         ...
 
     def save_plan(
-        self, plan: Plan, *, expected_version: int, log: LogRecord | Sequence[LogRecord]
+        self,
+        plan: Plan,
+        *,
+        expected_version: int,
+        log: LogRecord | Sequence[LogRecord],
+        outbox: Sequence[Notification] = (),
     ) -> Plan:
         """Replace the stored plan if its version is still ``expected_version``; write ``log``
         (one audit row, or several in order) in the same transaction.
@@ -89,7 +103,14 @@ class PlanStore(Protocol):
         """
         ...
 
-    def remove_plan(self, plan_id: str, *, expected_version: int, log: LogRecord) -> None:
+    def remove_plan(
+        self,
+        plan_id: str,
+        *,
+        expected_version: int,
+        log: LogRecord,
+        outbox: Sequence[Notification] = (),
+    ) -> None:
         """Delete a plan (its audit rows stay)."""
         ...
 
@@ -105,7 +126,7 @@ class PlanStore(Protocol):
         """Move the generation without a plan change, so every process rebuilds its index."""
         ...
 
-    def append_log(self, log: LogRecord) -> None:
+    def append_log(self, log: LogRecord, outbox: Sequence[Notification] = ()) -> None:
         """Write an audit row that goes with no plan change (a failed action)."""
         ...
 
@@ -188,5 +209,58 @@ class PlanStore(Protocol):
     def purge_samples(self, before: datetime) -> int:
         """Delete samples taken before ``before`` (retention); returns how many."""
         ...
+
+    # --- the notification outbox ----------------------------------------------------------
+
+    def due_notifications(self, now: datetime, limit: int) -> list[Notification]:
+        """Up to ``limit`` notifications to try now, oldest first: pending ones whose time
+        has come, and claimed ones whose lease ran out (their worker died)."""
+        ...
+
+    def claim_notification(
+        self, notification: Notification, now: datetime, lease: datetime
+    ) -> bool:
+        """Take ``notification`` for one attempt until ``lease``, only if it is still as read
+        (same attempt count, still due): ``False`` when another worker took it first."""
+        ...
+
+    def finish_notification(
+        self,
+        notification: Notification,
+        attempt: Attempt,
+        state: DeliveryState,
+        next_attempt_at: datetime,
+    ) -> bool:
+        """Record ``attempt`` and the new state, in one transaction; the state only if the
+        claim still holds (``False``: another worker reclaimed it meanwhile)."""
+        ...
+
+    def list_notifications(
+        self, plan_id: str, page: int = 1, page_size: int = 50
+    ) -> Page[Notification]:
+        """A plan's notifications, newest first, each with its attempts."""
+        ...
+
+    # --- the in-system inbox --------------------------------------------------------------
+
+    def add_inbox_messages(self, messages: Sequence[InboxMessage]) -> int:
+        """Store messages; one already stored for its notification and recipient is left as
+        it is. Returns how many were new."""
+        ...
+
+    def list_inbox(
+        self, recipient: str, page: int = 1, page_size: int = 20, unread_only: bool = False
+    ) -> Page[InboxMessage]:
+        """A person's messages: unread first, then newest first."""
+        ...
+
+    def read_inbox_message(
+        self, recipient: str, message_id: int, at: datetime
+    ) -> InboxMessage | None:
+        """Mark a message read (once: the first time stays); ``None`` if ``recipient`` has
+        no such message."""
+        ...
+
+    def unread_inbox(self, recipient: str) -> int: ...
 
     def close(self) -> None: ...

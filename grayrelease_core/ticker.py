@@ -17,6 +17,7 @@ import attrs
 
 from .judge import Outcome, Verdict
 from .models import LogRecord, Plan, Progress
+from .outbox import DeliveryReport
 from .store import ProgressChange
 from .strategy import StepSchedule
 from .wire import timestamp
@@ -69,6 +70,8 @@ class TickReport:
     lost: list[str] = attrs.Factory(list)
     """Plans another process (or an operator) changed first; their decisions stand."""
     errors: list[str] = attrs.Factory(list)
+    notifications: DeliveryReport | None = None
+    """What the tick's delivery run sent (``None``: it failed, see the log)."""
 
     def count(self, plan_id: str, verdict: Verdict | None, decision: Decision) -> None:
         if verdict is not None:
@@ -88,6 +91,7 @@ class TickReport:
             "analyses": self.analyses,
             "lost": self.lost,
             "errors": self.errors,
+            "notifications": self.notifications.to_wire() if self.notifications else None,
         }
 
 

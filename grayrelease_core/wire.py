@@ -32,6 +32,7 @@ EDITABLE_FIELDS = (
     "description",
     "grayValues",
     "autoRollback",
+    "notify",
     "startAt",
 )
 REQUIRED_ON_CREATE = (
@@ -90,6 +91,8 @@ def parse_plan_body(body: Any, *, creating: bool) -> PlanDraft:
         fields["grayValues"] = gray_values(body["grayValues"])
     if "autoRollback" in body:
         fields["autoRollback"] = body["autoRollback"]  # checked by the engine with its sources
+    if "notify" in body:
+        fields["notify"] = body["notify"]  # checked by the engine with its channels
     if "startAt" in body:
         fields["startAt"] = (
             None if body["startAt"] is None else parse_time(body["startAt"], "startAt")
@@ -232,6 +235,7 @@ def plan_to_wire(plan: Plan) -> dict[str, Any]:
             "topReachedAt": timestamp(plan.progress.top_reached_at),
         },
         "autoRollback": plan.auto_rollback.to_wire() if plan.auto_rollback else None,
+        "notify": plan.notify.to_wire() if plan.notify else None,
         "startAt": timestamp(plan.start_at),
         "items": [
             {

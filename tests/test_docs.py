@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import importlib
 import inspect
 import json
 import re
@@ -13,7 +12,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-from grayrelease_core import Settings, hookspecs
+from grayrelease_core import ManualClock, Settings, hookspecs
 from grayrelease_core.lifecycle import TRANSITIONS
 from grayrelease_core.plugin_manager import collect, make_plugin_manager
 from grayrelease_core.strategy import StrategyRegistry
@@ -194,5 +193,12 @@ def test_each_channel_page_has_settings_its_plugin_accepts(channel: str, module:
     page = Path(__file__).parent.parent / "docs" / "notifications" / f"{channel}.md"
     (block,) = re.findall(r"```json\n(.*?)```", page.read_text(encoding="utf-8"), re.DOTALL)
     settings = Settings.from_mapping(json.loads(block))
-    (notifier,) = importlib.import_module(module).grayrelease_register_notifiers(settings)
+    contributed = collect(
+        make_plugin_manager(load_entrypoints=False),
+        "grayrelease_register_notifiers",
+        settings=settings,
+        store=None,
+        clock=ManualClock(),
+    )
+    (notifier,) = [item for plugin, item in contributed if plugin == module]
     assert notifier.name == channel

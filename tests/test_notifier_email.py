@@ -10,7 +10,6 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import pytest
-from grayrelease_plugins.notifiers import email as email_plugin
 from grayrelease_plugins.notifiers.email import EmailNotifier, EmailSettings, parse_address
 
 from grayrelease_core import ManualClock, Settings, ValidationError
@@ -359,20 +358,28 @@ def test_settings_defaults_and_secret_password() -> None:
     ],
 )
 def test_settings_errors_name_the_field(section: Mapping[str, Any], field: str) -> None:
-    pm = make_plugin_manager([email_plugin], load_entrypoints=False)
+    pm = make_plugin_manager(load_entrypoints=False)  # the channel is a default plugin
     with pytest.raises(ValidationError) as caught:
         collect(
-            pm, "grayrelease_register_notifiers", settings=Settings.from_mapping({"email": section})
+            pm,
+            "grayrelease_register_notifiers",
+            settings=Settings.from_mapping({"email": section}),
+            store=None,
+            clock=ManualClock(),
         )
     assert caught.value.field == field
 
 
 def test_hook_registers_the_channel_only_with_a_section() -> None:
-    pm = make_plugin_manager([email_plugin], load_entrypoints=False)
+    pm = make_plugin_manager(load_entrypoints=False)  # the channel is a default plugin
 
     def email_notifiers(data: Mapping[str, Any]) -> list[EmailNotifier]:
         contributions = collect(
-            pm, "grayrelease_register_notifiers", settings=Settings.from_mapping(data)
+            pm,
+            "grayrelease_register_notifiers",
+            settings=Settings.from_mapping(data),
+            store=None,
+            clock=ManualClock(),
         )
         return [item for _, item in contributions if isinstance(item, EmailNotifier)]
 

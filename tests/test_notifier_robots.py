@@ -498,14 +498,18 @@ def fresh_manager() -> pluggy.PluginManager:
 
 def test_hook_register_notifiers_returns_nothing_without_a_section() -> None:
     pm = fresh_manager()
-    assert pm.hook.grayrelease_register_notifiers(settings=Settings.from_mapping({})) == [[], []]
+    assert pm.hook.grayrelease_register_notifiers(
+        settings=Settings.from_mapping({}), store=None, clock=ManualClock()
+    ) == [[], []]
 
 
 def test_hook_register_notifiers_returns_one_channel_per_section() -> None:
     settings = Settings.from_mapping(
         {"dingtalk": {"webhook_url": DING, "secret": SECRET}, "wecom": {"webhook_url": WE}}
     )
-    results = fresh_manager().hook.grayrelease_register_notifiers(settings=settings)
+    results = fresh_manager().hook.grayrelease_register_notifiers(
+        settings=settings, store=None, clock=ManualClock()
+    )
     notifiers = [notifier for result in results for notifier in result]
     assert sorted(n.name for n in notifiers) == ["dingtalk", "wecom"]
     assert all(isinstance(n, Notifier) for n in notifiers)
@@ -514,5 +518,7 @@ def test_hook_register_notifiers_returns_one_channel_per_section() -> None:
 def test_hook_register_notifiers_validates_the_section() -> None:
     settings = Settings.from_mapping({"dingtalk": {}})
     with pytest.raises(ValidationError) as caught:
-        fresh_manager().hook.grayrelease_register_notifiers(settings=settings)
+        fresh_manager().hook.grayrelease_register_notifiers(
+            settings=settings, store=None, clock=ManualClock()
+        )
     assert caught.value.field == "settings.dingtalk.webhook_url"

@@ -336,7 +336,7 @@ def test_the_fake_refuses_a_replayed_request(fake: FakeAliyun, clock: ManualCloc
 def test_settings_errors_name_the_field(overrides: dict[str, Any], field: str) -> None:
     settings = Settings.from_mapping({"sms": section(**overrides)})
     with pytest.raises(ValidationError) as caught:
-        sms_aliyun.grayrelease_register_notifiers(settings)
+        sms_aliyun.grayrelease_register_notifiers(settings, ManualClock())
     assert caught.value.field == field
     assert "testSecret" not in str(caught.value)
 
@@ -357,7 +357,9 @@ def test_hook_register_notifiers_only_for_the_aliyun_provider() -> None:
     pm.check_pending()
 
     def contributed(data: dict[str, Any]) -> list[Any]:
-        lists = pm.hook.grayrelease_register_notifiers(settings=Settings.from_mapping(data))
+        lists = pm.hook.grayrelease_register_notifiers(
+            settings=Settings.from_mapping(data), store=None, clock=ManualClock()
+        )
         return [notifier for contribution in lists for notifier in contribution]
 
     assert contributed({}) == []

@@ -250,8 +250,8 @@ def _secret(data: Mapping[str, Any]) -> str:
 
 
 @hookimpl
-def grayrelease_register_notifiers(settings: Settings) -> list[DingTalkNotifier]:
+def grayrelease_register_notifiers(settings: Settings, clock: Clock) -> list[DingTalkNotifier]:
     # Present but empty still counts as configured, so a forgotten URL is an error, not silence.
     if SECTION not in settings.sections:
         return []
-    return [DingTalkNotifier(DingTalkSettings.from_section(settings.section(SECTION)))]
+    return [DingTalkNotifier(DingTalkSettings.from_section(settings.section(SECTION)), clock=clock)]

@@ -134,6 +134,8 @@ class EmailNotifier:
     """The ``email`` channel: one SMTP connection per message, all recipients in ``To``."""
 
     name = "email"
+    requires_recipients = True
+    """Routing must give addresses: a mail to nobody cannot be sent."""
 
     def __init__(self, settings: EmailSettings, *, clock: Clock | None = None) -> None:
         self.settings = settings
@@ -143,6 +145,13 @@ class EmailNotifier:
 
     def __repr__(self) -> str:
         return f"EmailNotifier(host={self.settings.host!r}, port={self.settings.port})"
+
+    def check_recipient(self, recipient: str) -> None:
+        """Refuse a malformed address when routing names it, not at the first alert.
+
+        :raises ValueError: it is not a mailbox this channel can send to.
+        """
+        parse_address(recipient)
 
     def send(self, message: Message, recipients: Sequence[str]) -> None:
         to = self._recipients(recipients)
@@ -413,8 +422,8 @@ def _credential(value: Any, field: str) -> str | None:
 
 
 @hookimpl
-def grayrelease_register_notifiers(settings: Settings) -> list[EmailNotifier]:
+def grayrelease_register_notifiers(settings: Settings, clock: Clock) -> list[EmailNotifier]:
     # Present but empty still counts as configured, so a forgotten host is an error, not silence.
     if SECTION not in settings.sections:
         return []
-    return [EmailNotifier(EmailSettings.from_section(settings.section(SECTION)))]
+    return [EmailNotifier(EmailSettings.from_section(settings.section(SECTION)), clock=clock)]

@@ -231,6 +231,8 @@ class AliyunSmsNotifier:
     """The ``sms`` channel through Aliyun's dysmsapi ``SendSms``."""
 
     name = "sms"
+    requires_recipients = True
+    """Routing must give phone numbers."""
 
     def __init__(self, settings: AliyunSmsSettings, *, clock: Clock | None = None) -> None:
         self.settings = settings
@@ -242,6 +244,16 @@ class AliyunSmsNotifier:
             f"AliyunSmsNotifier(base_url={self.settings.base_url!r}, "
             f"template_code={self.settings.template_code!r})"
         )
+
+    def check_recipient(self, recipient: str) -> None:
+        """Refuse a number Aliyun would refuse when routing names it.
+
+        :raises ValueError: it is not a mainland China mobile number.
+        """
+        try:
+            phone_number(recipient)
+        except DeliveryError as exc:
+            raise ValueError(str(exc).removeprefix("aliyun sms: ")) from None
 
     def send(self, message: Message, recipients: Sequence[str]) -> None:
         numbers = list(dict.fromkeys(phone_number(recipient) for recipient in recipients))
@@ -360,7 +372,7 @@ def _snippet(body: bytes) -> str:
 
 
 @hookimpl
-def grayrelease_register_notifiers(settings: Settings) -> list[AliyunSmsNotifier]:
+def grayrelease_register_notifiers(settings: Settings, clock: Clock) -> list[AliyunSmsNotifier]:
     # The section belongs to whichever provider it names; present without a provider is an
     # error here (so a forgotten provider is not silence).
     if SECTION not in settings.sections:
@@ -368,4 +380,4 @@ def grayrelease_register_notifiers(settings: Settings) -> list[AliyunSmsNotifier
     section = settings.section(SECTION)
     if "provider" in section and section["provider"] != PROVIDER:
         return []
-    return [AliyunSmsNotifier(AliyunSmsSettings.from_section(section))]
+    return [AliyunSmsNotifier(AliyunSmsSettings.from_section(section), clock=clock)]

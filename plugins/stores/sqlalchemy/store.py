@@ -19,11 +19,13 @@ from sqlalchemy import (
     Engine,
     String,
     Table,
+    and_,
     bindparam,
     case,
     delete,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -46,11 +48,26 @@ from grayrelease_core import (
     Progress,
 )
 from grayrelease_core.checks import auto_rollback_from_json
+from grayrelease_core.inbox import InboxMessage
 from grayrelease_core.models import ConfigRef, InstanceHits, Sample
+from grayrelease_core.notify import Message
+from grayrelease_core.outbox import Attempt, DeliveryState, Notification
+from grayrelease_core.routing import routing_from_json
 from grayrelease_core.sql import run_write
 from grayrelease_core.store import ProgressChange
 
-from .tables import DetailRow, InstanceRow, LogRow, MetaRow, MonitorRow, PlanRow, UtcDateTime
+from .tables import (
+    AttemptRow,
+    DetailRow,
+    InstanceRow,
+    LogRow,
+    MessageRow,
+    MetaRow,
+    MonitorRow,
+    NotificationRow,
+    PlanRow,
+    UtcDateTime,
+)
 
 GENERATION = "generation"
 LIVE = (PlanStatus.ACTIVE.value, PlanStatus.PAUSED.value)
@@ -306,16 +323,21 @@ class SqlPlanStore:
 
     # --- writes ---------------------------------------------------------------------------
 
-    def add_plan(self, plan: Plan, log: LogRecord) -> None:
+    def add_plan(self, plan: Plan, log: LogRecord, outbox: Sequence[Notification] = ()) -> None:
         def work(conn: Connection) -> None:
             conn.execute(insert(PlanRow).values(**plan_row(plan)))
             self._write_details(conn, plan)
-            self._finish(conn, log)
+            self._finish(conn, log, outbox)
 
         run_write(self._engine, work)
 
     def save_plan(
-        self, plan: Plan, *, expected_version: int, log: LogRecord | Sequence[LogRecord]
+        self,
+        plan: Plan,
+        *,
+        expected_version: int,
+        log: LogRecord | Sequence[LogRecord],
+        outbox: Sequence[Notification] = (),
     ) -> Plan:
         def work(conn: Connection) -> None:
             result = conn.execute(
@@ -327,7 +349,7 @@ class SqlPlanStore:
                 self._raise_stale(conn, plan.id, expected_version)
             conn.execute(delete(DetailRow).where(DetailRow.plan_id == plan.id))
             self._write_details(conn, plan)
-            self._finish(conn, log)
+            self._finish(conn, log, outbox)
 
         try:
             run_write(self._engine, work)
@@ -344,7 +366,14 @@ class SqlPlanStore:
             ) from exc
         return attrs.evolve(plan, version=expected_version + 1)
 
-    def remove_plan(self, plan_id: str, *, expected_version: int, log: LogRecord) -> None:
+    def remove_plan(
+        self,
+        plan_id: str,
+        *,
+        expected_version: int,
+        log: LogRecord,
+        outbox: Sequence[Notification] = (),
+    ) -> None:
         def work(conn: Connection) -> None:
             conn.execute(delete(DetailRow).where(DetailRow.plan_id == plan_id))
             result = conn.execute(
@@ -352,7 +381,7 @@ class SqlPlanStore:
             )
             if result.rowcount != 1:
                 self._raise_stale(conn, plan_id, expected_version)
-            self._finish(conn, log)
+            self._finish(conn, log, outbox)
 
         run_write(self._engine, work)
 
@@ -376,6 +405,7 @@ class SqlPlanStore:
             logs = [_log_values(entry) for change in won for entry in change.logs]
             if logs:
                 conn.execute(insert(LogRow), logs)
+            _queue(conn, [entry for change in won for entry in change.outbox])
             if any(change.reindex for change in won):
                 self._bump(conn)
             saved.extend(
@@ -424,10 +454,12 @@ class SqlPlanStore:
         run_write(self._engine, work)
         return deleted
 
-    def append_log(self, log: LogRecord) -> None:
-        run_write(
-            self._engine, lambda conn: conn.execute(insert(LogRow).values(**_log_values(log)))
-        )
+    def append_log(self, log: LogRecord, outbox: Sequence[Notification] = ()) -> None:
+        def work(conn: Connection) -> None:
+            conn.execute(insert(LogRow).values(**_log_values(log)))
+            _queue(conn, outbox)
+
+        run_write(self._engine, work)
 
     def record_hits(self, hits: Sequence[InstanceHits]) -> None:
         storable = [h for h in hits if _storable(h)]
@@ -471,6 +503,211 @@ class SqlPlanStore:
 
         run_write(self._engine, work)
 
+    # --- the notification outbox ----------------------------------------------------------
+
+    def due_notifications(self, now: datetime, limit: int) -> list[Notification]:
+        due = or_(
+            and_(
+                NotificationRow.state == DeliveryState.PENDING.value,
+                NotificationRow.next_attempt_at <= now,
+            ),
+            and_(
+                NotificationRow.state == DeliveryState.SENDING.value,
+                NotificationRow.lease_until < now,
+            ),
+        )
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(NotificationRow)
+                .where(due)
+                .order_by(NotificationRow.created_at, NotificationRow.id)
+                .limit(limit)
+            ).all()
+        return [_notification(row) for row in rows]
+
+    def claim_notification(
+        self, notification: Notification, now: datetime, lease: datetime
+    ) -> bool:
+        claimed = False
+
+        def work(conn: Connection) -> None:
+            nonlocal claimed
+            result = conn.execute(
+                update(NotificationRow)
+                .where(
+                    NotificationRow.id == notification.id,
+                    NotificationRow.attempts == notification.attempts,
+                    or_(
+                        NotificationRow.state == DeliveryState.PENDING.value,
+                        and_(
+                            NotificationRow.state == DeliveryState.SENDING.value,
+                            NotificationRow.lease_until < now,
+                        ),
+                    ),
+                )
+                .values(
+                    state=DeliveryState.SENDING.value,
+                    attempts=notification.attempts + 1,
+                    lease_until=lease,
+                )
+            )
+            claimed = result.rowcount == 1
+
+        run_write(self._engine, work)
+        return claimed
+
+    def finish_notification(
+        self,
+        notification: Notification,
+        attempt: Attempt,
+        state: DeliveryState,
+        next_attempt_at: datetime,
+    ) -> bool:
+        held = False
+
+        def work(conn: Connection) -> None:
+            nonlocal held
+            conn.execute(
+                insert(AttemptRow).values(
+                    notification_id=notification.id,
+                    number=attempt.number,
+                    at=attempt.at,
+                    delivered=attempt.delivered,
+                    retryable=attempt.retryable,
+                    error=attempt.error,
+                    duration_ms=attempt.duration_ms,
+                )
+            )
+            result = conn.execute(
+                update(NotificationRow)
+                .where(
+                    NotificationRow.id == notification.id,
+                    NotificationRow.attempts == attempt.number,
+                    NotificationRow.state == DeliveryState.SENDING.value,
+                )
+                .values(
+                    state=state.value,
+                    next_attempt_at=next_attempt_at,
+                    lease_until=None,
+                    last_error=attempt.error,
+                    delivered_at=attempt.at if attempt.delivered else None,
+                )
+            )
+            held = result.rowcount == 1
+
+        run_write(self._engine, work)
+        return held
+
+    def list_notifications(
+        self, plan_id: str, page: int = 1, page_size: int = 50
+    ) -> Page[Notification]:
+        where = NotificationRow.plan_id == plan_id
+        with self._engine.connect() as conn:
+            total = conn.scalar(select(func.count()).select_from(NotificationRow).where(where))
+            rows = conn.execute(
+                select(NotificationRow)
+                .where(where)
+                .order_by(NotificationRow.created_at.desc(), NotificationRow.id)
+                .limit(page_size)
+                .offset((page - 1) * page_size)
+            ).all()
+            history: dict[str, list[Attempt]] = {row.id: [] for row in rows}
+            if history:
+                for a in conn.execute(
+                    select(AttemptRow)
+                    .where(AttemptRow.notification_id.in_(list(history)))
+                    .order_by(AttemptRow.id)
+                ):
+                    history[a.notification_id].append(
+                        Attempt(a.number, a.at, a.delivered, a.error, a.retryable, a.duration_ms)
+                    )
+        items = tuple(
+            attrs.evolve(_notification(row), history=tuple(history[row.id])) for row in rows
+        )
+        return Page(items, int(total or 0), page, page_size)
+
+    # --- the in-system inbox --------------------------------------------------------------
+
+    def add_inbox_messages(self, messages: Sequence[InboxMessage]) -> int:
+        added = 0
+
+        def work(conn: Connection) -> None:
+            nonlocal added
+            added = 0
+            for message in messages:
+                exists = conn.scalar(
+                    select(MessageRow.id).where(
+                        MessageRow.notification_id == message.notification_id,
+                        MessageRow.recipient == message.recipient,
+                    )
+                )
+                if exists is None:
+                    conn.execute(insert(MessageRow).values(**_message_values(message)))
+                    added += 1
+
+        try:
+            run_write(self._engine, work)
+        except IntegrityError:
+            # Another worker stored the same notification's messages at the same moment: its
+            # rows are the ones kept, and ours are the duplicates the unique pair refused.
+            run_write(self._engine, work)
+        return added
+
+    def list_inbox(
+        self, recipient: str, page: int = 1, page_size: int = 20, unread_only: bool = False
+    ) -> Page[InboxMessage]:
+        where = [MessageRow.recipient == recipient]
+        if unread_only:
+            where.append(MessageRow.read_at.is_(None))
+        with self._engine.connect() as conn:
+            total = conn.scalar(select(func.count()).select_from(MessageRow).where(*where))
+            rows = conn.execute(
+                select(MessageRow)
+                .where(*where)
+                .order_by(
+                    case((MessageRow.read_at.is_(None), 0), else_=1),
+                    MessageRow.id.desc(),
+                )
+                .limit(page_size)
+                .offset((page - 1) * page_size)
+            ).all()
+        return Page(tuple(_inbox(row) for row in rows), int(total or 0), page, page_size)
+
+    def read_inbox_message(
+        self, recipient: str, message_id: int, at: datetime
+    ) -> InboxMessage | None:
+        found: InboxMessage | None = None
+
+        def work(conn: Connection) -> None:
+            nonlocal found
+            conn.execute(
+                update(MessageRow)
+                .where(
+                    MessageRow.id == message_id,
+                    MessageRow.recipient == recipient,
+                    MessageRow.read_at.is_(None),
+                )
+                .values(read_at=at)
+            )
+            row = conn.execute(
+                select(MessageRow).where(
+                    MessageRow.id == message_id, MessageRow.recipient == recipient
+                )
+            ).one_or_none()
+            found = None if row is None else _inbox(row)
+
+        run_write(self._engine, work)
+        return found
+
+    def unread_inbox(self, recipient: str) -> int:
+        with self._engine.connect() as conn:
+            count = conn.scalar(
+                select(func.count())
+                .select_from(MessageRow)
+                .where(MessageRow.recipient == recipient, MessageRow.read_at.is_(None))
+            )
+        return int(count or 0)
+
     def close(self) -> None:
         self._engine.dispose()
 
@@ -479,9 +716,15 @@ class SqlPlanStore:
     def _write_details(self, conn: Connection, plan: Plan) -> None:
         conn.execute(insert(DetailRow), detail_rows(plan))
 
-    def _finish(self, conn: Connection, log: LogRecord | Sequence[LogRecord]) -> None:
+    def _finish(
+        self,
+        conn: Connection,
+        log: LogRecord | Sequence[LogRecord],
+        outbox: Sequence[Notification],
+    ) -> None:
         logs = [log] if isinstance(log, LogRecord) else list(log)
         conn.execute(insert(LogRow), [_log_values(entry) for entry in logs])
+        _queue(conn, outbox)
         self._bump(conn)
 
     def _bump(self, conn: Connection) -> None:
@@ -611,6 +854,7 @@ def _plan_values(plan: Plan) -> dict[str, Any]:
         "status": plan.status.value,
         **_progress_values(plan),
         "auto_rollback": plan.auto_rollback.to_wire() if plan.auto_rollback else None,
+        "notify": plan.notify.to_wire() if plan.notify else None,
         "start_at": plan.start_at,
         "description": plan.description,
         "created_by": plan.created_by,
@@ -652,6 +896,7 @@ def _plan_from_rows(row: Any, details: list[Any]) -> Plan:
             top_reached_at=row.top_reached_at,
         ),
         auto_rollback=auto_rollback_from_json(row.auto_rollback),
+        notify=routing_from_json(row.notify),
         start_at=row.start_at,
         description=row.description,
         created_by=row.created_by,
@@ -677,6 +922,79 @@ def _log_values(log: LogRecord) -> dict[str, Any]:
         "message": log.message,
         "details": dict(log.details) if log.details is not None else None,
     }
+
+
+def _queue(conn: Connection, outbox: Sequence[Notification]) -> None:
+    """Write notifications into the outbox, in the caller's transaction."""
+    if outbox:
+        conn.execute(insert(NotificationRow), [_notification_values(n) for n in outbox])
+
+
+def _notification_values(notification: Notification) -> dict[str, Any]:
+    return {
+        "id": notification.id,
+        "plan_id": notification.plan_id,
+        "event": notification.event,
+        "channel": notification.channel,
+        "recipients": list(notification.recipients),
+        "message": notification.message.to_json(),
+        "state": notification.state.value,
+        "attempts": notification.attempts,
+        "created_at": notification.created_at,
+        "next_attempt_at": notification.next_attempt_at,
+        "lease_until": notification.lease_until,
+        "last_error": notification.last_error,
+        "delivered_at": notification.delivered_at,
+    }
+
+
+def _notification(row: Any) -> Notification:
+    return Notification(
+        id=row.id,
+        plan_id=row.plan_id,
+        event=row.event,
+        channel=row.channel,
+        recipients=tuple(row.recipients),
+        message=Message.from_json(row.message),
+        created_at=row.created_at,
+        next_attempt_at=row.next_attempt_at,
+        state=DeliveryState(row.state),
+        attempts=row.attempts,
+        lease_until=row.lease_until,
+        last_error=row.last_error,
+        delivered_at=row.delivered_at,
+    )
+
+
+def _message_values(message: InboxMessage) -> dict[str, Any]:
+    return {
+        "recipient": message.recipient,
+        "notification_id": message.notification_id,
+        "plan_id": message.plan_id,
+        "event": message.event,
+        "severity": message.severity,
+        "title": message.title,
+        "body": message.body,
+        "link": message.link,
+        "created_at": message.created_at,
+        "read_at": message.read_at,
+    }
+
+
+def _inbox(row: Any) -> InboxMessage:
+    return InboxMessage(
+        recipient=row.recipient,
+        notification_id=row.notification_id,
+        plan_id=row.plan_id,
+        event=row.event,
+        severity=row.severity,
+        title=row.title,
+        body=row.body,
+        link=row.link,
+        created_at=row.created_at,
+        read_at=row.read_at,
+        id=row.id,
+    )
 
 
 _hit_key = operator.attrgetter("plan_id", "instance_id")

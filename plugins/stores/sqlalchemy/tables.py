@@ -1,4 +1,5 @@
-"""The spec's five tables (plus a generation counter), as SQLAlchemy 2.0 typed tables."""
+"""The spec's five tables, plus a generation counter, the notification outbox and the
+in-system inbox, as SQLAlchemy 2.0 typed tables."""
 
 from __future__ import annotations
 
@@ -96,6 +97,8 @@ class PlanRow(Base):
     analyzed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     top_reached_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     auto_rollback: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    notify: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """The plan's own notification routing (NULL: the installation's default)."""
     start_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     """When the ticker starts this DRAFT plan (NULL: started by hand)."""
     description: Mapped[str] = mapped_column(Text, default="")
@@ -201,3 +204,73 @@ class MetaRow(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger)
+
+
+class NotificationRow(Base):
+    """gray_release_notification: the outbox; one message for one channel, written in the
+    transaction of the event it tells of, and its delivery state."""
+
+    __tablename__ = "gray_release_notification"
+
+    id: Mapped[str] = mapped_column(Key(64), primary_key=True)
+    plan_id: Mapped[str] = mapped_column(Key(64))
+    event: Mapped[str] = mapped_column(String(32))
+    channel: Mapped[str] = mapped_column(String(64))
+    recipients: Mapped[list[str]] = mapped_column(JSON)
+    message: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    """Tries so far; a claim increments it, and a worker's write must match it (the fence)."""
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    # The worker looks for due ones by state and time; operators list a plan's.
+    __table_args__ = (
+        Index(None, "state", "next_attempt_at"),
+        Index(None, "plan_id", "created_at"),
+    )
+
+
+class AttemptRow(Base):
+    """gray_release_notification_attempt: every try at delivering a notification."""
+
+    __tablename__ = "gray_release_notification_attempt"
+
+    id: Mapped[int] = mapped_column(LongId, primary_key=True, autoincrement=True)
+    notification_id: Mapped[str] = mapped_column(Key(64))
+    number: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    delivered: Mapped[bool] = mapped_column(Boolean)
+    retryable: Mapped[bool] = mapped_column(Boolean, default=False)
+    error: Mapped[str] = mapped_column(Text, default="")
+    duration_ms: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (Index(None, "notification_id", "number"),)
+
+
+class MessageRow(Base):
+    """gray_release_message: in-system messages, one row per recipient."""
+
+    __tablename__ = "gray_release_message"
+
+    id: Mapped[int] = mapped_column(LongId, primary_key=True, autoincrement=True)
+    recipient: Mapped[str] = mapped_column(Key(254))
+    notification_id: Mapped[str] = mapped_column(Key(64))
+    plan_id: Mapped[str] = mapped_column(Key(64))
+    event: Mapped[str] = mapped_column(String(32))
+    severity: Mapped[str] = mapped_column(String(16))
+    title: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    """Markdown, as the robots get it."""
+    link: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    read_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    # The unique pair makes a repeated delivery of one notification a no-op.
+    __table_args__ = (
+        UniqueConstraint("notification_id", "recipient"),
+        Index(None, "recipient", "read_at"),
+    )
