@@ -54,7 +54,13 @@ from .models import (
     Resolution,
 )
 from .notify import Notifier
-from .outbox import Deliverer, DeliveryReport, Notification, parse_notify_settings
+from .outbox import (
+    Deliverer,
+    DeliveryReport,
+    Notification,
+    notification_id,
+    parse_notify_settings,
+)
 from .plugin_manager import by_name, collect, implementations, make_plugin_manager
 from .routing import Routing, check_routing, parse_routing, route, severity_of
 from .samples import PlanMetrics, parse_samples, plan_metrics
@@ -820,9 +826,14 @@ class GrayRelease:
     def plan_notifications(
         self, plan_id: str, page: int = 1, page_size: int = 50
     ) -> Page[Notification]:
-        """The plan's notifications, newest first, with their delivery state and attempts."""
-        plan = self._load(plan_id, None)
-        return self._store.list_notifications(plan.id, page, page_size)
+        """The plan's notifications, newest first, with their delivery state and attempts
+        (a deleted plan's too: its last ones tell of the deletion)."""
+        if not isinstance(plan_id, str) or not plan_id:
+            raise ValidationError("planId", "must be a non-empty string", value=plan_id)
+        found = self._store.list_notifications(plan_id, page, page_size)
+        if found.total == 0:
+            self._load(plan_id, None)  # a 404 unless the plan exists
+        return found
 
     def messages(
         self, recipient: str, page: int = 1, page_size: int = 20, *, unread_only: bool = False
@@ -893,7 +904,7 @@ class GrayRelease:
                 log.exception("grayrelease: could not write the %s notification", row.action)
                 continue
             for channel, recipients in targets:
-                key = uuid.uuid4().hex
+                key = notification_id(row.at)
                 queued.append(
                     Notification(
                         id=key,

@@ -17,7 +17,9 @@ by ``Message.key``) drop them.
 from __future__ import annotations
 
 import enum
+import itertools
 import logging
+import secrets
 import time
 from collections.abc import Mapping
 from datetime import datetime, timedelta
@@ -31,6 +33,7 @@ from .rules import rules_object
 from .wire import timestamp
 
 log = logging.getLogger("grayrelease")
+_SEQUENCE = itertools.count()
 MAX_ERROR = 1000
 """Characters of a failure kept in an attempt record."""
 
@@ -163,6 +166,14 @@ def parse_policy(data: Mapping[str, Any], field: str) -> DeliveryPolicy:
     if policy.retry_max < policy.retry_base:
         raise ValidationError(f"{field}.retry_max", "must be at least retry_base")
     return policy
+
+
+def notification_id(at: datetime) -> str:
+    """A unique id that sorts in the order notifications were made: the event's millisecond,
+    then this process's sequence (one transaction's notifications in their events' order),
+    then randomness (other processes)."""
+    millis = int(at.timestamp() * 1000)
+    return f"{millis:013x}{next(_SEQUENCE) % 0x10000:04x}{secrets.token_hex(8)}"
 
 
 class OutboxStore(Protocol):

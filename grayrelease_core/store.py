@@ -251,7 +251,7 @@ class PlanStore(Protocol):
     def list_inbox(
         self, recipient: str, page: int = 1, page_size: int = 20, unread_only: bool = False
     ) -> Page[InboxMessage]:
-        """A person's messages: unread first, then newest first."""
+        """A person's messages: unread first, then the newest events first."""
         ...
 
     def read_inbox_message(

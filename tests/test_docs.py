@@ -12,7 +12,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-from grayrelease_core import ManualClock, Settings, hookspecs
+from grayrelease_core import GrayRelease, ManualClock, Settings, hookspecs
 from grayrelease_core.lifecycle import TRANSITIONS
 from grayrelease_core.plugin_manager import collect, make_plugin_manager
 from grayrelease_core.strategy import StrategyRegistry
@@ -202,3 +202,33 @@ def test_each_channel_page_has_settings_its_plugin_accepts(channel: str, module:
     )
     (notifier,) = [item for plugin, item in contributed if plugin == module]
     assert notifier.name == channel
+
+
+@pytest.mark.parametrize("page", ["README.md", "inbox.md"])
+def test_notification_settings_on_the_pages_start_an_engine(page: str, tmp_path: Path) -> None:
+    text = (Path(__file__).parent.parent / "docs" / "notifications" / page).read_text("utf-8")
+    block = re.findall(r"```json\n(.*?)```", text, re.DOTALL)[0]
+    settings = {
+        **json.loads(block),
+        "database_url": f"sqlite:///{tmp_path / 'g.db'}",
+        "background_sync": False,
+    }
+    with GrayRelease.from_settings(settings, load_entrypoints=False) as gr:
+        routing = settings["notify"]["routing"]
+        assert set(routing["channels"]) <= set(gr.notifiers)
+        plan = gr.create_plan(
+            {
+                "planName": "p",
+                "appName": "a",
+                "environment": "prod",
+                "configKeys": ["k"],
+                "grayStrategy": "PERCENTAGE",
+                "grayRules": {"percentage": 10},
+                "grayValues": {"k": "v"},
+            },
+            actor="alice",
+        )
+        gr.start(plan.id, actor="alice")
+        gr.rollback(plan.id, actor="alice")  # a warning: every channel takes it
+        channels = {n.channel for n in gr.plan_notifications(plan.id).items}
+        assert channels == set(routing["channels"])

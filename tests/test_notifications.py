@@ -21,6 +21,7 @@ from grayrelease_core import (
     GrayRelease,
     LogRecord,
     ManualClock,
+    NotFound,
     PlanStatus,
     ValidationError,
 )
@@ -440,3 +441,18 @@ def test_an_automatic_rollback_tells_the_failing_metric_at_once(
     text = dingtalk.accepted[-1].content["text"]
     assert "errorRate" in text  # the metric, never the values
     assert "10.0.0.9" not in text
+
+
+def test_a_deleted_plans_notifications_stay_listed(
+    tmp_path: Path, clock: ManualClock, dingtalk: FakeDingTalk, smtp: SmtpServer
+) -> None:
+    settings = channel_settings(f"sqlite:///{tmp_path / 'g.db'}", dingtalk, smtp)
+    settings["notify"]["routing"]["events"] = ["DELETED"]
+    with open_engine(settings, clock) as gr:
+        plan = gr.create_plan(ip_body(), actor="alice")
+        gr.delete_plan(plan.id, actor="alice")
+        assert {n.event for n in notifications(gr, plan.id)} == {"DELETED"}
+        gr.deliver()
+        assert {n.state for n in notifications(gr, plan.id)} == {DeliveryState.DELIVERED}
+        with pytest.raises(NotFound):
+            gr.plan_notifications("no-such-plan")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,7 @@ from grayrelease_core import (
     Unauthenticated,
     ValidationError,
 )
+from grayrelease_core.outbox import Notification
 from grayrelease_core.wire import (
     MAX_KEY,
     MAX_NAME,
@@ -33,6 +35,7 @@ from .http import (
     MAX_INSTANCE_ID,
     MAX_PAGE,
     MAX_PAGE_SIZE,
+    bool_param,
     error_response,
     expected_version,
     http_error_response,
@@ -62,6 +65,9 @@ CONFIG_VALUE_PARAMS = frozenset(
 )
 PLAN_LIST_PARAMS = frozenset({"appName", "environment", "groupName", "status", "page", "pageSize"})
 PAGE_PARAMS = frozenset({"page", "pageSize"})
+NOTIFICATION_PARAMS = frozenset({"planId", "page", "pageSize"})
+MESSAGE_PARAMS = frozenset({"page", "pageSize", "unread"})
+MESSAGE_ID = re.compile(r"[1-9][0-9]{0,17}")
 METRICS_PARAMS = frozenset({"since", "until", "bucket"})
 LIFECYCLE = ("start", "pause", "resume", "complete")
 ANY_METHOD = ["GET", "POST", "PUT", "DELETE", "PATCH"]
@@ -282,8 +288,8 @@ def create_api_blueprint(name: str = "grayrelease_api") -> Blueprint:
         since, until = params.get("since"), params.get("until")
         metrics = state().engine.plan_metrics(
             plan_id,
-            since=parse_time(since, "since") if since else None,
-            until=parse_time(until, "until") if until else None,
+            since=parse_time(since, "since") if since is not None else None,
+            until=parse_time(until, "until") if until is not None else None,
             bucket_seconds=int_param(params, "bucket", 60, maximum=86_400),
         )
         return json_response(metrics.to_wire())
@@ -314,6 +320,52 @@ def create_api_blueprint(name: str = "grayrelease_api") -> Blueprint:
             int_param(params, "pageSize", 50, maximum=MAX_PAGE_SIZE),
         )
         return page_response(page, instance_to_wire)
+
+    @api.get("/notifications")
+    def notifications() -> Response:
+        actor()
+        params = query(request, NOTIFICATION_PARAMS)
+        page = state().engine.plan_notifications(
+            required_text(params, "planId"),
+            int_param(params, "page", 1, maximum=MAX_PAGE),
+            int_param(params, "pageSize", 50, maximum=MAX_PAGE_SIZE),
+        )
+        return page_response(page, Notification.to_wire)
+
+    @api.get("/messages")
+    def messages() -> Response:
+        who = actor()
+        params = query(request, MESSAGE_PARAMS)
+        engine = state().engine
+        page = engine.messages(
+            who,
+            int_param(params, "page", 1, maximum=MAX_PAGE),
+            int_param(params, "pageSize", 20, maximum=MAX_PAGE_SIZE),
+            unread_only=bool_param(params, "unread", False),
+        )
+        return json_response(
+            {
+                "items": [message.to_wire() for message in page.items],
+                "total": page.total,
+                "page": page.page,
+                "pageSize": page.page_size,
+                "unreadCount": engine.unread_messages(who),
+            }
+        )
+
+    @api.get("/messages/unread-count")
+    def unread_count() -> Response:
+        who = actor()
+        query(request, ())
+        return json_response({"unreadCount": state().engine.unread_messages(who)})
+
+    @api.post("/messages/<message_id>/read")
+    def read_message(message_id: str) -> Response:
+        who = actor()
+        query(request, ())
+        if MESSAGE_ID.fullmatch(message_id) is None:
+            raise ValidationError("messageId", "must be a message's number", value=message_id)
+        return json_response(state().engine.read_message(who, int(message_id)).to_wire())
 
     @api.route("/<path:unknown>", methods=ANY_METHOD)
     def no_such_endpoint(unknown: str) -> Response:

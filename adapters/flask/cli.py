@@ -29,6 +29,7 @@ from grayrelease_core import (
     migrations,
 )
 from grayrelease_core.migrations import MigrationSet
+from grayrelease_core.outbox import DeliveryReport
 from grayrelease_core.plugin_manager import collect, make_plugin_manager
 from grayrelease_core.wire import plan_to_wire
 
@@ -447,6 +448,32 @@ def tick(ctx: click.Context, as_json: bool) -> None:
         f"grayrelease: tick done: {len(report.started)} started, {len(report.stepped)} stepped, "
         f"{len(report.held)} held, {len(report.completed)} completed, "
         f"{len(report.rolled_back)} rolled back; analyses: {verdicts or 'none'}"
+    )
+    for error in report.errors:
+        click.echo(f"grayrelease: {error}", err=True)
+    if report.notifications is not None:
+        _echo_delivery(report.notifications)
+
+
+@cli.command()
+@click.pass_context
+@reporting_errors
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def notify(ctx: click.Context, as_json: bool) -> None:
+    """Send the notifications that are due (from cron, where no ticker thread runs): retries
+    with backoff, and records every attempt. `tick` does this too."""
+    with engine_for(ctx) as engine:
+        report = engine.deliver()
+    if as_json:
+        echo_json(report.to_wire())
+        return
+    _echo_delivery(report)
+
+
+def _echo_delivery(report: DeliveryReport) -> None:
+    click.echo(
+        f"grayrelease: notifications: {len(report.delivered)} delivered, "
+        f"{len(report.retrying)} to retry, {len(report.failed)} failed"
     )
     for error in report.errors:
         click.echo(f"grayrelease: {error}", err=True)

@@ -29,6 +29,7 @@ DEFAULTS: dict[str, Any] = {
     "GRAYRELEASE_HIT_FLUSH_INTERVAL": 5.0,
     "GRAYRELEASE_BACKGROUND_SYNC": True,
     "GRAYRELEASE_TICK_INTERVAL": 30.0,
+    "GRAYRELEASE_DELIVERY_INTERVAL": 5.0,
     "GRAYRELEASE_TOKENS": {},
     "GRAYRELEASE_CLIENT_TOKENS": [],
     "GRAYRELEASE_MAX_BODY_BYTES": 1024 * 1024,
@@ -75,6 +76,9 @@ class GrayRelease:
         - ``GRAYRELEASE_TICK_INTERVAL``: seconds between ticks of the ticker thread (canary
           steps, metric analysis, scheduled starts); 0 turns it off (run
           ``grayrelease tick`` from cron instead).
+        - ``GRAYRELEASE_DELIVERY_INTERVAL``: seconds between runs of the notification thread,
+          so an operator's action is told within seconds, not at the next tick (which
+          delivers too); 0 turns it off.
         - ``GRAYRELEASE_TOKENS``: ``{"token": "actor"}`` for ``Authorization: Bearer``.
         - ``GRAYRELEASE_CLIENT_TOKENS``: tokens a config read must carry; empty = open.
         - ``GRAYRELEASE_MAX_BODY_BYTES``: the largest request body accepted.
@@ -95,16 +99,8 @@ class GrayRelease:
             raise ValidationError(
                 "GRAYRELEASE_MAX_BODY_BYTES", "must be a whole number of at least 1024"
             )
-        tick_interval = config["GRAYRELEASE_TICK_INTERVAL"]
-        if (
-            isinstance(tick_interval, bool)
-            or not isinstance(tick_interval, int | float)
-            or not math.isfinite(tick_interval)
-            or not 0 <= tick_interval <= 3600
-        ):
-            raise ValidationError(
-                "GRAYRELEASE_TICK_INTERVAL", "must be from 0 (off) to 3600 seconds"
-            )
+        tick_interval = _interval(config, "GRAYRELEASE_TICK_INTERVAL")
+        delivery_interval = _interval(config, "GRAYRELEASE_DELIVERY_INTERVAL")
         extra = config["GRAYRELEASE_SETTINGS"]
         if not isinstance(extra, Mapping):
             raise ValidationError("GRAYRELEASE_SETTINGS", "must be a mapping of engine settings")
@@ -127,7 +123,14 @@ class GrayRelease:
             if tick_interval > 0
             else None
         )
-        state = AppState(engine, prefix, client_tokens, max_body, ticker)
+        courier = (
+            BackgroundSync(
+                lambda: _deliver_quietly(engine), delivery_interval, name="grayrelease-delivery"
+            )
+            if delivery_interval > 0
+            else None
+        )
+        state = AppState(engine, prefix, client_tokens, max_body, ticker, courier)
         self._states[app] = state
         weakref.finalize(app, state.close)
         app.extensions[EXTENSION] = self
@@ -168,6 +171,29 @@ def _tick_quietly(engine: Engine) -> None:
         return
     for error in report.errors:
         log.warning("grayrelease: tick: %s", error)
+
+
+def _deliver_quietly(engine: Engine) -> None:
+    """A delivery run from the thread: a failure is logged and the next run tries again."""
+    try:
+        report = engine.deliver()
+    except Exception:
+        log.exception("grayrelease: delivering notifications failed")
+        return
+    for error in report.errors:
+        log.warning("grayrelease: notification: %s", error)
+
+
+def _interval(config: Mapping[str, Any], key: str) -> float:
+    value = config[key]
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or not 0 <= value <= 3600
+    ):
+        raise ValidationError(key, "must be from 0 (off) to 3600 seconds", value=value)
+    return float(value)
 
 
 def _tokens(raw: Any) -> dict[str, str]:

@@ -162,6 +162,15 @@ def int_param(values: Mapping[str, Any], name: str, default: int, *, maximum: in
     return number
 
 
+def bool_param(values: Mapping[str, Any], name: str, default: bool) -> bool:
+    raw = values.get(name)
+    if raw is None:
+        return default
+    if raw not in ("true", "false"):
+        raise ValidationError(name, "must be true or false", value=raw)
+    return bool(raw == "true")
+
+
 def json_body(request: Request, *, optional: bool = False) -> Any:
     """The request body as JSON; malformed JSON is a 400 naming ``body``."""
     raw = request.get_data(cache=False)

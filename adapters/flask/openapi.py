@@ -7,6 +7,7 @@ from typing import Any
 
 from grayrelease_core.checks import DIRECTIONS, MAX_CHECKS, MAX_QUERY, MAX_WINDOW_MINUTES
 from grayrelease_core.models import ItemStatus, PlanStatus
+from grayrelease_core.routing import EVENT_SEVERITY, MAX_RECIPIENT, MAX_RECIPIENTS
 from grayrelease_core.samples import MAX_SAMPLES
 from grayrelease_core.wire import MAX_DESCRIPTION, MAX_KEY, MAX_KEYS, MAX_NAME, MAX_VALUE
 
@@ -117,10 +118,110 @@ def _plan_fields() -> dict[str, Any]:
             ],
             "description": "The checks the ticker judges the plan by (docs/judge.md)",
         },
+        "notify": {
+            "oneOf": [_ref("Notify"), {"type": "null"}],
+            "description": "Who hears of this plan's events, over the installation's default "
+            "(docs/notifications/README.md)",
+        },
         "startAt": {
             "type": ["string", "null"],
             "format": "date-time",
             "description": "Start this DRAFT plan automatically at this time (with its zone)",
+        },
+    }
+
+
+def _notification_schemas() -> dict[str, Any]:
+    time = {"type": "string", "format": "date-time"}
+    nullable_time = {"type": ["string", "null"], "format": "date-time"}
+    severity = {"type": "string", "enum": ["info", "warning", "critical"]}
+    names = {"type": "array", "uniqueItems": True, "items": {"type": "string"}}
+    recipient = {"type": "string", "minLength": 1, "maxLength": MAX_RECIPIENT, "pattern": LINE}
+    return {
+        "Notify": {
+            "type": "object",
+            "description": "Channels must be configured ones, events known ones, recipients "
+            "what each channel takes (addresses, phone numbers, user names).",
+            "properties": {
+                "channels": names,
+                "events": {**names, "items": {"type": "string", "enum": list(EVENT_SEVERITY)}},
+                "recipients": {
+                    "type": "object",
+                    "additionalProperties": {
+                        "type": "array",
+                        "maxItems": MAX_RECIPIENTS,
+                        "items": recipient,
+                    },
+                },
+                "minSeverity": {"type": "object", "additionalProperties": severity},
+            },
+            "additionalProperties": False,
+        },
+        "Notification": {
+            "type": "object",
+            "required": ["id", "planId", "event", "channel", "state", "attempts", "history"],
+            "properties": {
+                "id": {"type": "string"},
+                "planId": {"type": "string"},
+                "event": {"type": "string"},
+                "channel": {"type": "string"},
+                "recipients": {"type": "array", "items": {"type": "string"}},
+                "severity": severity,
+                "title": {"type": "string"},
+                "state": {
+                    "type": "string",
+                    "enum": ["PENDING", "SENDING", "DELIVERED", "FAILED"],
+                },
+                "attempts": {"type": "integer", "minimum": 0},
+                "createdAt": time,
+                "nextAttemptAt": nullable_time,
+                "deliveredAt": nullable_time,
+                "lastError": {"type": "string"},
+                "history": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "number": {"type": "integer", "minimum": 1},
+                            "at": time,
+                            "delivered": {"type": "boolean"},
+                            "retryable": {"type": "boolean"},
+                            "error": {"type": "string"},
+                            "durationMs": {"type": "integer", "minimum": 0},
+                        },
+                    },
+                },
+            },
+        },
+        "NotificationPage": _page_of("Notification"),
+        "Message": {
+            "type": "object",
+            "required": ["id", "planId", "event", "title", "body", "read", "createdAt"],
+            "properties": {
+                "id": {"type": "integer", "minimum": 1},
+                "planId": {"type": "string"},
+                "event": {"type": "string"},
+                "severity": severity,
+                "title": {"type": "string"},
+                "body": {"type": "string", "description": "Markdown"},
+                "link": {"type": ["string", "null"]},
+                "createdAt": time,
+                "readAt": nullable_time,
+                "read": {"type": "boolean"},
+            },
+        },
+        "MessagePage": {
+            **_page_of("Message"),
+            "required": ["items", "total", "page", "pageSize", "unreadCount"],
+            "properties": {
+                **_page_of("Message")["properties"],
+                "unreadCount": {"type": "integer", "minimum": 0},
+            },
+        },
+        "UnreadCount": {
+            "type": "object",
+            "required": ["unreadCount"],
+            "properties": {"unreadCount": {"type": "integer", "minimum": 0}},
         },
     }
 
@@ -351,6 +452,7 @@ def _schemas() -> dict[str, Any]:
                     },
                 },
                 "autoRollback": {"oneOf": [_ref("AutoRollback"), {"type": "null"}]},
+                "notify": {"oneOf": [_ref("Notify"), {"type": "null"}]},
                 "startAt": NULLABLE_TIME,
                 "items": {
                     "type": "array",
@@ -426,6 +528,7 @@ def _schemas() -> dict[str, Any]:
         },
         "InstancePage": _page_of("Instance"),
         **_analysis_schemas(),
+        **_notification_schemas(),
         "ConfigValue": {
             "type": "object",
             "required": ["value", "gray", "planId"],
@@ -656,6 +759,62 @@ def _paths() -> dict[str, Any]:
                     "200": _json(_ref("InstancePage"), "A page of instances"),
                     **ERRORS,
                     **NOT_FOUND,
+                },
+            }
+        },
+        "/notifications": {
+            "get": {
+                "summary": "A plan's notifications, newest first, with their delivery state",
+                "parameters": [
+                    _query("planId", "The plan", required=True, **{**text, "maxLength": 64}),
+                    *PAGE,
+                ],
+                "responses": {
+                    "200": _json(_ref("NotificationPage"), "A page of notifications"),
+                    **ERRORS,
+                    **NOT_FOUND,
+                },
+            }
+        },
+        "/messages": {
+            "get": {
+                "summary": "The caller's in-system messages, unread first, then newest first",
+                "parameters": [
+                    *PAGE,
+                    {
+                        "name": "unread",
+                        "in": "query",
+                        "description": "Only unread messages",
+                        "schema": {"type": "string", "enum": ["true", "false"]},
+                    },
+                ],
+                "responses": {
+                    "200": _json(_ref("MessagePage"), "A page of messages and the unread count"),
+                    **ERRORS,
+                },
+            }
+        },
+        "/messages/unread-count": {
+            "get": {
+                "summary": "How many of the caller's messages are unread (the console's badge)",
+                "responses": {"200": _json(_ref("UnreadCount"), "The count"), **ERRORS},
+            }
+        },
+        "/messages/{messageId}/read": {
+            "post": {
+                "summary": "Mark one of the caller's messages read",
+                "parameters": [
+                    {
+                        "name": "messageId",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "pattern": "^[1-9][0-9]{0,17}$"},
+                    }
+                ],
+                "responses": {
+                    "200": _json(_ref("Message"), "The message, read"),
+                    **ERRORS,
+                    "404": _json(ERROR, "No such message of the caller's"),
                 },
             }
         },

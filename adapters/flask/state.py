@@ -22,9 +22,12 @@ class AppState:
     """Largest accepted request body (``GRAYRELEASE_MAX_BODY_BYTES``)."""
     ticker: BackgroundSync | None = None
     """The thread that runs ``engine.tick()`` every ``GRAYRELEASE_TICK_INTERVAL`` seconds."""
+    courier: BackgroundSync | None = None
+    """The thread that runs ``engine.deliver()`` every ``GRAYRELEASE_DELIVERY_INTERVAL``."""
 
     def close(self) -> None:
-        """Stop the ticker (waiting for a tick in progress), then close the engine."""
-        if self.ticker is not None:
-            self.ticker.stop()
+        """Stop the threads (waiting for a round in progress), then close the engine."""
+        for thread in (self.ticker, self.courier):
+            if thread is not None:
+                thread.stop()
         self.engine.close()

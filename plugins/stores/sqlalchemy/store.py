@@ -607,7 +607,7 @@ class SqlPlanStore:
             rows = conn.execute(
                 select(NotificationRow)
                 .where(where)
-                .order_by(NotificationRow.created_at.desc(), NotificationRow.id)
+                .order_by(NotificationRow.created_at.desc(), NotificationRow.id.desc())
                 .limit(page_size)
                 .offset((page - 1) * page_size)
             ).all()
@@ -666,6 +666,7 @@ class SqlPlanStore:
                 .where(*where)
                 .order_by(
                     case((MessageRow.read_at.is_(None), 0), else_=1),
+                    MessageRow.created_at.desc(),
                     MessageRow.id.desc(),
                 )
                 .limit(page_size)
