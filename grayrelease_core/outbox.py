@@ -21,7 +21,7 @@ import itertools
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -179,7 +179,9 @@ def notification_id(at: datetime) -> str:
 class OutboxStore(Protocol):
     """The store methods the worker uses (the plan store has them)."""
 
-    def due_notifications(self, now: datetime, limit: int) -> list[Notification]: ...
+    def due_notifications(
+        self, now: datetime, limit: int, skip: Collection[str] = ()
+    ) -> list[Notification]: ...
 
     def claim_notification(
         self, notification: Notification, now: datetime, lease: datetime
@@ -232,20 +234,33 @@ class Deliverer:
         one timeout per channel and run, not one per queued message."""
 
     def run(self, now: datetime) -> DeliveryReport:
+        """Send what is due now, within the policy's time budget.
+
+        Resting channels are left out of the query itself: otherwise a dead channel's backlog
+        would fill every batch and hold back the channels that work. When a channel starts
+        resting during the run, the rest of the batch is looked for again without it.
+        """
         report = DeliveryReport()
         started = self._monotonic()
         lease = now + timedelta(seconds=self._policy.lease)
-        for notification in self._store.due_notifications(now, self._policy.batch):
-            if self._monotonic() - started > self._policy.budget:
-                break
-            resting = self._resting.get(notification.channel)
-            if resting is not None and resting > now:
-                continue
-            if not self._store.claim_notification(notification, now, lease):
-                continue  # another worker has it
-            claimed = attrs.evolve(notification, attempts=notification.attempts + 1)
-            self._deliver(claimed, now, report)
+        for _ in range(len(self._notifiers) + 1):  # each round but the last rests a channel
+            resting = self._resting_channels(now)
+            batch = self._store.due_notifications(now, self._policy.batch, skip=resting)
+            for notification in batch:
+                if self._monotonic() - started > self._policy.budget:
+                    return report
+                if notification.channel in self._resting_channels(now):
+                    continue
+                if not self._store.claim_notification(notification, now, lease):
+                    continue  # another worker has it
+                claimed = attrs.evolve(notification, attempts=notification.attempts + 1)
+                self._deliver(claimed, now, report)
+            if self._resting_channels(now) == resting:
+                break  # nothing new is resting: the batch was all there was to send
         return report
+
+    def _resting_channels(self, now: datetime) -> frozenset[str]:
+        return frozenset(name for name, until in self._resting.items() if until > now)
 
     def _deliver(self, notification: Notification, now: datetime, report: DeliveryReport) -> None:
         notifier = self._notifiers.get(notification.channel)

@@ -212,9 +212,12 @@ class PlanStore(Protocol):
 
     # --- the notification outbox ----------------------------------------------------------
 
-    def due_notifications(self, now: datetime, limit: int) -> list[Notification]:
+    def due_notifications(
+        self, now: datetime, limit: int, skip: Collection[str] = ()
+    ) -> list[Notification]:
         """Up to ``limit`` notifications to try now, oldest first: pending ones whose time
-        has come, and claimed ones whose lease ran out (their worker died)."""
+        has come, and claimed ones whose lease ran out (their worker died); none of the
+        channels in ``skip``."""
         ...
 
     def claim_notification(

@@ -456,3 +456,25 @@ def test_a_deleted_plans_notifications_stay_listed(
         assert {n.state for n in notifications(gr, plan.id)} == {DeliveryState.DELIVERED}
         with pytest.raises(NotFound):
             gr.plan_notifications("no-such-plan")
+
+
+def test_a_dead_channels_backlog_does_not_hold_back_the_channels_that_work(
+    tmp_path: Path, clock: ManualClock, dingtalk: FakeDingTalk, smtp: SmtpServer
+) -> None:
+    settings = channel_settings(f"sqlite:///{tmp_path / 'g.db'}", dingtalk, smtp, batch=5)
+    with open_engine(settings, clock) as gr:
+        robot_only = {"channels": ["dingtalk"]}
+        for n in range(8):  # more robot messages than a batch, all older than the mail
+            gr.start(
+                gr.create_plan(gray(ip_body(f"r{n}", notify=robot_only)), actor="a").id, actor="a"
+            )
+        clock.advance(timedelta(seconds=1))
+        mailed = gr.create_plan(gray(ip_body("m", notify={"channels": ["email"]})), actor="a")
+        gr.start(mailed.id, actor="a")
+        dingtalk.fail(502)
+        report = gr.deliver()
+        assert len(report.retrying) == 1  # one try at the robot, then it rests
+        [mail] = notifications(gr, mailed.id)
+        assert mail.state is DeliveryState.DELIVERED
+        assert mail.id in report.delivered
+        assert titles_at_smtp(smtp) == [mail.message.title]

@@ -505,7 +505,9 @@ class SqlPlanStore:
 
     # --- the notification outbox ----------------------------------------------------------
 
-    def due_notifications(self, now: datetime, limit: int) -> list[Notification]:
+    def due_notifications(
+        self, now: datetime, limit: int, skip: Collection[str] = ()
+    ) -> list[Notification]:
         due = or_(
             and_(
                 NotificationRow.state == DeliveryState.PENDING.value,
@@ -516,10 +518,13 @@ class SqlPlanStore:
                 NotificationRow.lease_until < now,
             ),
         )
+        where = [due]
+        if skip:
+            where.append(NotificationRow.channel.not_in(list(skip)))
         with self._engine.connect() as conn:
             rows = conn.execute(
                 select(NotificationRow)
-                .where(due)
+                .where(*where)
                 .order_by(NotificationRow.created_at, NotificationRow.id)
                 .limit(limit)
             ).all()
