@@ -101,8 +101,18 @@ class GrayRelease:
         self.notifiers: Mapping[str, Notifier] = dict(notifiers or {})
         """Notification channels by name."""
         self.notify_settings = parse_notify_settings(settings.section("notify"), LANGUAGES)
-        self._default_routing = self._routing(
-            self.notify_settings.routing, "settings.notify.routing"
+        self._recipient_checks: dict[str, Callable[[str], None] | None] = {
+            name: getattr(notifier, "check_recipient", None)
+            for name, notifier in self.notifiers.items()
+        }
+        """Each channel's check of one recipient, if it has one (routing uses them)."""
+        self._default_routing = (
+            parse_routing(
+                self.notify_settings.routing,
+                "settings.notify.routing",
+                channels=self._recipient_checks,
+            )
+            or Routing()
         )
         check_routing(
             self._default_routing,
@@ -855,13 +865,10 @@ class GrayRelease:
         """How many of ``recipient``'s messages are unread (the console's badge)."""
         return self._store.unread_inbox(recipient)
 
-    def _routing(self, raw: Any, field: str) -> Routing:
-        return parse_routing(raw, field, channels=self._recipient_checks()) or Routing()
-
     def _plan_routing(self, raw: Any) -> Routing | None:
         """A plan's ``notify``, checked against the channels; with the installation's
         default filled in, it must be able to send."""
-        routing = parse_routing(raw, "notify", channels=self._recipient_checks())
+        routing = parse_routing(raw, "notify", channels=self._recipient_checks)
         if routing is not None:
             check_routing(
                 routing.over(self._default_routing),
@@ -869,12 +876,6 @@ class GrayRelease:
                 needs_recipients=self._needs_recipients,
             )
         return routing
-
-    def _recipient_checks(self) -> dict[str, Callable[[str], None] | None]:
-        return {
-            name: getattr(notifier, "check_recipient", None)
-            for name, notifier in self.notifiers.items()
-        }
 
     def _needs_recipients(self, channel: str) -> bool:
         return bool(getattr(self.notifiers.get(channel), "requires_recipients", False))

@@ -128,17 +128,12 @@ def parse_routing(
     data = rules_object(raw, allowed=FIELDS, required=(), field=field)
     if not data:
         return None
-    known = ", ".join(sorted(channels)) or "(none configured)"
     listed = None
     if "channels" in data:
         listed = _names(data["channels"], f"{field}.channels")
         for index, name in enumerate(listed):
             if name not in channels:
-                raise ValidationError(
-                    f"{field}.channels[{index}]",
-                    f"no such channel is configured; configured channels are {known}",
-                    value=name,
-                )
+                raise _unknown_channel(f"{field}.channels[{index}]", name, channels)
     events = None
     if "events" in data:
         events = _names(data["events"], f"{field}.events")
@@ -152,14 +147,12 @@ def parse_routing(
     recipients = None
     if "recipients" in data:
         recipients = {}
-        for name, who in _per_channel(data["recipients"], f"{field}.recipients", known, channels):
+        for name, who in _per_channel(data["recipients"], f"{field}.recipients", channels):
             recipients[name] = _recipients(who, f"{field}.recipients.{name}", channels[name])
     severities = None
     if "minSeverity" in data:
         severities = {}
-        for name, value in _per_channel(
-            data["minSeverity"], f"{field}.minSeverity", known, channels
-        ):
+        for name, value in _per_channel(data["minSeverity"], f"{field}.minSeverity", channels):
             if value not in _RANK:
                 raise ValidationError(
                     f"{field}.minSeverity.{name}", "must be info, warning or critical", value=value
@@ -221,20 +214,24 @@ def _names(value: Any, field: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _per_channel(
-    value: Any, field: str, known: str, channels: Mapping[str, object]
-) -> list[tuple[str, Any]]:
+def _per_channel(value: Any, field: str, channels: Mapping[str, object]) -> list[tuple[str, Any]]:
     if not isinstance(value, Mapping):
         raise ValidationError(
             field, "must be an object keyed by channel name", value=type(value).__name__
         )
     for name in value:
         if name not in channels:
-            raise ValidationError(
-                f"{field}.{name}",
-                f"no such channel is configured; configured channels are {known}",
-            )
+            raise _unknown_channel(f"{field}.{name}", name, channels)
     return list(value.items())
+
+
+def _unknown_channel(field: str, name: str, channels: Mapping[str, object]) -> ValidationError:
+    known = ", ".join(sorted(channels)) or "(none configured)"
+    return ValidationError(
+        field,
+        f"no such channel is configured; configured channels are {known}",
+        value=name,
+    )
 
 
 def _recipients(value: Any, field: str, check: RecipientCheck | None) -> tuple[str, ...]:
