@@ -361,26 +361,24 @@ def _lines(value: str | tuple[str, ...]) -> tuple[str, ...] | str:
 
 
 def _text(fields: Sequence[_Field]) -> str:
+    return _listing(fields, "{}")
+
+
+def _markdown(title: str, fields: Sequence[_Field]) -> str:
+    return f"### {title}\n\n" + _listing(fields, "- **{}**")
+
+
+def _listing(fields: Sequence[_Field], label: str) -> str:
+    """One ``label: value`` line per field (``label`` formats the field's label), a
+    sub-list indented under its label."""
     out: list[str] = []
     for field in fields:
         value = _lines(field.value)
         if isinstance(value, tuple):
-            out.append(f"{field.label}:")
+            out.append(f"{label.format(field.label)}:")
             out.extend(f"  - {item}" for item in value)
         else:
-            out.append(f"{field.label}: {value or '-'}")
-    return "\n".join(out)
-
-
-def _markdown(title: str, fields: Sequence[_Field]) -> str:
-    out = [f"### {title}", ""]
-    for field in fields:
-        value = _lines(field.value)
-        if isinstance(value, tuple):
-            out.append(f"- **{field.label}**:")
-            out.extend(f"  - {item}" for item in value)
-        else:
-            out.append(f"- **{field.label}**: {value or '-'}")
+            out.append(f"{label.format(field.label)}: {value or '-'}")
     return "\n".join(out)
 
 
