@@ -10,7 +10,7 @@ import contextlib
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -20,9 +20,11 @@ import pluggy
 
 from . import lifecycle, ticker
 from .analysis import analyze
+from .audit import AuditReport
 from .backend import ConfigBackend
 from .checks import AutoRollback, parse_auto_rollback
 from .clock import Clock, SystemClock
+from .context import request_source
 from .errors import (
     BackendError,
     ConfigurationError,
@@ -65,7 +67,7 @@ from .plugin_manager import by_name, collect, implementations, make_plugin_manag
 from .routing import Routing, check_routing, parse_routing, route, severity_of
 from .samples import PlanMetrics, parse_samples, plan_metrics
 from .settings import Settings
-from .store import PlanQuery, PlanStore, ProgressChange
+from .store import LogQuery, PlanQuery, PlanStore, ProgressChange
 from .strategy import SteppedStrategy, StepSchedule, StrategyRegistry
 from .sync import BackgroundSync
 from .ticker import SYSTEM_ACTOR, Decision, Due, Move, TickReport
@@ -336,6 +338,20 @@ class GrayRelease:
     def plan_logs(self, plan_id: str, page: int = 1, page_size: int = 50) -> Page[LogRecord]:
         """The plan's audit rows, oldest first."""
         return self._store.list_logs(plan_id, page, page_size)
+
+    def find_logs(self, query: LogQuery | None = None, **filters: Any) -> Page[LogRecord]:
+        """The whole audit trail, newest first, filtered by plan, actor, app, environment,
+        actions and time (``LogQuery``)."""
+        return self._store.find_logs(query or LogQuery(**filters))
+
+    def export_logs(self, query: LogQuery) -> Iterator[LogRecord]:
+        """Every audit row ``query`` matches (its paging ignored), read a chunk at a time."""
+        return self._store.each_log(query)
+
+    def verify_audit(self) -> AuditReport:
+        """Walk the audit chain; the report names the first row altered, deleted or added
+        around the store, if any."""
+        return self._store.verify_audit(self.clock.now())
 
     def plan_instances(
         self, plan_id: str, page: int = 1, page_size: int = 50
@@ -1101,7 +1117,15 @@ class GrayRelease:
                 )
                 reason = f"publishing {ref.config_key} failed: {exc}; {outcome}"
                 row = LogRecord(
-                    plan.id, failed, actor, now, plan.status, plan.status, message=reason
+                    plan.id,
+                    failed,
+                    actor,
+                    now,
+                    plan.status,
+                    plan.status,
+                    message=reason,
+                    app_name=plan.app_name,
+                    environment=plan.environment,
                 )
                 self._store.append_log(row, self._outbox([row], plan))
                 self._emit(PlanEvent(failed, plan, plan, actor, now, reason))
@@ -1169,7 +1193,7 @@ class GrayRelease:
         )
         if any(answer is False for answer in answers):
             target = f" plan {plan.id}" if plan else " a plan"
-            raise PermissionDenied(
+            denied = PermissionDenied(
                 f"{actor} may not {action.value}{target}; ask an administrator for the permission",
                 details={
                     "actor": actor,
@@ -1177,6 +1201,35 @@ class GrayRelease:
                     "planId": plan.id if plan else None,
                 },
             )
+            self._record_denial(actor, action, plan, denied)
+            raise denied
+
+    def _record_denial(
+        self, actor: str, action: Action, plan: Plan | None, denied: PermissionDenied
+    ) -> None:
+        """A refused attempt goes into the audit trail: who, what, from where. Its failure
+        to be written is logged and does not change the answer."""
+        try:
+            self._store.append_log(
+                LogRecord(
+                    plan.id if plan else "",
+                    "DENIED",
+                    actor,
+                    self.clock.now(),
+                    plan.status if plan else None,
+                    plan.status if plan else None,
+                    message=denied.message,
+                    details={
+                        "action": action.value,
+                        "source": request_source.get(),
+                        **{k: v for k, v in denied.details.items() if k not in ("actor", "planId")},
+                    },
+                    app_name=plan.app_name if plan else None,
+                    environment=plan.environment if plan else None,
+                )
+            )
+        except Exception:
+            log.exception("grayrelease: could not record the denied %s of %s", action, actor)
 
     def _refuse_overlap(self, plan: Plan, doing: str) -> None:
         holders = self._store.live_plans_covering(plan.refs, exclude=plan.id)
@@ -1237,6 +1290,8 @@ class GrayRelease:
             after=plan_to_wire(after) if after else None,
             message=message,
             details=details,
+            app_name=subject.app_name,
+            environment=subject.environment,
         )
 
     def _emit(self, event: PlanEvent) -> None:

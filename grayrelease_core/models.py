@@ -204,6 +204,12 @@ class LogRecord:
     details: Mapping[str, Any] | None = None
     """Structured facts of the action (an analysis verdict's inputs and statistics, ...)."""
     id: int | None = None
+    app_name: str | None = None
+    """The plan's app and environment, so the trail can be searched by them (and a deleted
+    plan's rows still can)."""
+    environment: str | None = None
+    seq: int | None = None
+    """The row's place in the audit chain (set by the store)."""
 
 
 @attrs.frozen

@@ -7,12 +7,13 @@ never miss a committed action.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Protocol
 
 import attrs
 
+from .audit import AuditReport
 from .errors import ValidationError
 from .inbox import InboxMessage
 from .models import (
@@ -52,6 +53,30 @@ class PlanQuery:
     """A ``PlanStatus`` or its wire value (``"ACTIVE"``)."""
     page: int = attrs.field(default=1, validator=lambda _, a, v: _page_number(a.name, v, 10**6))
     page_size: int = attrs.field(default=20, validator=lambda _, a, v: _page_number(a.name, v, 200))
+
+
+MAX_LOG_PAGE = 10_000
+"""Largest page of audit rows (the HTTP API allows less; the ticker's charts read more)."""
+
+
+@attrs.frozen
+class LogQuery:
+    """Filters and paging for searching the whole audit trail; ``None`` means any."""
+
+    plan_id: str | None = None
+    actor: str | None = None
+    app_name: str | None = None
+    environment: str | None = None
+    actions: tuple[str, ...] | None = None
+    since: datetime | None = None
+    """Rows at or after this time."""
+    until: datetime | None = None
+    """Rows before this time."""
+    page: int = attrs.field(default=1, validator=lambda _, a, v: _page_number(a.name, v, 10**6))
+    page_size: int = attrs.field(
+        default=50, validator=lambda _, a, v: _page_number(a.name, v, MAX_LOG_PAGE)
+    )
+    newest_first: bool = True
 
 
 @attrs.frozen
@@ -176,6 +201,19 @@ class PlanStore(Protocol):
     ) -> Page[LogRecord]:
         """The plan's audit rows, oldest first (or newest first); only ``actions`` and rows in
         ``[since, until)`` when given."""
+        ...
+
+    def find_logs(self, query: LogQuery) -> Page[LogRecord]:
+        """Audit rows of any plan matching ``query``, one page."""
+        ...
+
+    def each_log(self, query: LogQuery) -> Iterator[LogRecord]:
+        """Every audit row matching ``query`` (its paging ignored), read in chunks: an
+        export of any size in bounded memory."""
+        ...
+
+    def verify_audit(self, now: datetime) -> AuditReport:
+        """Walk the audit chain; the first row where it breaks (``grayrelease_core.audit``)."""
         ...
 
     def record_samples(self, samples: Sequence[Sample]) -> None:

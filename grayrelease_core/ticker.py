@@ -212,6 +212,8 @@ def verdict_log(plan: Plan, verdict: Verdict, now: datetime) -> LogRecord:
         plan.status,
         message=verdict.summary(),
         details=verdict.to_wire(),
+        app_name=plan.app_name,
+        environment=plan.environment,
     )
 
 
@@ -239,6 +241,8 @@ def progress_change(
                     "step": decision.progress.step,
                     "nextStepAt": timestamp(decision.progress.next_step_at),
                 },
+                app_name=plan.app_name,
+                environment=plan.environment,
             )
         )
     elif decision.move is Move.HOLD:
@@ -252,6 +256,8 @@ def progress_change(
                 plan.status,
                 message=decision.reason,
                 details={"nextStepAt": timestamp(decision.progress.next_step_at)},
+                app_name=plan.app_name,
+                environment=plan.environment,
             )
         )
     return ProgressChange(changed, plan.version, tuple(rows), reindex=decision.move is Move.STEP)

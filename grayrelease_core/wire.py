@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -261,7 +263,10 @@ def plan_to_wire(plan: Plan) -> dict[str, Any]:
 def log_to_wire(log: LogRecord) -> dict[str, Any]:
     return {
         "id": log.id,
+        "seq": log.seq,
         "planId": log.plan_id,
+        "appName": log.app_name,
+        "environment": log.environment,
         "action": log.action,
         "actor": log.actor,
         "at": timestamp(log.at),
@@ -283,3 +288,50 @@ def instance_to_wire(record: InstanceRecord) -> dict[str, Any]:
         "lastSeen": timestamp(record.last_seen),
         "hits": record.hits,
     }
+
+
+CSV_COLUMNS = (
+    "id",
+    "seq",
+    "at",
+    "actor",
+    "action",
+    "planId",
+    "appName",
+    "environment",
+    "statusBefore",
+    "statusAfter",
+    "message",
+    "details",
+    "before",
+    "after",
+)
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def logs_to_csv(logs: Iterable[LogRecord]) -> Iterator[str]:
+    """The audit rows as CSV text, a header then one line per row (JSON in the structured
+    columns). A cell that a spreadsheet would run as a formula starts with ``'``."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+
+    def line(cells: Iterable[Any]) -> str:
+        writer.writerow(cells)
+        text = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        return text
+
+    yield line(CSV_COLUMNS)
+    for log in logs:
+        wire = log_to_wire(log)
+        yield line(_cell(wire[name]) for name in CSV_COLUMNS)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, Mapping | list):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    text = str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text

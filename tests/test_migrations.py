@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -12,7 +13,7 @@ from grayrelease_plugins.backends.sql.tables import Base as BackendBase
 from grayrelease_plugins.stores.sqlalchemy import store_migrations
 from grayrelease_plugins.stores.sqlalchemy.store import SqlPlanStore
 from grayrelease_plugins.stores.sqlalchemy.tables import Base as StoreBase
-from sqlalchemy import Engine, MetaData, inspect
+from sqlalchemy import JSON, Engine, MetaData, column, insert, inspect, table
 
 from grayrelease_core import ConfigurationError, GrayRelease
 from grayrelease_core.migrations import (
@@ -25,6 +26,7 @@ from grayrelease_core.migrations import (
     upgrade,
 )
 from grayrelease_core.sql import make_engine
+from grayrelease_core.store import LogQuery
 
 from .conftest import spec_body
 
@@ -70,7 +72,7 @@ def test_upgrade_downgrade_upgrade_on_an_empty_database(engine: Engine) -> None:
     assert current(store) is None
     upgrade(store)
     upgrade(backend)
-    assert current(store) == head(store) == "0003"
+    assert current(store) == head(store) == "0004"
     assert current(backend) == head(backend)
     assert tables(engine) >= STORE_TABLES | BACKEND_TABLES
 
@@ -115,7 +117,7 @@ def test_a_schema_behind_is_refused_when_auto_migrate_is_off(db_url: str) -> Non
     with pytest.raises(ConfigurationError) as caught:
         GrayRelease.from_settings(settings, load_entrypoints=False)
     assert "grayrelease db upgrade" in caught.value.message
-    assert caught.value.details == {"current": None, "head": "0003"}
+    assert caught.value.details == {"current": None, "head": "0004"}
 
 
 def test_0002_keeps_plans_written_before_it_and_gives_them_empty_analysis(
@@ -148,6 +150,63 @@ def test_0002_keeps_plans_written_before_it_and_gives_them_empty_analysis(
     downgrade(migrations, "0001")
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT version FROM gray_release_plan").scalar() == 3
+
+
+def test_0004_chains_the_rows_written_before_it_and_names_their_app(engine: Engine) -> None:
+    migrations = store_migrations(engine)
+    upgrade(migrations, "0003")
+    columns = (
+        "id, plan_name, app_name, environment, group_name, gray_strategy, gray_rules, status, "
+        "percentage, current_step, description, created_by, updated_by, created_at, updated_at, "
+        "version"
+    )
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            f"INSERT INTO gray_release_plan ({columns}) VALUES ('p1', 'n', 'shop', 'prod', "
+            "'default', 'PERCENTAGE', '{\"percentage\": 10}', "
+            "'ACTIVE', 10, 0, '', 'a', 'a', '2026-01-01 00:00:00', '2026-01-01 00:00:00', 3)"
+        )
+        log = table(
+            "gray_release_log",
+            column("plan_id"),
+            column("action"),
+            column("actor"),
+            column("at"),
+            column("message"),
+            column("before", JSON()),
+        )
+        at = datetime(2026, 1, 1)
+        conn.execute(
+            insert(log),
+            [
+                {"plan_id": "p1", "action": "CREATED", "actor": "a", "at": at, "message": ""},
+                {"plan_id": "p1", "action": "STARTED", "actor": "a", "at": at, "message": ""},
+            ],
+        )
+        conn.execute(  # a deleted plan's row: its app comes from its snapshot
+            insert(log).values(
+                plan_id="gone",
+                action="DELETED",
+                actor="a",
+                at=at,
+                message="",
+                before={"appName": "cart", "environment": "test"},
+            )
+        )
+    upgrade(migrations)
+    store = SqlPlanStore(engine)
+    store.start_audit_chain()
+    store.start_audit_chain()  # a second process starting: nothing changes
+    rows = store.find_logs(LogQuery(newest_first=False)).items
+    assert [(r.seq, r.app_name, r.environment) for r in rows] == [
+        (1, "shop", "prod"),
+        (2, "shop", "prod"),
+        (3, "cart", "test"),
+    ]
+    assert store.verify_audit(datetime.now(UTC)).ok
+    downgrade(migrations, "0003")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT COUNT(*) FROM gray_release_log").scalar() == 3
 
 
 def test_the_host_alembic_version_table_is_left_alone(engine: Engine) -> None:

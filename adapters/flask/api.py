@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app, g, request, stream_with_context
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from grayrelease_core import (
@@ -20,12 +20,15 @@ from grayrelease_core import (
     Unauthenticated,
     ValidationError,
 )
+from grayrelease_core.context import request_source
 from grayrelease_core.outbox import Notification
+from grayrelease_core.store import LogQuery
 from grayrelease_core.wire import (
     MAX_KEY,
     MAX_NAME,
     instance_to_wire,
     log_to_wire,
+    logs_to_csv,
     parse_time,
     plan_to_wire,
 )
@@ -67,6 +70,21 @@ PLAN_LIST_PARAMS = frozenset({"appName", "environment", "groupName", "status", "
 PAGE_PARAMS = frozenset({"page", "pageSize"})
 NOTIFICATION_PARAMS = frozenset({"planId", "page", "pageSize"})
 MESSAGE_PARAMS = frozenset({"page", "pageSize", "unread"})
+LOG_PARAMS = frozenset(
+    {
+        "planId",
+        "actor",
+        "appName",
+        "environment",
+        "action",
+        "since",
+        "until",
+        "page",
+        "pageSize",
+        "format",
+    }
+)
+MAX_ACTION = 32
 MESSAGE_ID = re.compile(r"[1-9][0-9]{0,17}")
 METRICS_PARAMS = frozenset({"since", "until", "bucket"})
 LIFECYCLE = ("start", "pause", "resume", "complete")
@@ -112,9 +130,16 @@ def create_api_blueprint(name: str = "grayrelease_api") -> Blueprint:
     api = Blueprint(name, __name__)
 
     @api.before_request
-    def limit_body() -> None:
-        if request.method in BODY_METHODS:  # config reads, the hot path, carry no body
+    def prepare_write() -> None:
+        if request.method in BODY_METHODS:  # config reads, the hot path, skip all this
             request.max_content_length = state().max_body_bytes
+            g.grayrelease_source = request_source.set(request.remote_addr)
+
+    @api.teardown_request
+    def forget_source(error: BaseException | None) -> None:
+        token = g.pop("grayrelease_source", None)
+        if token is not None:
+            request_source.reset(token)
 
     @api.before_request
     def answer_options() -> Response | None:
@@ -321,6 +346,41 @@ def create_api_blueprint(name: str = "grayrelease_api") -> Blueprint:
         )
         return page_response(page, instance_to_wire)
 
+    @api.get("/logs")
+    def logs() -> Response:
+        actor()
+        params = query(request, LOG_PARAMS, repeatable=("action",))
+        since, until = params.get("since"), params.get("until")
+        actions = [_action(value) for value in params.get("action", [])]
+        found = LogQuery(
+            plan_id=optional_text(params, "planId", maximum=64),
+            actor=optional_text(params, "actor", maximum=MAX_NAME),
+            app_name=optional_text(params, "appName", maximum=MAX_NAME),
+            environment=optional_text(params, "environment", maximum=MAX_NAME),
+            actions=tuple(actions) if actions else None,
+            since=parse_time(since, "since") if since is not None else None,
+            until=parse_time(until, "until") if until is not None else None,
+            page=int_param(params, "page", 1, maximum=MAX_PAGE),
+            page_size=int_param(params, "pageSize", 50, maximum=MAX_PAGE_SIZE),
+        )
+        form = params.get("format", "json")
+        if form not in ("json", "csv"):
+            raise ValidationError("format", "must be json or csv", value=form)
+        engine = state().engine
+        if form == "json":
+            return page_response(engine.find_logs(found), log_to_wire)
+        return Response(
+            stream_with_context(logs_to_csv(engine.export_logs(found))),
+            mimetype="text/csv",
+            headers={"Content-Disposition": 'attachment; filename="grayrelease-audit.csv"'},
+        )
+
+    @api.get("/audit/verify")
+    def verify_audit() -> Response:
+        actor()
+        query(request, ())
+        return json_response(state().engine.verify_audit().to_wire())
+
     @api.get("/notifications")
     def notifications() -> Response:
         actor()
@@ -376,6 +436,18 @@ def create_api_blueprint(name: str = "grayrelease_api") -> Blueprint:
         raise _no_endpoint()
 
     return api
+
+
+def _action(value: str) -> str:
+    text = value.strip()
+    if (
+        not text
+        or len(text) > MAX_ACTION
+        or not text.replace("_", "").isascii()
+        or not text.replace("_", "").isalnum()
+    ):
+        raise ValidationError("action", "must be an audit action such as ROLLED_BACK", value=value)
+    return text
 
 
 def _object_body(action: str, fields: tuple[str, ...]) -> dict[str, Any]:

@@ -10,8 +10,9 @@ import functools
 import getpass
 import json
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TextIO
 
 import attrs
@@ -31,7 +32,8 @@ from grayrelease_core import (
 from grayrelease_core.migrations import MigrationSet
 from grayrelease_core.outbox import DeliveryReport
 from grayrelease_core.plugin_manager import collect, make_plugin_manager
-from grayrelease_core.wire import plan_to_wire
+from grayrelease_core.store import LogQuery
+from grayrelease_core.wire import logs_to_csv, parse_time, plan_to_wire
 
 DEFAULT_URL = "sqlite:///grayrelease.db"
 OPTIONS = "grayrelease.options"
@@ -44,6 +46,8 @@ class Options:
     database_url: str
     backend: str
     actor: str
+    settings: Mapping[str, Any] = attrs.Factory(dict)
+    """More engine settings from ``--settings`` (channels, ``notify``, ``audit``)."""
 
 
 def _host_app(ctx: click.Context) -> Flask | None:
@@ -60,7 +64,12 @@ def engine_for(ctx: click.Context) -> Iterator[Engine]:
         return
     options: Options = ctx.meta[OPTIONS]
     engine = Engine.from_settings(
-        {"database_url": options.database_url, "backend": options.backend, "background_sync": False}
+        {
+            **options.settings,
+            "database_url": options.database_url,
+            "backend": options.backend,
+            "background_sync": False,
+        }
     )
     try:
         yield engine
@@ -105,10 +114,36 @@ def echo_json(payload: Any) -> None:
     envvar="GRAYRELEASE_ACTOR",
     help="Who acts, for the audit trail [default: the OS user].",
 )
+@click.option(
+    "--settings",
+    "settings_file",
+    envvar="GRAYRELEASE_SETTINGS_FILE",
+    type=click.Path(exists=True, dir_okay=False),
+    help="A JSON file of more engine settings: notification channels, notify, audit.",
+)
 @click.pass_context
-def cli(ctx: click.Context, database_url: str, backend: str, actor: str | None) -> None:
+def cli(
+    ctx: click.Context,
+    database_url: str,
+    backend: str,
+    actor: str | None,
+    settings_file: str | None,
+) -> None:
     """Gray release of configuration: plans, their lifecycle, and the demo config center."""
-    ctx.meta[OPTIONS] = Options(database_url, backend, actor or _os_user())
+    settings = _settings_file(settings_file) if settings_file else {}
+    ctx.meta[OPTIONS] = Options(database_url, backend, actor or _os_user(), settings)
+
+
+def _settings_file(path: str) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise click.BadParameter(
+            f"cannot read it as JSON: {exc}", param_hint="--settings"
+        ) from None
+    if not isinstance(data, dict):
+        raise click.BadParameter("must hold a JSON object of settings", param_hint="--settings")
+    return data
 
 
 def _os_user() -> str:
@@ -477,6 +512,77 @@ def _echo_delivery(report: DeliveryReport) -> None:
     )
     for error in report.errors:
         click.echo(f"grayrelease: {error}", err=True)
+
+
+# --- audit ------------------------------------------------------------------------------------
+
+
+@cli.group()
+def audit() -> None:
+    """The audit trail: check its chain, export it."""
+
+
+@audit.command("verify")
+@click.pass_context
+@reporting_errors
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def audit_verify(ctx: click.Context, as_json: bool) -> None:
+    """Walk the audit chain; exit status 1 at the first row altered, deleted or inserted
+    around the store."""
+    with engine_for(ctx) as engine:
+        report = engine.verify_audit()
+    if as_json:
+        echo_json(report.to_wire())
+    elif report.first_break is None:
+        click.echo(f"grayrelease: audit chain intact: {report.rows} rows")
+    else:
+        found = report.first_break
+        where = f"row {found.log_id}" if found.log_id is not None else "the newest rows"
+        click.echo(
+            f"grayrelease: audit chain broken at {where} (seq {found.seq}): "
+            f"{found.problem}: {found.detail}",
+            err=True,
+        )
+    if not report.ok:
+        ctx.exit(1)
+
+
+@audit.command("export")
+@click.pass_context
+@reporting_errors
+@click.option("--plan", "plan_id", help="Only this plan's rows.")
+@click.option("--actor", "who", help="Only this actor's rows.")
+@click.option("--app", "app_name", help="Only this app's rows.")
+@click.option("--env", "environment", help="Only this environment's rows.")
+@click.option("--action", "actions", multiple=True, help="Only these actions (repeatable).")
+@click.option("--since", help="Rows at or after this ISO time.")
+@click.option("--until", help="Rows before this ISO time.")
+@click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-")
+def audit_export(
+    ctx: click.Context,
+    plan_id: str | None,
+    who: str | None,
+    app_name: str | None,
+    environment: str | None,
+    actions: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+    output: Any,
+) -> None:
+    """Every matching audit row as CSV, oldest first (the whole trail by default)."""
+    query = LogQuery(
+        plan_id=plan_id,
+        actor=who,
+        app_name=app_name,
+        environment=environment,
+        actions=actions or None,
+        since=parse_time(since, "--since") if since else None,
+        until=parse_time(until, "--until") if until else None,
+        newest_first=False,
+    )
+    with engine_for(ctx) as engine:
+        for line in logs_to_csv(engine.export_logs(query)):
+            output.write(line)
 
 
 def main() -> None:

@@ -76,6 +76,10 @@ PAGE = [
 ]
 
 
+SUPPORTED_YEAR = "^(19[7-9][0-9]|[2-8][0-9]{3}|9000)-"
+"""A time's year from 1970 to 9000 (``wire.MIN_YEAR`` and ``MAX_YEAR``)."""
+
+
 def _page_of(item: str) -> dict[str, Any]:
     return {
         "type": "object",
@@ -501,7 +505,10 @@ def _schemas() -> dict[str, Any]:
             ],
             "properties": {
                 "id": {"type": "integer"},
+                "seq": {"type": ["integer", "null"], "description": "Place in the audit chain"},
                 "planId": {"type": "string"},
+                "appName": {"type": ["string", "null"]},
+                "environment": {"type": ["string", "null"]},
                 "action": {"type": "string"},
                 "actor": {"type": "string"},
                 "at": {"type": "string", "format": "date-time"},
@@ -514,6 +521,33 @@ def _schemas() -> dict[str, Any]:
             },
         },
         "LogPage": _page_of("LogEntry"),
+        "AuditReport": {
+            "type": "object",
+            "required": ["ok", "rows", "checkedAt", "firstBreak"],
+            "properties": {
+                "ok": {"type": "boolean"},
+                "rows": {"type": "integer", "minimum": 0},
+                "checkedAt": {"type": "string", "format": "date-time"},
+                "firstBreak": {
+                    "oneOf": [
+                        {"type": "null"},
+                        {
+                            "type": "object",
+                            "required": ["problem", "logId", "seq", "detail"],
+                            "properties": {
+                                "problem": {
+                                    "type": "string",
+                                    "enum": ["altered", "deleted", "inserted"],
+                                },
+                                "logId": {"type": ["integer", "null"]},
+                                "seq": {"type": ["integer", "null"]},
+                                "detail": {"type": "string"},
+                            },
+                        },
+                    ]
+                },
+            },
+        },
         "Instance": {
             "type": "object",
             "required": ["planId", "instanceId", "instanceIp", "firstSeen", "lastSeen", "hits"],
@@ -760,6 +794,61 @@ def _paths() -> dict[str, Any]:
                     **ERRORS,
                     **NOT_FOUND,
                 },
+            }
+        },
+        "/logs": {
+            "get": {
+                "summary": "The whole audit trail, newest first; format=csv exports every "
+                "matching row",
+                "parameters": [
+                    _query("planId", "One plan's rows", **{**optional, "maxLength": 64}),
+                    _query("actor", "Who acted", **optional),
+                    _query("appName", "The app", **optional),
+                    _query("environment", "The environment", **optional),
+                    {
+                        "name": "action",
+                        "in": "query",
+                        "description": "Only these actions (repeat the parameter)",
+                        "schema": {
+                            "type": "array",
+                            "items": {"type": "string", "pattern": "^[A-Za-z0-9_]{1,32}$"},
+                        },
+                        "style": "form",
+                        "explode": True,
+                    },
+                    _query(
+                        "since",
+                        "Rows at or after this time",
+                        format="date-time",
+                        pattern=SUPPORTED_YEAR,
+                    ),
+                    _query(
+                        "until", "Rows before this time", format="date-time", pattern=SUPPORTED_YEAR
+                    ),
+                    *PAGE,
+                    {
+                        "name": "format",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": ["json", "csv"]},
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "A page of audit rows, or all of them as CSV",
+                        "content": {
+                            "application/json": {"schema": _ref("LogPage")},
+                            "text/csv": {"schema": {"type": "string"}},
+                        },
+                    },
+                    **ERRORS,
+                },
+            }
+        },
+        "/audit/verify": {
+            "get": {
+                "summary": "Check the audit chain: the first row altered, deleted or inserted "
+                "around the store",
+                "responses": {"200": _json(_ref("AuditReport"), "The report"), **ERRORS},
             }
         },
         "/notifications": {

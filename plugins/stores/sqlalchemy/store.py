@@ -6,7 +6,7 @@ import functools
 import hashlib
 import logging
 import operator
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -47,6 +47,7 @@ from grayrelease_core import (
     PlanStatus,
     Progress,
 )
+from grayrelease_core.audit import GENESIS, AuditReport, Break, ChainedRow, link, verify
 from grayrelease_core.checks import auto_rollback_from_json
 from grayrelease_core.inbox import InboxMessage
 from grayrelease_core.models import ConfigRef, InstanceHits, Sample
@@ -54,10 +55,11 @@ from grayrelease_core.notify import Message
 from grayrelease_core.outbox import Attempt, DeliveryState, Notification
 from grayrelease_core.routing import routing_from_json
 from grayrelease_core.sql import run_write
-from grayrelease_core.store import ProgressChange
+from grayrelease_core.store import LogQuery, ProgressChange
 
 from .tables import (
     AttemptRow,
+    AuditHeadRow,
     DetailRow,
     InstanceRow,
     LogRow,
@@ -70,6 +72,10 @@ from .tables import (
 )
 
 GENERATION = "generation"
+HEAD = 1
+"""The id of the audit chain's one head row."""
+LOG_CHUNK = 1000
+"""Audit rows read at a time by exports and the chain's checks."""
 LIVE = (PlanStatus.ACTIVE.value, PlanStatus.PAUSED.value)
 HIT_BATCH = 10_000
 """Instance rows per statement (or executemany call) when writing hits."""
@@ -103,8 +109,9 @@ def live_key(ref: ConfigRef) -> str:
 class SqlPlanStore:
     """The built-in store; every write is one transaction with its audit row."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, audit_key: bytes | None = None) -> None:
         self._engine = engine
+        self._audit_key = audit_key
 
     # --- reads ----------------------------------------------------------------------------
 
@@ -212,39 +219,132 @@ class SqlPlanStore:
         until: datetime | None = None,
         newest_first: bool = False,
     ) -> Page[LogRecord]:
-        where = [LogRow.plan_id == plan_id]
-        if actions is not None:
-            where.append(LogRow.action.in_(list(actions)))
-        if since is not None:
-            where.append(LogRow.at >= since)
-        if until is not None:
-            where.append(LogRow.at < until)
+        return self.find_logs(
+            LogQuery(
+                plan_id=plan_id,
+                actions=None if actions is None else tuple(actions),
+                since=since,
+                until=until,
+                page=page,
+                page_size=page_size,
+                newest_first=newest_first,
+            )
+        )
+
+    def find_logs(self, query: LogQuery) -> Page[LogRecord]:
+        where = _log_filters(query)
         with self._engine.connect() as conn:
             total = conn.scalar(select(func.count()).select_from(LogRow).where(*where)) or 0
             rows = conn.execute(
                 select(LogRow)
                 .where(*where)
-                .order_by(LogRow.id.desc() if newest_first else LogRow.id)
-                .limit(page_size)
-                .offset((page - 1) * page_size)
+                .order_by(LogRow.id.desc() if query.newest_first else LogRow.id)
+                .limit(query.page_size)
+                .offset((query.page - 1) * query.page_size)
             ).all()
-        records = tuple(
-            LogRecord(
-                plan_id=r.plan_id,
-                action=r.action,
-                actor=r.actor,
-                at=r.at,
-                status_before=PlanStatus(r.status_before) if r.status_before else None,
-                status_after=PlanStatus(r.status_after) if r.status_after else None,
-                before=r.before,
-                after=r.after,
-                message=r.message,
-                details=r.details,
-                id=r.id,
+        return Page(tuple(map(_log_record, rows)), int(total), query.page, query.page_size)
+
+    def each_log(self, query: LogQuery) -> Iterator[LogRecord]:
+        where = _log_filters(query)
+        newest = query.newest_first
+        last: int | None = None
+        while True:  # keyset pages: no transaction held open while the caller writes
+            page = list(where)
+            if last is not None:
+                page.append(LogRow.id < last if newest else LogRow.id > last)
+            with self._engine.connect() as conn:
+                rows = conn.execute(
+                    select(LogRow)
+                    .where(*page)
+                    .order_by(LogRow.id.desc() if newest else LogRow.id)
+                    .limit(LOG_CHUNK)
+                ).all()
+            if not rows:
+                return
+            yield from map(_log_record, rows)
+            last = rows[-1].id
+
+    def verify_audit(self, now: datetime) -> AuditReport:
+        with self._engine.connect() as conn:
+            head = conn.execute(
+                select(AuditHeadRow.seq, AuditHeadRow.row_hash).where(AuditHeadRow.id == HEAD)
+            ).one_or_none()
+        if head is None:
+            raise ConfigurationError(
+                "gray_release_audit_head has no row; run `grayrelease db upgrade`"
             )
-            for r in rows
+        seq, last_hash = head
+        # Rows appended after the head was read have higher numbers: they are left out, so a
+        # busy installation is checked as of that moment.
+        chained = [LogRow.seq.is_(None), LogRow.seq <= seq]
+        report = verify(
+            (
+                ChainedRow(row.id, row.seq, row.row_hash, _log_record(row))
+                for row in self._scan(or_(*chained))
+            ),
+            (seq, last_hash),
+            key=self._audit_key,
+            now=now,
         )
-        return Page(records, int(total), page, page_size)
+        if not report.ok:
+            return report
+        with self._engine.connect() as conn:
+            beyond = conn.execute(
+                select(LogRow.id, LogRow.seq).where(LogRow.seq > seq).order_by(LogRow.seq)
+            ).all()
+            newest = conn.scalar(select(AuditHeadRow.seq).where(AuditHeadRow.id == HEAD))
+        # Read after those rows: every row the store committed by then is within it.
+        forged = [row for row in beyond if newest is None or row.seq > newest]
+        if forged:
+            return AuditReport(
+                report.rows + 1,
+                now,
+                Break("inserted", forged[0].id, forged[0].seq, "the row lies beyond the head"),
+            )
+        return report
+
+    def start_audit_chain(self) -> None:
+        """Link the rows written before the chain existed (once, by the first process to
+        open the database after the upgrade; the head's row lock makes the others wait)."""
+
+        def work(conn: Connection) -> None:
+            head = conn.execute(
+                select(AuditHeadRow.seq).where(AuditHeadRow.id == HEAD).with_for_update()
+            ).scalar()
+            if head != 0:
+                return  # the chain has begun (or the schema is not there: writes say so)
+            previous, seq = GENESIS, 0
+            for row in self._scan(LogRow.seq.is_(None), conn):
+                seq += 1
+                previous = link(previous, _log_record(row), seq, self._audit_key)
+                conn.execute(
+                    update(LogRow).where(LogRow.id == row.id).values(seq=seq, row_hash=previous)
+                )
+            if seq:
+                conn.execute(
+                    update(AuditHeadRow)
+                    .where(AuditHeadRow.id == HEAD)
+                    .values(seq=seq, row_hash=previous)
+                )
+
+        run_write(self._engine, work)
+
+    def _scan(self, where: Any, conn: Connection | None = None) -> Iterator[Any]:
+        """Log rows matching ``where`` in insertion order, in chunks."""
+        last = 0
+        while True:
+            statement = (
+                select(LogRow).where(where, LogRow.id > last).order_by(LogRow.id).limit(LOG_CHUNK)
+            )
+            if conn is not None:
+                rows = conn.execute(statement).all()
+            else:
+                with self._engine.connect() as own:
+                    rows = own.execute(statement).all()
+            if not rows:
+                return
+            yield from rows
+            last = rows[-1].id
 
     def sample_values(
         self, plan_ids: Collection[str], metrics: Collection[str], since: datetime, until: datetime
@@ -402,9 +502,7 @@ class SqlPlanStore:
                 ]  # the others: another process changed them first, and its decision stands
             elif conn.execute(_SAVE_PROGRESS, params).rowcount != len(params):
                 raise _Contended  # rolls the batch back; then find the losers one by one
-            logs = [_log_values(entry) for change in won for entry in change.logs]
-            if logs:
-                conn.execute(insert(LogRow), logs)
+            self._append_logs(conn, [entry for change in won for entry in change.logs])
             _queue(conn, [entry for change in won for entry in change.outbox])
             if any(change.reindex for change in won):
                 self._bump(conn)
@@ -456,7 +554,7 @@ class SqlPlanStore:
 
     def append_log(self, log: LogRecord, outbox: Sequence[Notification] = ()) -> None:
         def work(conn: Connection) -> None:
-            conn.execute(insert(LogRow).values(**_log_values(log)))
+            self._append_logs(conn, [log])
             _queue(conn, outbox)
 
         run_write(self._engine, work)
@@ -728,10 +826,33 @@ class SqlPlanStore:
         log: LogRecord | Sequence[LogRecord],
         outbox: Sequence[Notification],
     ) -> None:
-        logs = [log] if isinstance(log, LogRecord) else list(log)
-        conn.execute(insert(LogRow), [_log_values(entry) for entry in logs])
+        self._append_logs(conn, [log] if isinstance(log, LogRecord) else list(log))
         _queue(conn, outbox)
         self._bump(conn)
+
+    def _append_logs(self, conn: Connection, logs: Sequence[LogRecord]) -> None:
+        """Insert audit rows as the next links of the chain. Moving the head first locks it,
+        so concurrent writers link one after the other, in the order they commit."""
+        if not logs:
+            return
+        moved = conn.execute(
+            update(AuditHeadRow)
+            .where(AuditHeadRow.id == HEAD)
+            .values(seq=AuditHeadRow.seq + len(logs))
+        )
+        if moved.rowcount != 1:
+            raise ConfigurationError(
+                "gray_release_audit_head has no row; run `grayrelease db upgrade`"
+            )
+        seq, previous = conn.execute(
+            select(AuditHeadRow.seq, AuditHeadRow.row_hash).where(AuditHeadRow.id == HEAD)
+        ).one()
+        rows = []
+        for number, entry in enumerate(logs, start=seq - len(logs) + 1):
+            previous = link(previous, entry, number, self._audit_key)
+            rows.append({**_log_values(entry), "seq": number, "row_hash": previous})
+        conn.execute(insert(LogRow), rows)
+        conn.execute(update(AuditHeadRow).where(AuditHeadRow.id == HEAD).values(row_hash=previous))
 
     def _bump(self, conn: Connection) -> None:
         moved = conn.execute(
@@ -927,7 +1048,47 @@ def _log_values(log: LogRecord) -> dict[str, Any]:
         "after": dict(log.after) if log.after is not None else None,
         "message": log.message,
         "details": dict(log.details) if log.details is not None else None,
+        "app_name": log.app_name,
+        "environment": log.environment,
     }
+
+
+def _log_record(r: Any) -> LogRecord:
+    return LogRecord(
+        plan_id=r.plan_id,
+        action=r.action,
+        actor=r.actor,
+        at=r.at,
+        status_before=PlanStatus(r.status_before) if r.status_before else None,
+        status_after=PlanStatus(r.status_after) if r.status_after else None,
+        before=r.before,
+        after=r.after,
+        message=r.message,
+        details=r.details,
+        id=r.id,
+        app_name=r.app_name,
+        environment=r.environment,
+        seq=r.seq,
+    )
+
+
+def _log_filters(query: LogQuery) -> list[Any]:
+    where: list[Any] = []
+    for column, value in (
+        (LogRow.plan_id, query.plan_id),
+        (LogRow.actor, query.actor),
+        (LogRow.app_name, query.app_name),
+        (LogRow.environment, query.environment),
+    ):
+        if value is not None:
+            where.append(column == value)
+    if query.actions is not None:
+        where.append(LogRow.action.in_(list(query.actions)))
+    if query.since is not None:
+        where.append(LogRow.at >= query.since)
+    if query.until is not None:
+        where.append(LogRow.at < query.until)
+    return where
 
 
 def _queue(conn: Connection, outbox: Sequence[Notification]) -> None:

@@ -156,8 +156,32 @@ class LogRow(Base):
     message: Mapped[str] = mapped_column(Text, default="")
     details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     """Structured facts: an analysis verdict's inputs and statistics, a step's percentages."""
+    app_name: Mapped[str | None] = mapped_column(Key(128))
+    environment: Mapped[str | None] = mapped_column(Key(128))
+    seq: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    """The row's place in the audit chain (NULL only on a row written around the store)."""
+    row_hash: Mapped[str | None] = mapped_column(String(64))
+    """Hash of the row's content and of the previous row's hash (grayrelease_core.audit)."""
 
-    __table_args__ = (Index(None, "plan_id", "id"), Index(None, "at"))
+    # The plan's trail, the time range, and the filters of GET /logs.
+    __table_args__ = (
+        Index(None, "plan_id", "id"),
+        Index(None, "at"),
+        Index(None, "actor", "id"),
+        Index(None, "app_name", "environment", "id"),
+        Index(None, "action", "id"),
+    )
+
+
+class AuditHeadRow(Base):
+    """gray_release_audit_head: the audit chain's newest link (one row), locked by every
+    transaction that appends to the chain, so links are made one after the other."""
+
+    __tablename__ = "gray_release_audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    row_hash: Mapped[str] = mapped_column(String(64))
 
 
 class MonitorRow(Base):
