@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import secrets
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -19,12 +20,24 @@ import attrs
 import pluggy
 
 from . import lifecycle, ticker
+from .access import (
+    ANY,
+    MAX_TOKEN_DAYS,
+    TOKEN_SCOPES,
+    ApiToken,
+    Grant,
+    Scope,
+    check_role,
+    parse_auth_settings,
+    scope_allows,
+    token_hash,
+)
 from .analysis import analyze
 from .audit import AuditReport
 from .backend import ConfigBackend
 from .checks import AutoRollback, parse_auto_rollback
 from .clock import Clock, SystemClock
-from .context import request_source
+from .context import request_source, request_token_scope
 from .errors import (
     BackendError,
     ConfigurationError,
@@ -71,7 +84,7 @@ from .store import LogQuery, PlanQuery, PlanStore, ProgressChange
 from .strategy import SteppedStrategy, StepSchedule, StrategyRegistry
 from .sync import BackgroundSync
 from .ticker import SYSTEM_ACTOR, Decision, Due, Move, TickReport
-from .wire import parse_plan_body, plan_to_wire, require_unicode, timestamp
+from .wire import name_field, parse_plan_body, plan_to_wire, require_unicode, timestamp
 
 log = logging.getLogger("grayrelease")
 
@@ -100,6 +113,9 @@ class GrayRelease:
         self.strategies = strategies
         self.metric_sources: Mapping[str, MetricSource] = dict(metric_sources or {})
         """Metric sources by name, for the judge's checks."""
+        self.auth = parse_auth_settings(settings.sections)
+        """The ``auth`` section: whether roles are on, the first admins, approval
+        environments (validated here, at start-up)."""
         self.notifiers: Mapping[str, Notifier] = dict(notifiers or {})
         """Notification channels by name."""
         self.notify_settings = parse_notify_settings(settings.section("notify"), LANGUAGES)
@@ -232,8 +248,10 @@ class GrayRelease:
 
     def create_plan(self, body: Mapping[str, Any], *, actor: str) -> Plan:
         """Create a DRAFT plan from the spec's JSON body (plus ``grayValues``)."""
-        self._authorize(actor, Action.CREATE, None)
         fields = parse_plan_body(body, creating=True).fields
+        self._authorize(
+            actor, Action.CREATE, None, Scope(fields["appName"], fields["environment"])
+        )
         strategy = self.strategies.get(fields["grayStrategy"])
         now = self.clock.now()
         gray = fields.get("grayValues", {})
@@ -277,6 +295,11 @@ class GrayRelease:
         fields = parse_plan_body(body, creating=False).fields
 
         def edit(plan: Plan, now: datetime) -> Plan:
+            moved = Scope(
+                fields.get("appName", plan.app_name), fields.get("environment", plan.environment)
+            )
+            if moved != Scope(plan.app_name, plan.environment):
+                self._authorize(actor, Action.CREATE, None, moved)  # moving in is creating there
             strategy_name = fields.get("grayStrategy", plan.strategy)
             strategy = self.strategies.get(strategy_name)
             if "grayRules" in fields:
@@ -659,7 +682,6 @@ class GrayRelease:
                     plan.version,
                     self._begin,
                     "STARTED",
-                    system=True,
                     now=now,
                     message=message,
                 )
@@ -690,7 +712,6 @@ class GrayRelease:
                 plan.version,
                 lambda p, _: attrs.evolve(p, start_at=None),
                 "START_FAILED",
-                system=True,
                 now=now,
                 message=reason,
                 reindex=False,
@@ -744,7 +765,6 @@ class GrayRelease:
                 publish=publish,
                 message=decision.reason,
                 reindex=False,  # once, at the end of the tick
-                system=True,
                 now=now,
                 progress=decision.progress,
                 leading=rows,
@@ -833,6 +853,170 @@ class GrayRelease:
                 )
             source.validate_check(check, field)
         return rules
+
+    # --- approval -----------------------------------------------------------------------------
+
+    def approve(self, plan_id: str, *, actor: str, reason: str = "") -> LogRecord:
+        """Approve the plan's next gated step: its start (a DRAFT) or its completion (a live
+        plan). Only the version approved may start: editing a DRAFT asks for a new approval.
+        """
+        return self._decide(plan_id, actor, reason, Action.APPROVE, "APPROVED")
+
+    def reject(self, plan_id: str, *, actor: str, reason: str) -> LogRecord:
+        """Refuse the plan's next gated step, with a reason; a later approval lifts it."""
+        if not isinstance(reason, str) or not reason.strip():
+            raise ValidationError("reason", "is required: say why the plan is rejected")
+        return self._decide(plan_id, actor, reason, Action.REJECT, "REJECTED")
+
+    def _decide(
+        self, plan_id: str, actor: str, reason: str, action: Action, event: str
+    ) -> LogRecord:
+        if not isinstance(reason, str) or len(reason) > 2000:
+            raise ValidationError("reason", "must be a string of at most 2000 characters")
+        require_unicode(reason, "reason")
+        plan = self._load(plan_id, None)
+        stage = approval_stage(plan)
+        if stage is None:
+            raise InvalidTransition(
+                f"plan {plan.id} is {plan.status.value}: only a DRAFT (to start) or a live plan "
+                "(to complete) can be approved or rejected",
+                details={"action": action.value, "status": plan.status.value},
+            )
+        self._authorize(actor, action, plan)
+        now = self.clock.now()
+        row = LogRecord(
+            plan.id,
+            event,
+            actor,
+            now,
+            plan.status,
+            plan.status,
+            message=reason,
+            details={"stage": stage, "version": plan.version},
+            app_name=plan.app_name,
+            environment=plan.environment,
+        )
+        self._store.append_log(row, self._outbox([row], plan))
+        self._emit(_event_of(row, plan, plan))
+        return row
+
+    # --- grants and tokens ------------------------------------------------------------------
+
+    def grant(
+        self, *, actor: str, grantee: str, role: str, app_name: str, environment: str
+    ) -> Grant:
+        """Give ``grantee`` a role for an app and an environment (``*`` for all)."""
+        scope = Scope(name_field(app_name, "appName"), name_field(environment, "environment"))
+        grantee = name_field(grantee, "actor")
+        self._authorize(actor, Action.GRANT, None, scope)
+        now = self.clock.now()
+        grant = Grant(grantee, check_role(role), scope.app_name, scope.environment, actor, now)
+        return self._store.add_grant(grant, self._grant_log("GRANTED", grant, actor, now))
+
+    def revoke(self, grant_id: int, *, actor: str) -> Grant:
+        """Take a grant back."""
+        grant = self._store.get_grant(grant_id)
+        if grant is None:
+            raise NotFound(f"grant {grant_id} does not exist", details={"grantId": grant_id})
+        self._authorize(actor, Action.GRANT, None, Scope(grant.app_name, grant.environment))
+        now = self.clock.now()
+        self._store.remove_grant(grant_id, self._grant_log("REVOKED", grant, actor, now))
+        return grant
+
+    def grants(
+        self,
+        *,
+        actor: str,
+        grantee: str | None = None,
+        app_name: str | None = None,
+        environment: str | None = None,
+    ) -> list[Grant]:
+        """Grants, filtered; seeing them takes the right to manage them in that scope."""
+        scope = Scope(app_name or ANY, environment or ANY)
+        self._authorize(actor, Action.GRANT, None, scope)
+        return self._store.find_grants(grantee, app_name, environment)
+
+    def _grant_log(self, event: str, grant: Grant, actor: str, now: datetime) -> LogRecord:
+        return LogRecord(
+            "",
+            event,
+            actor,
+            now,
+            details={"grantee": grant.actor, "role": grant.role},
+            app_name=grant.app_name,
+            environment=grant.environment,
+        )
+
+    def create_token(
+        self,
+        *,
+        actor: str,
+        owner: str | None = None,
+        scope: str = "read",
+        days: int = 90,
+        name: str = "",
+    ) -> tuple[str, ApiToken]:
+        """A new API token for ``owner`` (default: ``actor`` itself; another's takes the
+        right to grant). Returns the token, shown once, and its stored record."""
+        owner = name_field(owner, "owner") if owner is not None else actor
+        if scope not in TOKEN_SCOPES:
+            raise ValidationError("scope", f"must be one of {', '.join(TOKEN_SCOPES)}", value=scope)
+        if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_TOKEN_DAYS:
+            raise ValidationError("days", f"must be from 1 to {MAX_TOKEN_DAYS}", value=days)
+        if not isinstance(name, str) or len(name) > 128 or any(ch < " " for ch in name):
+            raise ValidationError("name", "must be one line of at most 128 characters")
+        if owner != actor:  # one's own needs no right: it can do no more than its owner
+            self._authorize(actor, Action.GRANT, None)
+        now = self.clock.now()
+        secret = "grt_" + secrets.token_urlsafe(32)
+        token = ApiToken(
+            id=secrets.token_hex(8),
+            actor=owner,
+            scope=scope,
+            token_hash=token_hash(secret),
+            created_by=actor,
+            created_at=now,
+            expires_at=now + timedelta(days=days),
+            name=name,
+        )
+        self._store.add_token(token, self._token_log("TOKEN_CREATED", token, actor, now))
+        return secret, token
+
+    def revoke_token(self, token_id: str, *, actor: str) -> ApiToken:
+        """Revoke a token: one's own, or anyone's with the right to grant."""
+        token = self._store.get_token(token_id) if isinstance(token_id, str) else None
+        if token is None:
+            raise NotFound(f"token {token_id} does not exist", details={"tokenId": token_id})
+        if token.actor != actor:
+            self._authorize(actor, Action.GRANT, None)
+        now = self.clock.now()
+        self._store.revoke_token(token.id, now, self._token_log("TOKEN_REVOKED", token, actor, now))
+        return attrs.evolve(token, revoked_at=token.revoked_at or now)
+
+    def tokens(self, *, actor: str, owner: str | None = None) -> list[ApiToken]:
+        """Tokens of ``owner`` (one's own; anyone's, or all, with the right to grant)."""
+        if owner != actor:
+            self._authorize(actor, Action.GRANT, None)
+        return self._store.list_tokens(owner)
+
+    def identify_token(self, secret: str) -> ApiToken | None:
+        """The valid (unexpired, unrevoked) token whose secret this is, if any."""
+        token = self._store.token_by_hash(token_hash(secret))
+        return token if token is not None and token.valid_at(self.clock.now()) else None
+
+    def _token_log(self, event: str, token: ApiToken, actor: str, now: datetime) -> LogRecord:
+        return LogRecord(
+            "",
+            event,
+            actor,
+            now,
+            details={
+                "tokenId": token.id,
+                "owner": token.actor,
+                "scope": token.scope,
+                "expiresAt": timestamp(token.expires_at),
+            },
+        )
 
     # --- notifications --------------------------------------------------------------------
 
@@ -1037,7 +1221,6 @@ class GrayRelease:
         publish: Callable[[Plan], dict[ConfigRef, str | None]] | None = None,
         message: str = "",
         reindex: bool = True,
-        system: bool = False,
         now: datetime | None = None,
         progress: Progress | None = None,
         leading: Sequence[LogRecord] = (),
@@ -1045,13 +1228,12 @@ class GrayRelease:
     ) -> Plan:
         """Load, authorize, check the transition, mutate, publish, save, reindex, tell.
 
-        The ticker acts with ``system`` (no authorization: it carries out rules an authorized
-        person set), its own ``now``, the ``progress`` it decided and the ``leading`` audit rows
+        The ticker acts as ``system`` (authorized like anyone, so approval gates hold for it
+        too), with its own ``now``, the ``progress`` it decided and the ``leading`` audit rows
         (its verdict) that are saved in the same transaction.
         """
         plan = self._load(plan_id, expected_version)
-        if not system:
-            self._authorize(actor, action, plan)
+        self._authorize(actor, action, plan)  # the ticker too: approval gates hold for it
         status = lifecycle.target(action, plan.status)
         assert status is not None
         now = now or self.clock.now()
@@ -1183,29 +1365,63 @@ class GrayRelease:
             )
         return plan
 
-    def _authorize(self, actor: str, action: Action, plan: Plan | None) -> None:
+    def authorize(
+        self, actor: str, action: Action, plan: Plan | None = None, scope: Scope | None = None
+    ) -> None:
+        """Refuse with ``PermissionDenied`` (recorded in the audit trail) unless ``actor`` may
+        do ``action`` on ``plan`` or in ``scope`` (``*`` for all apps or environments). The
+        engine calls it for every action; adapters call it for what they read."""
+        self._authorize(actor, action, plan, scope)
+
+    def _authorize(
+        self, actor: str, action: Action, plan: Plan | None, scope: Scope | None = None
+    ) -> None:
         if not isinstance(actor, str) or not actor.strip():
             raise ValidationError("actor", "must name who acts")
         if len(actor) > MAX_ACTOR or any(ch < " " for ch in actor):
             raise ValidationError("actor", f"must be one line of at most {MAX_ACTOR} characters")
-        answers = self.plugin_manager.hook.grayrelease_authorize(
-            actor=actor, action=action.value, plan=plan
-        )
-        if any(answer is False for answer in answers):
-            target = f" plan {plan.id}" if plan else " a plan"
-            denied = PermissionDenied(
-                f"{actor} may not {action.value}{target}; ask an administrator for the permission",
-                details={
-                    "actor": actor,
-                    "action": action.value,
-                    "planId": plan.id if plan else None,
-                },
+        if scope is None:
+            scope = Scope(plan.app_name, plan.environment) if plan else Scope(ANY, ANY)
+        target = f" plan {plan.id}" if plan else f" in {scope.app_name}/{scope.environment}"
+        token_scope = request_token_scope.get()
+        try:
+            if not scope_allows(token_scope, action):
+                raise PermissionDenied(
+                    f"this token's scope ({token_scope}) does not allow {action.value}; "
+                    "use a token with a wider scope",
+                    details={"action": action.value, "tokenScope": token_scope},
+                )
+            answers = self.plugin_manager.hook.grayrelease_authorize(
+                actor=actor,
+                action=action.value,
+                plan=plan,
+                scope=scope,
+                settings=self.settings,
+                store=self._store,
             )
-            self._record_denial(actor, action, plan, denied)
-            raise denied
+            if any(answer is False for answer in answers):
+                raise PermissionDenied(
+                    f"{actor} may not {action.value}{target}; "
+                    "ask an administrator for the permission",
+                    details={"action": action.value},
+                )
+        except PermissionDenied as denied:
+            denied.details.update(
+                actor=actor,
+                planId=plan.id if plan else None,
+                appName=scope.app_name,
+                environment=scope.environment,
+            )
+            self._record_denial(actor, action, plan, scope, denied)
+            raise
 
     def _record_denial(
-        self, actor: str, action: Action, plan: Plan | None, denied: PermissionDenied
+        self,
+        actor: str,
+        action: Action,
+        plan: Plan | None,
+        scope: Scope,
+        denied: PermissionDenied,
     ) -> None:
         """A refused attempt goes into the audit trail: who, what, from where. Its failure
         to be written is logged and does not change the answer."""
@@ -1222,10 +1438,14 @@ class GrayRelease:
                     details={
                         "action": action.value,
                         "source": request_source.get(),
-                        **{k: v for k, v in denied.details.items() if k not in ("actor", "planId")},
+                        **{
+                            k: v
+                            for k, v in denied.details.items()
+                            if k not in ("actor", "planId", "appName", "environment")
+                        },
                     },
-                    app_name=plan.app_name if plan else None,
-                    environment=plan.environment if plan else None,
+                    app_name=scope.app_name,
+                    environment=scope.environment,
                 )
             )
         except Exception:
@@ -1328,6 +1548,15 @@ def _original_values(plan: Plan) -> dict[ConfigRef, str | None]:
 
 def _event_of(row: LogRecord, plan: Plan, previous: Plan | None) -> PlanEvent:
     return PlanEvent(row.action, plan, previous, row.actor, row.at, row.message, row.details)
+
+
+def approval_stage(plan: Plan) -> str | None:
+    """Which gated step an approval of ``plan`` is for now: ``start`` or ``complete``."""
+    if plan.status is PlanStatus.DRAFT:
+        return "start"
+    if plan.status.is_live:
+        return "complete"
+    return None
 
 
 def _failed_metrics(rows: Sequence[LogRecord]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from .access import Scope
     from .backend import ConfigBackend
     from .clock import Clock
     from .metrics import MetricSource
@@ -116,16 +117,29 @@ def grayrelease_make_backend(settings: Settings) -> ConfigBackend | None:
 
 
 @hookspec
-def grayrelease_authorize(actor: str, action: str, plan: Plan | None) -> bool | None:
-    """Decide whether ``actor`` may perform ``action`` on ``plan``.
+def grayrelease_authorize(
+    actor: str,
+    action: str,
+    plan: Plan | None,
+    scope: Scope,
+    settings: Settings,
+    store: PlanStore,
+) -> bool | None:
+    """Decide whether ``actor`` may perform ``action`` on ``plan`` (or in ``scope``).
 
-    Called before every plan action in the core, so the Python API, the REST API and the CLI
-    all obey it. Any ``False`` denies; ``True`` or ``None`` leaves the decision to the others.
+    Called before every action in the core, so the Python API, the REST API and the CLI
+    all obey it; the ticker's own actions come with the actor ``system``. Any ``False``
+    denies; ``True`` or ``None`` leaves the decision to the others. To say what is missing,
+    raise ``PermissionDenied`` with a message and details instead of returning ``False``.
 
-    :param actor: who acts (a user name or token owner).
-    :param action: ``create``, ``update``, ``delete``, ``start``, ``pause``, ``resume``,
-        ``complete`` or ``rollback``.
-    :param plan: the plan acted on (``None`` for ``create``).
+    :param actor: who acts (a user name or token owner; ``system`` for the ticker).
+    :param action: ``view``, ``create``, ``update``, ``delete``, ``start``, ``pause``,
+        ``resume``, ``promote``, ``complete``, ``rollback``, ``report-metrics``,
+        ``approve``, ``reject``, ``grant`` or ``audit``.
+    :param plan: the plan acted on (``None`` for ``create``, grants, lists and the audit).
+    :param scope: the app and environment acted in (``*`` for all of them).
+    :param settings: the installation's settings.
+    :param store: the plan store (grants, and approvals in the audit trail).
     :returns: ``False`` to deny.
     """
     raise NotImplementedError

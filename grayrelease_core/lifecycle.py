@@ -30,6 +30,14 @@ class Action(enum.StrEnum):
     PROMOTE = "promote"
     REPORT = "report-metrics"
     """Push metric samples for a plan (no state change)."""
+    VIEW = "view"
+    """Read plans, their logs, instances, metrics and notifications."""
+    APPROVE = "approve"
+    REJECT = "reject"
+    GRANT = "grant"
+    """Manage who may do what (grants, other actors' tokens)."""
+    AUDIT = "audit"
+    """Check the audit chain."""
 
 
 TRANSITIONS: dict[Action, tuple[frozenset[PlanStatus], PlanStatus | None]] = {

@@ -54,6 +54,8 @@ _EVENTS: Mapping[str, Mapping[str, str]] = MappingProxyType(
                 "START_FAILED": "启动失败",
                 "COMPLETE_FAILED": "全量发布失败",
                 "ROLLBACK_FAILED": "回滚失败",
+                "APPROVED": "审批通过",
+                "REJECTED": "审批驳回",
             }
         ),
         "en": MappingProxyType(
@@ -76,6 +78,8 @@ _EVENTS: Mapping[str, Mapping[str, str]] = MappingProxyType(
                 "START_FAILED": "Start failed",
                 "COMPLETE_FAILED": "Completion failed",
                 "ROLLBACK_FAILED": "Rollback failed",
+                "APPROVED": "Approved",
+                "REJECTED": "Rejected",
             }
         ),
     }
@@ -152,7 +156,9 @@ _PROMOTIONS: Mapping[str, Mapping[str, str]] = MappingProxyType(
 )
 """PROMOTED rows' messages are the engine's own English words; the rest are shown as they are."""
 
-_REASON_ACTIONS = frozenset({"AUTO_ROLLBACK", "ROLLED_BACK", "HELD", "ANALYSIS_INCONCLUSIVE"})
+_REASON_ACTIONS = frozenset(
+    {"AUTO_ROLLBACK", "ROLLED_BACK", "HELD", "ANALYSIS_INCONCLUSIVE", "REJECTED"}
+)
 """Their message is why it happened."""
 _ERROR_ACTIONS = frozenset({"START_FAILED", "COMPLETE_FAILED", "ROLLBACK_FAILED"})
 """Their message is the error that stopped the operation."""

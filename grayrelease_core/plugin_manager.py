@@ -35,6 +35,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "grayrelease_plugins.backends.sql",
     "grayrelease_plugins.metrics.push",
     "grayrelease_plugins.metrics.prometheus",
+    "grayrelease_plugins.auth.roles",
     "grayrelease_plugins.notifiers.inbox",
     "grayrelease_plugins.notifiers.email",
     "grayrelease_plugins.notifiers.dingtalk",

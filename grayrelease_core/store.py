@@ -13,6 +13,7 @@ from typing import Protocol
 
 import attrs
 
+from .access import ApiToken, Grant
 from .audit import AuditReport
 from .errors import ValidationError
 from .inbox import InboxMessage
@@ -303,5 +304,39 @@ class PlanStore(Protocol):
         ...
 
     def unread_inbox(self, recipient: str) -> int: ...
+
+    # --- grants and tokens ------------------------------------------------------------------
+
+    def add_grant(self, grant: Grant, log: LogRecord) -> Grant:
+        """Store a grant with its audit row. :raises Conflict: the actor already holds it."""
+        ...
+
+    def remove_grant(self, grant_id: int, log: LogRecord) -> None:
+        """Delete a grant with its audit row. :raises NotFound: there is no such grant."""
+        ...
+
+    def find_grants(
+        self,
+        actor: str | None = None,
+        app_name: str | None = None,
+        environment: str | None = None,
+    ) -> list[Grant]:
+        """Grants of ``actor`` (any when ``None``), naming exactly ``app_name`` /
+        ``environment`` when given."""
+        ...
+
+    def get_grant(self, grant_id: int) -> Grant | None: ...
+
+    def add_token(self, token: ApiToken, log: LogRecord) -> None: ...
+
+    def token_by_hash(self, token_hash: str) -> ApiToken | None: ...
+
+    def get_token(self, token_id: str) -> ApiToken | None: ...
+
+    def revoke_token(self, token_id: str, at: datetime, log: LogRecord) -> None:
+        """Mark a token revoked (the first time stays) with its audit row."""
+        ...
+
+    def list_tokens(self, actor: str | None = None) -> list[ApiToken]: ...
 
     def close(self) -> None: ...

@@ -149,7 +149,13 @@ def test_hook_authorize_any_false_denies_everywhere(make_gr: Factory) -> None:
     with pytest.raises(PermissionDenied) as caught:
         gr.start(plan.id, actor="bob")
     assert caught.value.code == "PERMISSION_DENIED"
-    assert caught.value.details == {"actor": "bob", "action": "start", "planId": plan.id}
+    assert caught.value.details == {
+        "actor": "bob",
+        "action": "start",
+        "planId": plan.id,
+        "appName": plan.app_name,
+        "environment": plan.environment,
+    }
     assert gr.get_plan(plan.id).status is PlanStatus.DRAFT
     assert gr.start(plan.id, actor="alice").status is PlanStatus.ACTIVE
     assert ("bob", "create", None) in calls

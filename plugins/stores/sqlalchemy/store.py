@@ -47,6 +47,7 @@ from grayrelease_core import (
     PlanStatus,
     Progress,
 )
+from grayrelease_core.access import ApiToken, Grant
 from grayrelease_core.audit import GENESIS, AuditReport, Break, ChainedRow, link, verify
 from grayrelease_core.checks import auto_rollback_from_json
 from grayrelease_core.inbox import InboxMessage
@@ -61,6 +62,7 @@ from .tables import (
     AttemptRow,
     AuditHeadRow,
     DetailRow,
+    GrantRow,
     InstanceRow,
     LogRow,
     MessageRow,
@@ -68,6 +70,7 @@ from .tables import (
     MonitorRow,
     NotificationRow,
     PlanRow,
+    TokenRow,
     UtcDateTime,
 )
 
@@ -812,6 +815,118 @@ class SqlPlanStore:
             )
         return int(count or 0)
 
+    # --- grants and tokens ------------------------------------------------------------------
+
+    def add_grant(self, grant: Grant, log: LogRecord) -> Grant:
+        new_id = 0
+
+        def work(conn: Connection) -> None:
+            nonlocal new_id
+            result = conn.execute(
+                insert(GrantRow).values(
+                    actor=grant.actor,
+                    role=grant.role,
+                    app_name=grant.app_name,
+                    environment=grant.environment,
+                    granted_by=grant.granted_by,
+                    granted_at=grant.granted_at,
+                )
+            )
+            key = result.inserted_primary_key
+            assert key is not None
+            new_id = int(key[0])
+            self._append_logs(conn, [log])
+
+        try:
+            run_write(self._engine, work)
+        except IntegrityError as exc:
+            raise Conflict(
+                f"{grant.actor} already holds {grant.role} on {grant.app_name}/{grant.environment}",
+                details={"actor": grant.actor, "role": grant.role},
+            ) from exc
+        return attrs.evolve(grant, id=new_id)
+
+    def remove_grant(self, grant_id: int, log: LogRecord) -> None:
+        def work(conn: Connection) -> None:
+            if conn.execute(delete(GrantRow).where(GrantRow.id == grant_id)).rowcount != 1:
+                raise NotFound(f"grant {grant_id} does not exist", details={"grantId": grant_id})
+            self._append_logs(conn, [log])
+
+        run_write(self._engine, work)
+
+    def find_grants(
+        self,
+        actor: str | None = None,
+        app_name: str | None = None,
+        environment: str | None = None,
+    ) -> list[Grant]:
+        where = [
+            column == value
+            for column, value in (
+                (GrantRow.actor, actor),
+                (GrantRow.app_name, app_name),
+                (GrantRow.environment, environment),
+            )
+            if value is not None
+        ]
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(GrantRow).where(*where).order_by(GrantRow.id)).all()
+        return [_grant(row) for row in rows]
+
+    def get_grant(self, grant_id: int) -> Grant | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(GrantRow).where(GrantRow.id == grant_id)).one_or_none()
+        return None if row is None else _grant(row)
+
+    def add_token(self, token: ApiToken, log: LogRecord) -> None:
+        def work(conn: Connection) -> None:
+            conn.execute(
+                insert(TokenRow).values(
+                    id=token.id,
+                    token_hash=token.token_hash,
+                    actor=token.actor,
+                    scope=token.scope,
+                    name=token.name,
+                    created_by=token.created_by,
+                    created_at=token.created_at,
+                    expires_at=token.expires_at,
+                    revoked_at=token.revoked_at,
+                )
+            )
+            self._append_logs(conn, [log])
+
+        run_write(self._engine, work)
+
+    def token_by_hash(self, token_hash: str) -> ApiToken | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                select(TokenRow).where(TokenRow.token_hash == token_hash)
+            ).one_or_none()
+        return None if row is None else _token(row)
+
+    def get_token(self, token_id: str) -> ApiToken | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(TokenRow).where(TokenRow.id == token_id)).one_or_none()
+        return None if row is None else _token(row)
+
+    def revoke_token(self, token_id: str, at: datetime, log: LogRecord) -> None:
+        def work(conn: Connection) -> None:
+            found = conn.execute(
+                update(TokenRow)
+                .where(TokenRow.id == token_id, TokenRow.revoked_at.is_(None))
+                .values(revoked_at=at)
+            )
+            if found.rowcount == 1:
+                self._append_logs(conn, [log])
+
+        run_write(self._engine, work)
+
+    def list_tokens(self, actor: str | None = None) -> list[ApiToken]:
+        where = [] if actor is None else [TokenRow.actor == actor]
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(TokenRow).where(*where).order_by(TokenRow.created_at)).all()
+        return [_token(row) for row in rows]
+
     def close(self) -> None:
         self._engine.dispose()
 
@@ -1089,6 +1204,32 @@ def _log_filters(query: LogQuery) -> list[Any]:
     if query.until is not None:
         where.append(LogRow.at < query.until)
     return where
+
+
+def _grant(row: Any) -> Grant:
+    return Grant(
+        actor=row.actor,
+        role=row.role,
+        app_name=row.app_name,
+        environment=row.environment,
+        granted_by=row.granted_by,
+        granted_at=row.granted_at,
+        id=row.id,
+    )
+
+
+def _token(row: Any) -> ApiToken:
+    return ApiToken(
+        id=row.id,
+        actor=row.actor,
+        scope=row.scope,
+        token_hash=row.token_hash,
+        created_by=row.created_by,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        revoked_at=row.revoked_at,
+        name=row.name,
+    )
 
 
 def _queue(conn: Connection, outbox: Sequence[Notification]) -> None:

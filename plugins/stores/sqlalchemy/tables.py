@@ -298,3 +298,37 @@ class MessageRow(Base):
         UniqueConstraint("notification_id", "recipient"),
         Index(None, "recipient", "read_at"),
     )
+
+
+class GrantRow(Base):
+    """gray_release_grant: a role held by an actor for an app and an environment."""
+
+    __tablename__ = "gray_release_grant"
+
+    id: Mapped[int] = mapped_column(LongId, primary_key=True, autoincrement=True)
+    actor: Mapped[str] = mapped_column(Key(128))
+    role: Mapped[str] = mapped_column(String(16))
+    app_name: Mapped[str] = mapped_column(Key(128))
+    environment: Mapped[str] = mapped_column(Key(128))
+    granted_by: Mapped[str] = mapped_column(String(128))
+    granted_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+    __table_args__ = (UniqueConstraint("actor", "role", "app_name", "environment"),)
+
+
+class TokenRow(Base):
+    """gray_release_token: API tokens, kept only as their SHA-256."""
+
+    __tablename__ = "gray_release_token"
+
+    id: Mapped[str] = mapped_column(Key(32), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(Key(64), unique=True)
+    actor: Mapped[str] = mapped_column(Key(128))
+    scope: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(128), default="")
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    __table_args__ = (Index(None, "actor"),)

@@ -1,0 +1,1 @@
+"""Built-in permission plugins: roles per app and environment, and release approval."""
