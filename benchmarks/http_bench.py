@@ -93,9 +93,9 @@ def _serve_child(folder: str, threads: int, channel: Connection) -> None:
                 "grayRules": {"percentage": PERCENTAGE},
                 "grayValues": {KEY: "true"},
             },
-            actor="bench",
+            actor="admin",
         )
-        engine.start(plan.id, actor="bench")
+        engine.start(plan.id, actor="admin")
 
         in_request = [0]
 

@@ -78,6 +78,7 @@ from .outbox import (
 )
 from .plugin_manager import by_name, collect, implementations, make_plugin_manager
 from .routing import Routing, check_routing, parse_routing, route, severity_of
+from .rules import positive_int
 from .samples import PlanMetrics, parse_samples, plan_metrics
 from .settings import Settings
 from .store import LogQuery, PlanQuery, PlanStore, ProgressChange
@@ -249,9 +250,7 @@ class GrayRelease:
     def create_plan(self, body: Mapping[str, Any], *, actor: str) -> Plan:
         """Create a DRAFT plan from the spec's JSON body (plus ``grayValues``)."""
         fields = parse_plan_body(body, creating=True).fields
-        self._authorize(
-            actor, Action.CREATE, None, Scope(fields["appName"], fields["environment"])
-        )
+        self._authorize(actor, Action.CREATE, None, Scope(fields["appName"], fields["environment"]))
         strategy = self.strategies.get(fields["grayStrategy"])
         now = self.clock.now()
         gray = fields.get("grayValues", {})
@@ -961,8 +960,7 @@ class GrayRelease:
         owner = name_field(owner, "owner") if owner is not None else actor
         if scope not in TOKEN_SCOPES:
             raise ValidationError("scope", f"must be one of {', '.join(TOKEN_SCOPES)}", value=scope)
-        if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_TOKEN_DAYS:
-            raise ValidationError("days", f"must be from 1 to {MAX_TOKEN_DAYS}", value=days)
+        days = positive_int(days, "days", maximum=MAX_TOKEN_DAYS)
         if not isinstance(name, str) or len(name) > 128 or any(ch < " " for ch in name):
             raise ValidationError("name", "must be one line of at most 128 characters")
         if owner != actor:  # one's own needs no right: it can do no more than its owner

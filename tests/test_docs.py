@@ -232,3 +232,18 @@ def test_notification_settings_on_the_pages_start_an_engine(page: str, tmp_path:
         gr.rollback(plan.id, actor="alice")  # a warning: every channel takes it
         channels = {n.channel for n in gr.plan_notifications(plan.id).items}
         assert channels == set(routing["channels"])
+
+
+def test_settings_on_the_security_page_start_an_engine(tmp_path: Path) -> None:
+    text = (DOCS / "security.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```json\n(.*?)```", text, re.DOTALL)
+    assert len(blocks) == 2  # the auth section and the audit key
+    for n, block in enumerate(blocks):
+        settings = {
+            **json.loads(block),
+            "database_url": f"sqlite:///{tmp_path / f'{n}.db'}",
+            "background_sync": False,
+        }
+        with GrayRelease.from_settings(settings, load_entrypoints=False) as gr:
+            assert gr.verify_audit().ok
+            assert gr.auth.enabled == ("auth" in settings)

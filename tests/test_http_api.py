@@ -23,10 +23,12 @@ API = "/api/gray-release"
 def make_app(tmp_path: Path, clock: ManualClock, **config: Any) -> Flask:
     app = Flask("host")
     app.config.update(
-        GRAYRELEASE_DATABASE_URL=f"sqlite:///{tmp_path / 'gray.db'}",
-        GRAYRELEASE_BACKGROUND_SYNC=False,
-        GRAYRELEASE_TOKENS={TOKEN: "alice", BOB: "bob"},
-        **config,
+        {
+            "GRAYRELEASE_DATABASE_URL": f"sqlite:///{tmp_path / 'gray.db'}",
+            "GRAYRELEASE_BACKGROUND_SYNC": False,
+            "GRAYRELEASE_TOKENS": {TOKEN: "alice", BOB: "bob"},
+            **config,
+        }
     )
     GrayRelease(app, clock=clock, load_entrypoints=False)
     return app

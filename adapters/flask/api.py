@@ -13,6 +13,7 @@ from grayrelease_core import (
     Client,
     ConfigRef,
     GrayReleaseError,
+    LogRecord,
     NotFound,
     Plan,
     PlanQuery,
@@ -20,7 +21,9 @@ from grayrelease_core import (
     Unauthenticated,
     ValidationError,
 )
-from grayrelease_core.context import request_source
+from grayrelease_core.access import ANY, Scope
+from grayrelease_core.context import request_source, request_token_scope
+from grayrelease_core.lifecycle import Action
 from grayrelease_core.outbox import Notification
 from grayrelease_core.store import LogQuery
 from grayrelease_core.wire import (
@@ -31,8 +34,11 @@ from grayrelease_core.wire import (
     logs_to_csv,
     parse_time,
     plan_to_wire,
+    timestamp,
 )
 
+from .access_api import register_access_routes
+from .caller import actor, state
 from .http import (
     MAX_ADDRESS,
     MAX_INSTANCE_ID,
@@ -52,7 +58,6 @@ from .http import (
 )
 from .identity import bearer_token, token_matches
 from .openapi import openapi_document
-from .state import AppState
 
 CONFIG_VALUE_PARAMS = frozenset(
     {
@@ -92,24 +97,6 @@ ANY_METHOD = ["GET", "POST", "PUT", "DELETE", "PATCH"]
 BODY_METHODS = frozenset({"POST", "PUT", "DELETE", "PATCH"})
 
 
-def state() -> AppState:
-    extension = current_app.extensions["grayrelease"]
-    result: AppState = extension.state()
-    return result
-
-
-def actor() -> str:
-    """The caller's name from ``grayrelease_identify``, or a 401."""
-    engine = state().engine
-    name = engine.plugin_manager.hook.grayrelease_identify(request=request)
-    if not name:
-        raise Unauthenticated(
-            "this request needs an identity: send Authorization: Bearer <token> with a token "
-            "from GRAYRELEASE_TOKENS"
-        )
-    return str(name)
-
-
 def plan_response(plan: Plan, status: int = 200) -> Response:
     return json_response(plan_to_wire(plan), status, {"ETag": f'"{plan.version}"'})
 
@@ -130,16 +117,18 @@ def create_api_blueprint(name: str = "grayrelease_api") -> Blueprint:
     api = Blueprint(name, __name__)
 
     @api.before_request
-    def prepare_write() -> None:
+    def limit_body() -> None:
         if request.method in BODY_METHODS:  # config reads, the hot path, skip all this
             request.max_content_length = state().max_body_bytes
-            g.grayrelease_source = request_source.set(request.remote_addr)
 
     @api.teardown_request
-    def forget_source(error: BaseException | None) -> None:
-        token = g.pop("grayrelease_source", None)
-        if token is not None:
-            request_source.reset(token)
+    def forget_request(error: BaseException | None) -> None:
+        source = g.pop("grayrelease_source", None)
+        if source is not None:
+            request_source.reset(source)
+        scope = g.pop("grayrelease_scope", None)
+        if scope is not None:
+            request_token_scope.reset(scope)
 
     @api.before_request
     def answer_options() -> Response | None:
@@ -205,28 +194,27 @@ def create_api_blueprint(name: str = "grayrelease_api") -> Blueprint:
 
     @api.get("/plans")
     def list_plans() -> Response:
-        actor()
+        who = actor()
         params = query(request, PLAN_LIST_PARAMS)
         status = params.get("status")
         if status is not None and status not in PlanStatus.__members__:
             raise ValidationError("status", f"must be one of {', '.join(PlanStatus)}", value=status)
-        page = state().engine.list_plans(
-            PlanQuery(
-                app_name=optional_text(params, "appName", maximum=MAX_NAME),
-                environment=optional_text(params, "environment", maximum=MAX_NAME),
-                group_name=optional_text(params, "groupName", maximum=MAX_NAME),
-                status=PlanStatus(status) if status else None,
-                page=int_param(params, "page", 1, maximum=MAX_PAGE),
-                page_size=int_param(params, "pageSize", 20, maximum=MAX_PAGE_SIZE),
-            )
+        found = PlanQuery(
+            app_name=optional_text(params, "appName", maximum=MAX_NAME),
+            environment=optional_text(params, "environment", maximum=MAX_NAME),
+            group_name=optional_text(params, "groupName", maximum=MAX_NAME),
+            status=PlanStatus(status) if status else None,
+            page=int_param(params, "page", 1, maximum=MAX_PAGE),
+            page_size=int_param(params, "pageSize", 20, maximum=MAX_PAGE_SIZE),
         )
-        return page_response(page, plan_to_wire)
+        engine = state().engine
+        engine.authorize(who, Action.VIEW, scope=scope_of(found.app_name, found.environment))
+        return page_response(engine.list_plans(found), plan_to_wire)
 
     @api.get("/plan/<plan_id>")
     def get_plan(plan_id: str) -> Response:
-        actor()
         query(request, ())
-        return plan_response(state().engine.get_plan(plan_id))
+        return plan_response(viewed(plan_id))
 
     @api.put("/plan/<plan_id>")
     def update_plan(plan_id: str) -> Response:
@@ -308,8 +296,8 @@ def create_api_blueprint(name: str = "grayrelease_api") -> Blueprint:
 
     @api.get("/plan/<plan_id>/metrics")
     def plan_metrics(plan_id: str) -> Response:
-        actor()
         params = query(request, METRICS_PARAMS)
+        viewed(plan_id)
         since, until = params.get("since"), params.get("until")
         metrics = state().engine.plan_metrics(
             plan_id,
@@ -321,7 +309,7 @@ def create_api_blueprint(name: str = "grayrelease_api") -> Blueprint:
 
     @api.get("/plan/<plan_id>/logs")
     def plan_logs(plan_id: str) -> Response:
-        actor()
+        who = actor()
         params = query(request, PAGE_PARAMS)
         engine = state().engine
         page = engine.plan_logs(
@@ -331,14 +319,17 @@ def create_api_blueprint(name: str = "grayrelease_api") -> Blueprint:
         )
         if page.total == 0:
             engine.get_plan(plan_id)  # a 404 unless the plan exists (deleted plans keep logs)
+        first = page.items[0] if page.items else None
+        # A deleted plan's rows still say where it was.
+        where = scope_of(first.app_name, first.environment) if first else None
+        engine.authorize(who, Action.VIEW, _plan_or_none(plan_id), where)
         return page_response(page, log_to_wire)
 
     @api.get("/plan/<plan_id>/instances")
     def plan_instances(plan_id: str) -> Response:
-        actor()
         params = query(request, PAGE_PARAMS)
         engine = state().engine
-        engine.get_plan(plan_id)
+        viewed(plan_id)
         page = engine.plan_instances(
             plan_id,
             int_param(params, "page", 1, maximum=MAX_PAGE),
@@ -348,7 +339,7 @@ def create_api_blueprint(name: str = "grayrelease_api") -> Blueprint:
 
     @api.get("/logs")
     def logs() -> Response:
-        actor()
+        who = actor()
         params = query(request, LOG_PARAMS, repeatable=("action",))
         since, until = params.get("since"), params.get("until")
         actions = [_action(value) for value in params.get("action", [])]
@@ -367,6 +358,10 @@ def create_api_blueprint(name: str = "grayrelease_api") -> Blueprint:
         if form not in ("json", "csv"):
             raise ValidationError("format", "must be json or csv", value=form)
         engine = state().engine
+        if found.plan_id is not None and (plan := _plan_or_none(found.plan_id)) is not None:
+            engine.authorize(who, Action.VIEW, plan)
+        else:
+            engine.authorize(who, Action.VIEW, scope=scope_of(found.app_name, found.environment))
         if form == "json":
             return page_response(engine.find_logs(found), log_to_wire)
         return Response(
@@ -377,16 +372,23 @@ def create_api_blueprint(name: str = "grayrelease_api") -> Blueprint:
 
     @api.get("/audit/verify")
     def verify_audit() -> Response:
-        actor()
+        who = actor()
         query(request, ())
-        return json_response(state().engine.verify_audit().to_wire())
+        engine = state().engine
+        engine.authorize(who, Action.AUDIT)
+        return json_response(engine.verify_audit().to_wire())
 
     @api.get("/notifications")
     def notifications() -> Response:
-        actor()
+        who = actor()
         params = query(request, NOTIFICATION_PARAMS)
-        page = state().engine.plan_notifications(
-            required_text(params, "planId"),
+        plan_id = required_text(params, "planId")
+        engine = state().engine
+        plan = _plan_or_none(plan_id)
+        # A deleted plan's notifications: for whoever may view everything.
+        engine.authorize(who, Action.VIEW, plan, None if plan else scope_of(None, None))
+        page = engine.plan_notifications(
+            plan_id,
             int_param(params, "page", 1, maximum=MAX_PAGE),
             int_param(params, "pageSize", 50, maximum=MAX_PAGE_SIZE),
         )
@@ -427,6 +429,24 @@ def create_api_blueprint(name: str = "grayrelease_api") -> Blueprint:
             raise ValidationError("messageId", "must be a message's number", value=message_id)
         return json_response(state().engine.read_message(who, int(message_id)).to_wire())
 
+    @api.post("/plan/<plan_id>/approve")
+    def approve_plan(plan_id: str) -> Response:
+        query(request, ())
+        who = actor()
+        reason = _reason(_object_body("approve", ("reason",)))
+        row = state().engine.approve(plan_id, actor=who, reason=reason)
+        return json_response(decision_to_wire(row))
+
+    @api.post("/plan/<plan_id>/reject")
+    def reject_plan(plan_id: str) -> Response:
+        query(request, ())
+        who = actor()
+        reason = _reason(_object_body("reject", ("reason",)))
+        row = state().engine.reject(plan_id, actor=who, reason=reason)
+        return json_response(decision_to_wire(row))
+
+    register_access_routes(api)
+
     @api.route("/<path:unknown>", methods=ANY_METHOD)
     def no_such_endpoint(unknown: str) -> Response:
         # Routing errors never reach a blueprint's handlers; this rule catches them instead.
@@ -448,6 +468,47 @@ def _action(value: str) -> str:
     ):
         raise ValidationError("action", "must be an audit action such as ROLLED_BACK", value=value)
     return text
+
+
+def viewed(plan_id: str) -> Plan:
+    """The plan, once the caller may view it (a 404 before a 403: ids are not secrets)."""
+    who = actor()
+    engine = state().engine
+    plan = engine.get_plan(plan_id)
+    engine.authorize(who, Action.VIEW, plan)
+    return plan
+
+
+def _plan_or_none(plan_id: str) -> Plan | None:
+    try:
+        return state().engine.get_plan(plan_id)
+    except NotFound:
+        return None
+
+
+def scope_of(app_name: str | None, environment: str | None) -> Scope:
+    """The scope a list spans: a filter's app and environment, or all of them."""
+    return Scope(app_name or ANY, environment or ANY)
+
+
+def decision_to_wire(row: LogRecord) -> dict[str, Any]:
+    details = row.details or {}
+    return {
+        "planId": row.plan_id,
+        "decision": row.action,
+        "stage": details.get("stage"),
+        "version": details.get("version"),
+        "actor": row.actor,
+        "at": timestamp(row.at),
+        "reason": row.message,
+    }
+
+
+def _reason(body: dict[str, Any]) -> str:
+    reason = body.get("reason", "")
+    if not isinstance(reason, str):
+        raise ValidationError("reason", "must be a string", value=type(reason).__name__)
+    return reason
 
 
 def _object_body(action: str, fields: tuple[str, ...]) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from grayrelease_core import (
     ValidationError,
     migrations,
 )
+from grayrelease_core.access import ANY, MAX_TOKEN_DAYS, ROLES, TOKEN_SCOPES
 from grayrelease_core.migrations import MigrationSet
 from grayrelease_core.outbox import DeliveryReport
 from grayrelease_core.plugin_manager import collect, make_plugin_manager
@@ -368,6 +369,130 @@ def promote_plan(ctx: click.Context, plan_id: str, full: bool) -> None:
     with engine_for(ctx) as engine:
         result = engine.promote(plan_id, actor=ctx.meta[OPTIONS].actor, full=full)
         echo_json(plan_to_wire(result))
+
+
+@plan.command("approve")
+@click.argument("plan_id")
+@click.option("--reason", default="", help="For the audit trail.")
+@click.pass_context
+@reporting_errors
+def approve_plan(ctx: click.Context, plan_id: str, reason: str) -> None:
+    """Approve the plan's start (a DRAFT) or its completion (a live plan)."""
+    with engine_for(ctx) as engine:
+        row = engine.approve(plan_id, actor=ctx.meta[OPTIONS].actor, reason=reason)
+        echo_json({"planId": row.plan_id, "decision": row.action, **(row.details or {})})
+
+
+@plan.command("reject")
+@click.argument("plan_id")
+@click.option("--reason", required=True, help="Why: it stays refused until approved.")
+@click.pass_context
+@reporting_errors
+def reject_plan(ctx: click.Context, plan_id: str, reason: str) -> None:
+    """Reject the plan's start or completion."""
+    with engine_for(ctx) as engine:
+        row = engine.reject(plan_id, actor=ctx.meta[OPTIONS].actor, reason=reason)
+        echo_json({"planId": row.plan_id, "decision": row.action, **(row.details or {})})
+
+
+# --- grants and tokens ------------------------------------------------------------------------
+
+
+@cli.group()
+def grant() -> None:
+    """Roles per app and environment (`*` for all): viewer, editor, releaser, admin."""
+
+
+@grant.command("add")
+@click.argument("grantee")
+@click.argument("role", type=click.Choice(ROLES))
+@click.option("--app", "app_name", default=ANY, show_default=True)
+@click.option("--env", "environment", default=ANY, show_default=True)
+@click.pass_context
+@reporting_errors
+def grant_add(ctx: click.Context, grantee: str, role: str, app_name: str, environment: str) -> None:
+    """Give GRANTEE the ROLE for an app and an environment."""
+    with engine_for(ctx) as engine:
+        made = engine.grant(
+            actor=ctx.meta[OPTIONS].actor,
+            grantee=grantee,
+            role=role,
+            app_name=app_name,
+            environment=environment,
+        )
+        echo_json(made.to_wire())
+
+
+@grant.command("remove")
+@click.argument("grant_id", type=click.IntRange(1))
+@click.pass_context
+@reporting_errors
+def grant_remove(ctx: click.Context, grant_id: int) -> None:
+    """Revoke a grant by its id (see `grant list`)."""
+    with engine_for(ctx) as engine:
+        echo_json(engine.revoke(grant_id, actor=ctx.meta[OPTIONS].actor).to_wire())
+
+
+@grant.command("list")
+@click.option("--actor", "grantee", help="Only this actor's grants.")
+@click.option("--app", "app_name", help="Only grants naming this app.")
+@click.option("--env", "environment", help="Only grants naming this environment.")
+@click.pass_context
+@reporting_errors
+def grant_list(
+    ctx: click.Context, grantee: str | None, app_name: str | None, environment: str | None
+) -> None:
+    """The grants (seeing them takes the admin role in that scope)."""
+    with engine_for(ctx) as engine:
+        found = engine.grants(
+            actor=ctx.meta[OPTIONS].actor,
+            grantee=grantee,
+            app_name=app_name,
+            environment=environment,
+        )
+        echo_json([item.to_wire() for item in found])
+
+
+@cli.group()
+def token() -> None:
+    """API tokens: scoped (read, write, release), expiring, stored hashed."""
+
+
+@token.command("create")
+@click.option("--scope", type=click.Choice(TOKEN_SCOPES), default="read", show_default=True)
+@click.option("--days", type=click.IntRange(1, MAX_TOKEN_DAYS), default=90, show_default=True)
+@click.option("--name", default="", help="What it is for.")
+@click.option("--for", "owner", help="Another actor's token (takes the admin role).")
+@click.pass_context
+@reporting_errors
+def token_create(ctx: click.Context, scope: str, days: int, name: str, owner: str | None) -> None:
+    """Make a token; its secret is printed once."""
+    with engine_for(ctx) as engine:
+        secret, made = engine.create_token(
+            actor=ctx.meta[OPTIONS].actor, owner=owner, scope=scope, days=days, name=name
+        )
+        echo_json({**made.to_wire(), "token": secret})
+
+
+@token.command("revoke")
+@click.argument("token_id")
+@click.pass_context
+@reporting_errors
+def token_revoke(ctx: click.Context, token_id: str) -> None:
+    """Revoke a token by its id."""
+    with engine_for(ctx) as engine:
+        echo_json(engine.revoke_token(token_id, actor=ctx.meta[OPTIONS].actor).to_wire())
+
+
+@token.command("list")
+@click.option("--for", "owner", help="Another actor's tokens (takes the admin role).")
+@click.pass_context
+@reporting_errors
+def token_list(ctx: click.Context, owner: str | None) -> None:
+    """Tokens (never their secrets)."""
+    actor = ctx.meta[OPTIONS].actor
+    with engine_for(ctx) as engine:
+        echo_json([item.to_wire() for item in engine.tokens(actor=actor, owner=owner or actor)])
 
 
 # --- housekeeping -----------------------------------------------------------------------------

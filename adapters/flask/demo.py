@@ -51,6 +51,8 @@ def create_demo_app(
         GRAYRELEASE_DATABASE_URL=database_url,
         GRAYRELEASE_BACKEND="sql",
         GRAYRELEASE_TOKENS={admin_token: "admin"},
+        # Roles on: the generated token's actor is the admin, who grants the others.
+        GRAYRELEASE_SETTINGS={"auth": {"admins": ["admin"]}},
     )
     if cache_ttl is not None:
         app.config["GRAYRELEASE_CACHE_TTL"] = cache_ttl

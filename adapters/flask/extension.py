@@ -15,7 +15,7 @@ from grayrelease_core import GrayRelease as Engine
 from grayrelease_core.sync import BackgroundSync
 
 from .api import create_api_blueprint
-from .identity import BearerTokenIdentity
+from .identity import BearerTokenIdentity, StoredTokenIdentity
 from .state import AppState
 
 EXTENSION = "grayrelease"
@@ -30,6 +30,7 @@ DEFAULTS: dict[str, Any] = {
     "GRAYRELEASE_BACKGROUND_SYNC": True,
     "GRAYRELEASE_TICK_INTERVAL": 30.0,
     "GRAYRELEASE_DELIVERY_INTERVAL": 5.0,
+    "GRAYRELEASE_APPROVAL_ENVIRONMENTS": [],
     "GRAYRELEASE_TOKENS": {},
     "GRAYRELEASE_CLIENT_TOKENS": [],
     "GRAYRELEASE_MAX_BODY_BYTES": 1024 * 1024,
@@ -79,6 +80,9 @@ class GrayRelease:
         - ``GRAYRELEASE_DELIVERY_INTERVAL``: seconds between runs of the notification thread,
           so an operator's action is told within seconds, not at the next tick (which
           delivers too); 0 turns it off.
+        - ``GRAYRELEASE_APPROVAL_ENVIRONMENTS``: environments where a plan needs another
+          releaser's approval to start and to complete (turns roles on, like an ``auth``
+          section in ``GRAYRELEASE_SETTINGS``).
         - ``GRAYRELEASE_TOKENS``: ``{"token": "actor"}`` for ``Authorization: Bearer``.
         - ``GRAYRELEASE_CLIENT_TOKENS``: tokens a config read must carry; empty = open.
         - ``GRAYRELEASE_MAX_BODY_BYTES``: the largest request body accepted.
@@ -104,6 +108,18 @@ class GrayRelease:
         extra = config["GRAYRELEASE_SETTINGS"]
         if not isinstance(extra, Mapping):
             raise ValidationError("GRAYRELEASE_SETTINGS", "must be a mapping of engine settings")
+        approval = config["GRAYRELEASE_APPROVAL_ENVIRONMENTS"]
+        if not isinstance(approval, list | tuple) or not all(
+            isinstance(env, str) and env.strip() for env in approval
+        ):
+            raise ValidationError(
+                "GRAYRELEASE_APPROVAL_ENVIRONMENTS", "must be a list of environment names"
+            )
+        if approval:  # turns roles on: approval means nothing without them
+            auth = extra.get("auth", {})
+            if not isinstance(auth, Mapping):
+                raise ValidationError("GRAYRELEASE_SETTINGS.auth", "must be an object")
+            extra = {**extra, "auth": {**auth, "approval_environments": list(approval)}}
         settings = {
             **extra,
             "database_url": config["GRAYRELEASE_DATABASE_URL"],
@@ -118,6 +134,7 @@ class GrayRelease:
             plugins=[*self._plugins, BearerTokenIdentity(tokens)],
             load_entrypoints=self._load_entrypoints,
         )
+        engine.plugin_manager.register(StoredTokenIdentity(engine))
         ticker = (
             BackgroundSync(lambda: _tick_quietly(engine), tick_interval, name="grayrelease-ticker")
             if tick_interval > 0

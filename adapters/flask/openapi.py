@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from grayrelease_core.access import MAX_TOKEN_DAYS, ROLES, TOKEN_SCOPES
 from grayrelease_core.checks import DIRECTIONS, MAX_CHECKS, MAX_QUERY, MAX_WINDOW_MINUTES
 from grayrelease_core.models import ItemStatus, PlanStatus
 from grayrelease_core.routing import EVENT_SEVERITY, MAX_RECIPIENT, MAX_RECIPIENTS
@@ -131,6 +132,100 @@ def _plan_fields() -> dict[str, Any]:
             "type": ["string", "null"],
             "format": "date-time",
             "description": "Start this DRAFT plan automatically at this time (with its zone)",
+        },
+    }
+
+
+def _access_schemas() -> dict[str, Any]:
+    time = {"type": "string", "format": "date-time"}
+    grant_fields = {
+        "actor": NAME,
+        "role": {"type": "string", "enum": list(ROLES)},
+        "appName": {**NAME, "description": "An app, or * for all"},
+        "environment": {**NAME, "description": "An environment, or * for all"},
+    }
+    token = {
+        "id": {"type": "string"},
+        "actor": {"type": "string"},
+        "scope": {"type": "string", "enum": list(TOKEN_SCOPES)},
+        "name": {"type": "string"},
+        "createdBy": {"type": "string"},
+        "createdAt": time,
+        "expiresAt": time,
+        "revokedAt": {"type": ["string", "null"], "format": "date-time"},
+    }
+    return {
+        "Approval": {
+            "type": "object",
+            "properties": {"reason": {"type": "string", "maxLength": 2000}},
+            "additionalProperties": False,
+        },
+        "Rejection": {
+            "type": "object",
+            "required": ["reason"],
+            "properties": {
+                "reason": {"type": "string", "maxLength": 2000, "pattern": f"[^{SPACE}]"}
+            },
+            "additionalProperties": False,
+        },
+        "Decision": {
+            "type": "object",
+            "required": ["planId", "decision", "stage", "version", "actor", "at", "reason"],
+            "properties": {
+                "planId": {"type": "string"},
+                "decision": {"type": "string", "enum": ["APPROVED", "REJECTED"]},
+                "stage": {"type": "string", "enum": ["start", "complete"]},
+                "version": {"type": "integer", "minimum": 1},
+                "actor": {"type": "string"},
+                "at": time,
+                "reason": {"type": "string"},
+            },
+        },
+        "GrantCreate": {
+            "type": "object",
+            "required": list(grant_fields),
+            "properties": grant_fields,
+            "additionalProperties": False,
+        },
+        "Grant": {
+            "type": "object",
+            "required": ["id", *grant_fields],
+            "properties": {
+                "id": {"type": "integer", "minimum": 1},
+                **grant_fields,
+                "grantedBy": {"type": "string"},
+                "grantedAt": time,
+            },
+        },
+        "GrantList": {
+            "type": "object",
+            "required": ["items"],
+            "properties": {"items": {"type": "array", "items": _ref("Grant")}},
+        },
+        "TokenCreate": {
+            "type": "object",
+            "required": ["scope"],
+            "properties": {
+                "actor": {**NAME, "description": "Whose token (default: the caller's own)"},
+                "scope": token["scope"],
+                "days": {"type": "integer", "minimum": 1, "maximum": MAX_TOKEN_DAYS},
+                "name": {"type": "string", "maxLength": 128, "pattern": "^[^\\x00-\\x1f]*$"},
+            },
+            "additionalProperties": False,
+        },
+        "Token": {"type": "object", "required": ["id", "actor", "scope"], "properties": token},
+        "TokenCreated": {
+            "type": "object",
+            "required": ["id", "token"],
+            "properties": {
+                **token,
+                "token": {"type": "string", "description": "The secret, shown only now"},
+            },
+        },
+        "TokenList": {
+            "type": "object",
+            "required": ["items"],
+            "properties": {"items": {"type": "array", "items": _ref("Token")}},
         },
     }
 
@@ -563,6 +658,7 @@ def _schemas() -> dict[str, Any]:
         "InstancePage": _page_of("Instance"),
         **_analysis_schemas(),
         **_notification_schemas(),
+        **_access_schemas(),
         "ConfigValue": {
             "type": "object",
             "required": ["value", "gray", "planId"],
@@ -630,6 +726,32 @@ PLAN_EXAMPLES = _examples(
     },
 )
 """The spec's three plans: request bodies a client can copy (and the fuzzer starts from)."""
+
+
+def _path(name: str, pattern: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": pattern},
+    }
+
+
+def _decision(summary: str, body: str, required: bool) -> dict[str, Any]:
+    return {
+        "summary": summary,
+        "parameters": [PLAN_ID],
+        "requestBody": {
+            "required": required,
+            "content": {"application/json": {"schema": _ref(body)}},
+        },
+        "responses": {
+            "200": _json(_ref("Decision"), "The decision, as recorded in the audit trail"),
+            **ERRORS,
+            **NOT_FOUND,
+            **CONFLICT,
+        },
+    }
 
 
 def _plan_action(summary: str, *, body: str | None = None) -> dict[str, Any]:
@@ -849,6 +971,76 @@ def _paths() -> dict[str, Any]:
                 "summary": "Check the audit chain: the first row altered, deleted or inserted "
                 "around the store",
                 "responses": {"200": _json(_ref("AuditReport"), "The report"), **ERRORS},
+            }
+        },
+        "/plan/{planId}/approve": {
+            "post": _decision(
+                "Approve the plan's start (a DRAFT) or its completion (live)", "Approval", False
+            )
+        },
+        "/plan/{planId}/reject": {
+            "post": _decision(
+                "Reject the plan's start or completion, with a reason", "Rejection", True
+            )
+        },
+        "/grants": {
+            "get": {
+                "summary": "Grants, filtered (takes the admin role in the filters' scope)",
+                "parameters": [
+                    _query("actor", "Whose grants", **optional),
+                    _query("appName", "Only grants naming this app (or *)", **optional),
+                    _query("environment", "Only grants naming this environment (or *)", **optional),
+                ],
+                "responses": {"200": _json(_ref("GrantList"), "The grants"), **ERRORS},
+            },
+            "post": {
+                "summary": "Grant a role for an app and an environment",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("GrantCreate")}},
+                },
+                "responses": {
+                    "201": _json(_ref("Grant"), "The grant"),
+                    **ERRORS,
+                    "409": _json(ERROR, "The actor already holds it"),
+                },
+            },
+        },
+        "/grants/{grantId}": {
+            "delete": {
+                "summary": "Revoke a grant",
+                "parameters": [_path("grantId", "^[1-9][0-9]{0,17}$")],
+                "responses": {
+                    "204": {"description": "Revoked"},
+                    **ERRORS,
+                    "404": _json(ERROR, "No such grant"),
+                },
+            }
+        },
+        "/tokens": {
+            "get": {
+                "summary": "API tokens of an actor (the caller's own by default)",
+                "parameters": [_query("actor", "Whose tokens", **optional)],
+                "responses": {"200": _json(_ref("TokenList"), "The tokens"), **ERRORS},
+            },
+            "post": {
+                "summary": "Make an API token; its secret is answered once and stored hashed",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("TokenCreate")}},
+                },
+                "responses": {"201": _json(_ref("TokenCreated"), "The token"), **ERRORS},
+            },
+        },
+        "/tokens/{tokenId}": {
+            "delete": {
+                "summary": "Revoke an API token",
+                "parameters": [_path("tokenId", "^[0-9a-f]{16}$")],
+                "responses": {
+                    "204": {"description": "Revoked"},
+                    **ERRORS,
+                    "404": _json(ERROR, "No such token"),
+                },
             }
         },
         "/notifications": {

@@ -924,7 +924,9 @@ class SqlPlanStore:
     def list_tokens(self, actor: str | None = None) -> list[ApiToken]:
         where = [] if actor is None else [TokenRow.actor == actor]
         with self._engine.connect() as conn:
-            rows = conn.execute(select(TokenRow).where(*where).order_by(TokenRow.created_at)).all()
+            rows = conn.execute(
+                select(TokenRow).where(*where).order_by(TokenRow.created_at, TokenRow.id)
+            ).all()
         return [_token(row) for row in rows]
 
     def close(self) -> None:
