@@ -52,6 +52,7 @@ from .hits import HitBuffer, HitRecord
 from .inbox import InboxMessage
 from .index import IndexEntry, build_entries
 from .lifecycle import Action
+from .limits import parse_limits
 from .messages import LANGUAGES, render
 from .metrics import MetricSource
 from .models import (
@@ -114,6 +115,8 @@ class GrayRelease:
         self.strategies = strategies
         self.metric_sources: Mapping[str, MetricSource] = dict(metric_sources or {})
         """Metric sources by name, for the judge's checks."""
+        self.limits = parse_limits(settings.section("limits"))
+        """Input limits lowered by the installation (``limits`` section)."""
         self.auth = parse_auth_settings(settings.sections)
         """The ``auth`` section: whether roles are on, the first admins, approval
         environments (validated here, at start-up)."""
@@ -259,6 +262,8 @@ class GrayRelease:
         notify = self._plan_routing(fields.get("notify"))
         if fields.get("startAt") is not None:
             _check_schedulable(fields["configKeys"], gray)
+        rules = strategy.validate(fields["grayRules"])
+        self.limits.check_plan(fields, rules)
         plan = Plan(
             id=uuid.uuid4().hex,
             name=fields["planName"],
@@ -267,7 +272,7 @@ class GrayRelease:
             group_name=fields.get("groupName", self.settings.default_group),
             items=tuple(PlanItem(key, gray_value=gray.get(key)) for key in fields["configKeys"]),
             strategy=strategy.name,
-            rules=strategy.validate(fields["grayRules"]),
+            rules=rules,
             auto_rollback=auto_rollback,
             notify=notify,
             start_at=fields.get("startAt"),
@@ -307,6 +312,7 @@ class GrayRelease:
                 raise ValidationError("grayRules", "is required when grayStrategy changes")
             else:
                 rules = dict(plan.rules)
+            self.limits.check_plan(fields, rules if "grayRules" in fields else None)
             keys = fields.get("configKeys", plan.config_keys)
             gray = {i.config_key: i.gray_value for i in plan.items if i.gray_value is not None}
             gray.update(fields.get("grayValues", {}))

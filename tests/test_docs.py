@@ -237,7 +237,7 @@ def test_notification_settings_on_the_pages_start_an_engine(page: str, tmp_path:
 def test_settings_on_the_security_page_start_an_engine(tmp_path: Path) -> None:
     text = (DOCS / "security.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```json\n(.*?)```", text, re.DOTALL)
-    assert len(blocks) == 2  # the auth section and the audit key
+    assert len(blocks) == 3  # the auth section, the audit key, the limits
     for n, block in enumerate(blocks):
         settings = {
             **json.loads(block),
