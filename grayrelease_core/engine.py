@@ -1003,6 +1003,10 @@ class GrayRelease:
             self._authorize(actor, Action.GRANT, None)
         return self._store.list_tokens(owner)
 
+    def get_token(self, token_id: str) -> ApiToken | None:
+        """A token's record by its id (valid or not)."""
+        return self._store.get_token(token_id)
+
     def identify_token(self, secret: str) -> ApiToken | None:
         """The valid (unexpired, unrevoked) token whose secret this is, if any."""
         token = self._store.token_by_hash(token_hash(secret))

@@ -6,6 +6,8 @@ backend's table; the gray-release REST API sits beside it under ``/api/gray-rele
 
 from __future__ import annotations
 
+import secrets
+
 from flask import Blueprint, Flask, Response, request
 
 from grayrelease_core import ConfigRef, GrayReleaseError, Unauthenticated, ValidationError
@@ -53,6 +55,8 @@ def create_demo_app(
         GRAYRELEASE_TOKENS={admin_token: "admin"},
         # Roles on: the generated token's actor is the admin, who grants the others.
         GRAYRELEASE_SETTINGS={"auth": {"admins": ["admin"]}},
+        # One process: a key of its own is enough, and sessions end when it stops.
+        GRAYRELEASE_SESSION_SECRET=secrets.token_urlsafe(32),
     )
     if cache_ttl is not None:
         app.config["GRAYRELEASE_CACHE_TTL"] = cache_ttl

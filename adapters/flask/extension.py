@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import secrets
 import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -16,6 +17,7 @@ from grayrelease_core.sync import BackgroundSync
 
 from .api import create_api_blueprint
 from .identity import BearerTokenIdentity, StoredTokenIdentity
+from .session import SessionIdentity, register_session_routes, session_keys
 from .state import AppState
 
 EXTENSION = "grayrelease"
@@ -31,6 +33,8 @@ DEFAULTS: dict[str, Any] = {
     "GRAYRELEASE_TICK_INTERVAL": 30.0,
     "GRAYRELEASE_DELIVERY_INTERVAL": 5.0,
     "GRAYRELEASE_APPROVAL_ENVIRONMENTS": [],
+    "GRAYRELEASE_SESSION_SECRET": None,
+    "GRAYRELEASE_SESSION_HOURS": 12.0,
     "GRAYRELEASE_TOKENS": {},
     "GRAYRELEASE_CLIENT_TOKENS": [],
     "GRAYRELEASE_MAX_BODY_BYTES": 1024 * 1024,
@@ -83,6 +87,10 @@ class GrayRelease:
         - ``GRAYRELEASE_APPROVAL_ENVIRONMENTS``: environments where a plan needs another
           releaser's approval to start and to complete (turns roles on, like an ``auth``
           section in ``GRAYRELEASE_SETTINGS``).
+        - ``GRAYRELEASE_SESSION_SECRET``: signs the console's session cookies (default: the
+          app's ``SECRET_KEY``; without either, a random key: sessions then end with the
+          process and are not shared between processes).
+        - ``GRAYRELEASE_SESSION_HOURS``: how long a console session lasts.
         - ``GRAYRELEASE_TOKENS``: ``{"token": "actor"}`` for ``Authorization: Bearer``.
         - ``GRAYRELEASE_CLIENT_TOKENS``: tokens a config read must carry; empty = open.
         - ``GRAYRELEASE_MAX_BODY_BYTES``: the largest request body accepted.
@@ -135,6 +143,8 @@ class GrayRelease:
             load_entrypoints=self._load_entrypoints,
         )
         engine.plugin_manager.register(StoredTokenIdentity(engine))
+        keys = session_keys(_session_secret(app), _session_hours(config), engine.clock)
+        engine.plugin_manager.register(SessionIdentity(engine, keys))
         ticker = (
             BackgroundSync(lambda: _tick_quietly(engine), tick_interval, name="grayrelease-ticker")
             if tick_interval > 0
@@ -151,7 +161,9 @@ class GrayRelease:
         self._states[app] = state
         weakref.finalize(app, state.close)
         app.extensions[EXTENSION] = self
-        app.register_blueprint(create_api_blueprint(), url_prefix=prefix)
+        api = create_api_blueprint()
+        register_session_routes(api, keys, tokens)
+        app.register_blueprint(api, url_prefix=prefix)
 
         from .cli import cli
 
@@ -199,6 +211,30 @@ def _deliver_quietly(engine: Engine) -> None:
         return
     for error in report.errors:
         log.warning("grayrelease: notification: %s", error)
+
+
+def _session_secret(app: Flask) -> str | bytes:
+    secret = app.config["GRAYRELEASE_SESSION_SECRET"] or app.config.get("SECRET_KEY")
+    if not secret:
+        log.warning(
+            "grayrelease: no GRAYRELEASE_SESSION_SECRET or SECRET_KEY: console sessions are "
+            "signed with a random key and end with this process"
+        )
+        return secrets.token_urlsafe(32)
+    if not isinstance(secret, str | bytes) or len(secret) < 16:
+        raise ValidationError(
+            "GRAYRELEASE_SESSION_SECRET", "must be a secret of at least 16 characters"
+        )
+    return secret
+
+
+def _session_hours(config: Mapping[str, Any]) -> float:
+    hours = config["GRAYRELEASE_SESSION_HOURS"]
+    if isinstance(hours, bool) or not isinstance(hours, int | float) or not 0 < hours <= 24 * 30:
+        raise ValidationError(
+            "GRAYRELEASE_SESSION_HOURS", "must be a number of hours up to 720", value=hours
+        )
+    return float(hours)
 
 
 def _interval(config: Mapping[str, Any], key: str) -> float:

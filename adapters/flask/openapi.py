@@ -222,6 +222,17 @@ def _access_schemas() -> dict[str, Any]:
                 "token": {"type": "string", "description": "The secret, shown only now"},
             },
         },
+        "Login": {
+            "type": "object",
+            "required": ["token"],
+            "properties": {"token": {"type": "string", "minLength": 1}},
+            "additionalProperties": False,
+        },
+        "Session": {
+            "type": "object",
+            "required": ["actor", "csrfToken"],
+            "properties": {"actor": {"type": "string"}, "csrfToken": {"type": "string"}},
+        },
         "TokenList": {
             "type": "object",
             "required": ["items"],
@@ -1042,6 +1053,31 @@ def _paths() -> dict[str, Any]:
                     "404": _json(ERROR, "No such token"),
                 },
             }
+        },
+        "/session": {
+            "post": {
+                "summary": "Log a browser in with a token: sets the HttpOnly session cookie",
+                "security": [{}],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("Login")}},
+                },
+                "responses": {
+                    "201": _json(_ref("Session"), "The actor and the CSRF token"),
+                    "400": ERRORS["400"],
+                    "401": ERRORS["401"],
+                },
+            },
+            "get": {
+                "summary": "The session's actor and CSRF token",
+                "security": [{}],
+                "responses": {"200": _json(_ref("Session"), "The session"), "401": ERRORS["401"]},
+            },
+            "delete": {
+                "summary": "Log out: clears the session cookie",
+                "security": [{}],
+                "responses": {"204": {"description": "Logged out"}},
+            },
         },
         "/notifications": {
             "get": {
