@@ -13,7 +13,7 @@ from grayrelease_plugins.backends.sql.tables import Base as BackendBase
 from grayrelease_plugins.stores.sqlalchemy import store_migrations
 from grayrelease_plugins.stores.sqlalchemy.store import SqlPlanStore
 from grayrelease_plugins.stores.sqlalchemy.tables import Base as StoreBase
-from sqlalchemy import JSON, Engine, MetaData, column, insert, inspect, table
+from sqlalchemy import JSON, Connection, Engine, MetaData, column, insert, inspect, table
 
 from grayrelease_core import ConfigurationError, GrayRelease
 from grayrelease_core.migrations import (
@@ -120,22 +120,27 @@ def test_a_schema_behind_is_refused_when_auto_migrate_is_off(db_url: str) -> Non
     assert caught.value.details == {"current": None, "head": "0005"}
 
 
-def test_0002_keeps_plans_written_before_it_and_gives_them_empty_analysis(
-    engine: Engine,
-) -> None:
-    migrations = store_migrations(engine)
-    upgrade(migrations, "0001")
+def insert_old_plan(conn: Connection) -> None:
+    """Plan p1 as the first migration's columns hold it: ACTIVE at 10%, version 3."""
     columns = (
         "id, plan_name, app_name, environment, group_name, gray_strategy, gray_rules, status, "
         "percentage, current_step, description, created_by, updated_by, created_at, updated_at, "
         "version"
     )
+    conn.exec_driver_sql(
+        f"INSERT INTO gray_release_plan ({columns}) VALUES ('p1', 'n', 'shop', 'prod', "
+        "'default', 'PERCENTAGE', '{\"percentage\": 10, \"stickiness\": \"instanceId\"}', "
+        "'ACTIVE', 10, 0, '', 'a', 'a', '2026-01-01 00:00:00', '2026-01-01 00:00:00', 3)"
+    )
+
+
+def test_0002_keeps_plans_written_before_it_and_gives_them_empty_analysis(
+    engine: Engine,
+) -> None:
+    migrations = store_migrations(engine)
+    upgrade(migrations, "0001")
     with engine.begin() as conn:
-        conn.exec_driver_sql(
-            f"INSERT INTO gray_release_plan ({columns}) VALUES ('p1', 'n', 'shop', 'prod', "
-            "'default', 'PERCENTAGE', '{\"percentage\": 10, \"stickiness\": \"instanceId\"}', "
-            "'ACTIVE', 10, 0, '', 'a', 'a', '2026-01-01 00:00:00', '2026-01-01 00:00:00', 3)"
-        )
+        insert_old_plan(conn)
         conn.exec_driver_sql(
             "INSERT INTO gray_release_log (plan_id, action, actor, at, message) "
             "VALUES ('p1', 'STARTED', 'a', '2026-01-01 00:00:00', '')"
@@ -155,17 +160,8 @@ def test_0002_keeps_plans_written_before_it_and_gives_them_empty_analysis(
 def test_0004_chains_the_rows_written_before_it_and_names_their_app(engine: Engine) -> None:
     migrations = store_migrations(engine)
     upgrade(migrations, "0003")
-    columns = (
-        "id, plan_name, app_name, environment, group_name, gray_strategy, gray_rules, status, "
-        "percentage, current_step, description, created_by, updated_by, created_at, updated_at, "
-        "version"
-    )
     with engine.begin() as conn:
-        conn.exec_driver_sql(
-            f"INSERT INTO gray_release_plan ({columns}) VALUES ('p1', 'n', 'shop', 'prod', "
-            "'default', 'PERCENTAGE', '{\"percentage\": 10}', "
-            "'ACTIVE', 10, 0, '', 'a', 'a', '2026-01-01 00:00:00', '2026-01-01 00:00:00', 3)"
-        )
+        insert_old_plan(conn)
         log = table(
             "gray_release_log",
             column("plan_id"),
