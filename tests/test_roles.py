@@ -234,3 +234,35 @@ def test_the_cli_obeys_the_same_roles_and_manages_grants_and_tokens(tmp_path: Pa
     assert json.loads(run("ed", "token", "list").output)[0]["revokedAt"] is not None
     assert run("root", "grant", "remove", str(grant_id)).exit_code == 0
     assert run("ed", "plan", "create", "-f", str(plan_file)).exit_code == 1
+
+
+def test_an_automatic_completion_waits_for_its_approval(
+    gr: GrayRelease, clock: ManualClock
+) -> None:
+    canary = body(key="k.canary")
+    canary["grayStrategy"] = "CANARY"
+    canary["grayRules"] = {
+        "canary": {
+            "canaryInstances": ["10.0.0.1"],
+            "stepPercentage": 100,
+            "stepInterval": 1,
+            "autoComplete": True,
+            "bakeTime": 0,
+        }
+    }
+    plan = gr.create_plan(canary, actor="ed")
+    gr.approve(plan.id, actor="rel")
+    gr.start(plan.id, actor="rel2")
+    for _ in range(3):
+        clock.advance(timedelta(minutes=1))
+        gr.tick()
+    waiting = gr.get_plan(plan.id)
+    assert waiting.status is PlanStatus.ACTIVE
+    assert waiting.progress.percentage == 100
+    denials = gr.find_logs(LogQuery(plan_id=plan.id, actions=("DENIED",))).items
+    assert denials
+    assert {row.actor for row in denials} == {"system"}
+    gr.approve(plan.id, actor="rel")
+    clock.advance(timedelta(minutes=1))
+    gr.tick()
+    assert gr.get_plan(plan.id).status is PlanStatus.COMPLETED
