@@ -11,7 +11,7 @@ SOURCES := $(shell find grayrelease_core plugins adapters -name '*.py' -o -name 
 $(VENV)/.installed: setup.cfg pyproject.toml $(SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet --config-settings editable_mode=strict -e '.[flask,postgresql,mysql,test,bench]'
+	$(BIN)/python -m pip install --quiet --config-settings editable_mode=strict -e '.[flask,postgresql,mysql,nacos,test,bench]'
 	touch $@
 
 run: $(VENV)/.installed

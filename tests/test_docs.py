@@ -247,3 +247,15 @@ def test_settings_on_the_security_page_start_an_engine(tmp_path: Path) -> None:
         with GrayRelease.from_settings(settings, load_entrypoints=False) as gr:
             assert gr.verify_audit().ok
             assert gr.auth.enabled == ("auth" in settings)
+
+
+def test_the_nacos_page_settings_are_valid() -> None:
+    from grayrelease_adapters.nacos import NacosSettings
+
+    text = (DOCS / "nacos.md").read_text(encoding="utf-8")
+    (block,) = re.findall(r"```json\n(.*?)```", text, re.DOTALL)
+    data = json.loads(block)
+    assert Settings.from_mapping(data).backend == "nacos"
+    parsed = NacosSettings.from_section(data["nacos"])
+    assert set(parsed.files) == {"database", "spring"}
+    assert parsed.username == "nacos"

@@ -1,0 +1,171 @@
+"""``NacosBackend``: config values read from and published to Nacos.
+
+The read path never waits on the network once a data id is known: each data id is fetched
+the first time a key in it is read, then kept in memory and watched by one long-polling thread
+(Nacos's listener API), so changes made in Nacos directly show within moments, for the
+original-value snapshot and the drift check alike.
+
+Publishing compares and sets: the content is published with the MD5 of what this backend last
+saw (``casMd5``), so a change made in Nacos since is refused, not overwritten.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+
+import attrs
+
+from grayrelease_core import BackendError, ConfigRef
+
+from .client import ConfigId, NacosClient, nacos_md5
+from .settings import KeyFile, NacosSettings
+
+log = logging.getLogger("grayrelease")
+MAX_BACKOFF = 30.0
+
+
+@attrs.frozen
+class Entry:
+    """What Nacos holds for one data id, as last seen."""
+
+    content: str | None
+    keys: Mapping[str, str] | None = None
+    """The file's keys, when the data id is a file of keys and it parsed."""
+    problem: str = ""
+    """Why the file's keys could not be read."""
+
+    @property
+    def md5(self) -> str:
+        return "" if self.content is None else nacos_md5(self.content)
+
+
+class NacosBackend:
+    """Config values in Nacos, mirrored in memory and watched."""
+
+    name = "nacos"
+
+    def __init__(self, settings: NacosSettings, client: NacosClient | None = None) -> None:
+        self.settings = settings
+        self._client = client or NacosClient(
+            settings.server,
+            username=settings.username,
+            password=settings.password,
+            timeout=settings.timeout,
+        )
+        self._mirror: dict[ConfigId, Entry] = {}
+        self._formats: dict[ConfigId, KeyFile] = {}
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._watching = threading.Event()
+        self._watcher: threading.Thread | None = None
+        if settings.watch:
+            self._watcher = threading.Thread(
+                target=self._watch, name="grayrelease-nacos", daemon=True
+            )
+            self._watcher.start()
+
+    # --- the ConfigBackend protocol -------------------------------------------------------
+
+    def get(self, ref: ConfigRef) -> str | None:
+        config, file = self.settings.locate(ref)
+        entry = self._mirror.get(config)
+        if entry is None:
+            entry = self._load(config, file)
+        if file is None:
+            return entry.content
+        if entry.keys is None:
+            raise BackendError(
+                f"Nacos at {self.settings.server}: {config} is not a {file.format.name} file "
+                f"any more: {entry.problem}",
+                details={"server": self.settings.server, "config": str(config)},
+            )
+        return entry.keys.get(ref.config_key)
+
+    def publish(self, ref: ConfigRef, value: str | None, *, actor: str) -> None:
+        config, file = self.settings.locate(ref)
+        entry = self._mirror.get(config) or self._load(config, file)
+        if file is None:
+            if value is None:
+                if entry.content is not None:
+                    self._client.delete(config)
+                self._store(config, Entry(None), file)
+                return
+            content = value
+        else:
+            try:
+                content = file.format.write(entry.content or "", ref.config_key, value)
+            except ValueError as exc:
+                raise BackendError(
+                    f"Nacos at {self.settings.server}: cannot write {ref.config_key} into "
+                    f"{config}: {exc}",
+                    details={"server": self.settings.server, "config": str(config)},
+                ) from exc
+        self._client.publish(
+            config,
+            content,
+            cas_md5=entry.md5 if entry.content is not None else None,
+            type_=file.format.name if file else "text",
+            actor=actor,
+            description="grayrelease",
+        )
+        self._store(config, _entry(content, file), file)
+
+    def refresh(self) -> None:
+        """With the watcher, nothing: it keeps the mirror current. Without it, forget what
+        was read, so the next read (and a publish's compare-and-set) sees Nacos as it is."""
+        if self._watcher is None:
+            with self._lock:
+                self._mirror.clear()
+
+    def close(self) -> None:
+        self._stopped.set()
+        self._watching.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=1.0)  # a poll in flight ends with the daemon thread
+
+    # --- the mirror ---------------------------------------------------------------------------
+
+    def _load(self, config: ConfigId, file: KeyFile | None) -> Entry:
+        entry = _entry(self._client.get(config), file)
+        return self._store(config, entry, file)
+
+    def _store(self, config: ConfigId, entry: Entry, file: KeyFile | None) -> Entry:
+        with self._lock:
+            self._mirror[config] = entry
+            if file is not None:
+                self._formats[config] = file
+        self._watching.set()
+        return entry
+
+    def _watch(self) -> None:
+        backoff = 1.0
+        while not self._stopped.is_set():
+            with self._lock:
+                md5s = {config: entry.md5 for config, entry in self._mirror.items()}
+            if not md5s:
+                self._watching.wait(self.settings.poll_timeout)
+                self._watching.clear()
+                continue
+            try:
+                changed = self._client.listen(md5s, self.settings.poll_timeout)
+                for config in changed:
+                    if config in md5s:
+                        self._load(config, self._formats.get(config))
+                backoff = 1.0
+            except Exception as exc:
+                if self._stopped.is_set():
+                    return
+                log.warning("grayrelease: watching Nacos failed (%s); again in %gs", exc, backoff)
+                self._stopped.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+
+
+def _entry(content: str | None, file: KeyFile | None) -> Entry:
+    if file is None or content is None:
+        return Entry(content, {} if file is not None else None)
+    try:
+        return Entry(content, file.format.read(content))
+    except ValueError as exc:
+        return Entry(content, None, str(exc))

@@ -1,0 +1,318 @@
+"""The ``nacos`` backend against the loopback Nacos server: the spec's scenarios end to end,
+keys inside files, watching, compare-and-set, and every fault as a BACKEND_ERROR."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import grayrelease_adapters.nacos as nacos_plugin
+import pytest
+from grayrelease_adapters.nacos import NacosBackend, NacosSettings
+
+from grayrelease_core import (
+    BackendError,
+    Client,
+    ConfigRef,
+    GrayRelease,
+    ManualClock,
+    PlanStatus,
+    ValidationError,
+)
+
+from .conftest import spec_body
+from .fake_nacos import FakeNacos
+
+USERS = {"nacos": "s3cret"}
+PROPERTIES = (
+    "# 数据库连接 (kept as it is)\n"
+    "database.url = jdbc:mysql://db-old:3306/demo\n"
+    "database.username: app1\n"
+    "\n"
+    "database.maxPoolSize=10\n"
+)
+
+
+@pytest.fixture
+def nacos(clock: ManualClock) -> Iterator[FakeNacos]:
+    with FakeNacos(USERS, clock=clock, token_ttl=3600, min_hold=0.2) as fake:
+        yield fake
+
+
+def settings(fake: FakeNacos, tmp_path: Path, **nacos: Any) -> dict[str, Any]:
+    return {
+        "database_url": f"sqlite:///{tmp_path / 'g.db'}",
+        "background_sync": False,
+        "backend": "nacos",
+        "nacos": {
+            "server": fake.base_url,
+            "username": "nacos",
+            "password": "s3cret",
+            "namespace": "{environment}",
+            "files": {"database": {"data_id": "{appName}.properties", "format": "properties"}},
+            "poll_timeout": 1,
+            **nacos,
+        },
+    }
+
+
+@pytest.fixture
+def engine(nacos: FakeNacos, tmp_path: Path, clock: ManualClock) -> Iterator[GrayRelease]:
+    with GrayRelease.from_settings(
+        settings(nacos, tmp_path), clock=clock, plugins=(nacos_plugin,), load_entrypoints=False
+    ) as gr:
+        yield gr
+
+
+def eventually(check: Callable[[], bool], seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "not within the time"
+        time.sleep(0.02)
+
+
+# --- the spec's three scenarios --------------------------------------------------------------
+
+
+def test_database_keys_inside_a_properties_file_from_start_to_rollback(
+    nacos: FakeNacos, engine: GrayRelease
+) -> None:
+    nacos.set("prod", "database", "demo-app.properties", PROPERTIES, type="properties")
+    plan = engine.start(engine.create_plan(spec_body(), actor="alice").id, actor="alice")
+    assert [i.original_value for i in plan.items] == ["jdbc:mysql://db-old:3306/demo", "app1"]
+    ref = ConfigRef("demo-app", "prod", "database", "database.url")
+    assert engine.resolve(ref, Client("i-1", "192.168.1.100")).value == (
+        "jdbc:mysql://db-new:3306/demo"
+    )
+    assert engine.resolve(ref, Client("i-2", "10.0.0.1")).value == "jdbc:mysql://db-old:3306/demo"
+    engine.complete(plan.id, actor="alice")
+    published = nacos.configs[("prod", "database", "demo-app.properties")]
+    assert published == (
+        "# 数据库连接 (kept as it is)\n"
+        "database.url = jdbc:mysql://db-new:3306/demo\n"
+        "database.username: app2\n"
+        "\n"
+        "database.maxPoolSize=10\n"
+    )
+    engine.rollback(plan.id, actor="alice", reason="slow queries")
+    assert nacos.configs[("prod", "database", "demo-app.properties")] == PROPERTIES
+
+
+def test_a_feature_switch_as_a_whole_data_id_completed_then_rolled_back(
+    nacos: FakeNacos, engine: GrayRelease
+) -> None:
+    key = ("prod", "default", "feature.newPayment.enabled")
+    nacos.set(*key, "false")
+    body = {
+        "planName": "新功能开关灰度",
+        "appName": "order-service",
+        "environment": "prod",
+        "configKeys": ["feature.newPayment.enabled"],
+        "grayStrategy": "PERCENTAGE",
+        "grayRules": {"percentage": 10},
+        "grayValues": {"feature.newPayment.enabled": "true"},
+    }
+    plan = engine.start(engine.create_plan(body, actor="alice").id, actor="alice")
+    ref = ConfigRef("order-service", "prod", "default", "feature.newPayment.enabled")
+    values = {engine.resolve(ref, Client(f"i-{n}", "10.0.0.1")).value for n in range(200)}
+    assert values == {"true", "false"}
+    engine.complete(plan.id, actor="alice")
+    assert nacos.configs[key] == "true"
+    engine.rollback(plan.id, actor="alice")
+    assert nacos.configs[key] == "false"
+
+
+def test_a_canary_of_a_key_absent_from_nacos_is_rolled_back_without_a_trace(
+    nacos: FakeNacos, engine: GrayRelease
+) -> None:
+    body = {
+        "planName": "缓存配置金丝雀发布",
+        "appName": "cache-service",
+        "environment": "prod",
+        "configKeys": ["redis.cluster.nodes"],
+        "grayStrategy": "CANARY",
+        "grayRules": {
+            "canary": {
+                "canaryInstances": ["192.168.1.200"],
+                "stepPercentage": 20,
+                "stepInterval": 30,
+            }
+        },
+        "grayValues": {"redis.cluster.nodes": "a:6379,b:6379"},
+    }
+    plan = engine.start(engine.create_plan(body, actor="alice").id, actor="alice")
+    assert plan.items[0].original_present is False
+    ref = ConfigRef("cache-service", "prod", "default", "redis.cluster.nodes")
+    assert engine.resolve(ref, Client("c-1", "192.168.1.200")).value == "a:6379,b:6379"
+    assert engine.resolve(ref, Client("c-2", "10.0.0.2")).value is None
+    engine.complete(plan.id, actor="alice")
+    assert nacos.configs[("prod", "default", "redis.cluster.nodes")] == "a:6379,b:6379"
+    engine.rollback(plan.id, actor="alice")
+    assert ("prod", "default", "redis.cluster.nodes") not in nacos.configs
+
+
+# --- watching and compare-and-set ------------------------------------------------------------
+
+
+def test_an_edit_made_in_nacos_shows_through_the_listener(
+    nacos: FakeNacos, engine: GrayRelease
+) -> None:
+    nacos.set("prod", "default", "timeout.ms", "100")
+    ref = ConfigRef("shop", "prod", "default", "timeout.ms")
+    assert engine.backend.get(ref) == "100"
+    nacos.set("prod", "default", "timeout.ms", "250")  # someone edits it in the console
+    eventually(lambda: engine.backend.get(ref) == "250")
+    nacos.set("prod", "database", "shop.properties", "database.url=a\n")
+    file_ref = ConfigRef("shop", "prod", "database", "database.url")
+    assert engine.backend.get(file_ref) == "a"
+    nacos.set("prod", "database", "shop.properties", "database.url=b\nnew=1\n")
+    eventually(lambda: engine.backend.get(file_ref) == "b")
+    requests = len(nacos.requests)
+    for _ in range(100):
+        engine.backend.get(ref)  # the read path: memory only
+    assert len([r for r in nacos.requests[requests:] if r.method == "GET"]) == 0
+
+
+def test_a_concurrent_edit_in_nacos_is_refused_not_overwritten(
+    nacos: FakeNacos, tmp_path: Path
+) -> None:
+    section = NacosSettings.from_section({**settings(nacos, tmp_path)["nacos"], "watch": False})
+    backend = NacosBackend(section)
+    try:
+        nacos.set("prod", "database", "shop.properties", "database.url=a\nother=1\n")
+        ref = ConfigRef("shop", "prod", "database", "database.url")
+        assert backend.get(ref) == "a"
+        nacos.set("prod", "database", "shop.properties", "database.url=a\nother=2\n")
+        with pytest.raises(BackendError) as caught:
+            backend.publish(ref, "b", actor="alice")
+        assert caught.value.details["casFailed"] is True
+        assert "changed in Nacos" in caught.value.message
+        assert nacos.configs[("prod", "database", "shop.properties")].endswith("other=2\n")
+        backend.refresh()  # read afresh: now it goes through
+        backend.publish(ref, "b", actor="alice")
+        assert nacos.configs[("prod", "database", "shop.properties")] == "database.url=b\nother=2\n"
+    finally:
+        backend.close()
+
+
+def test_a_complete_that_fails_half_way_restores_what_it_published(
+    nacos: FakeNacos, engine: GrayRelease
+) -> None:
+    nacos.set("prod", "default", "k.one", "1")
+    nacos.set("prod", "default", "k.two", "2")
+    body = spec_body(
+        appName="shop",
+        groupName="default",
+        configKeys=["k.one", "k.two"],
+        grayValues={"k.one": "10", "k.two": " "},  # Nacos refuses blank content
+    )
+    plan = engine.start(engine.create_plan(body, actor="alice").id, actor="alice")
+    with pytest.raises(BackendError) as caught:
+        engine.complete(plan.id, actor="alice")
+    assert "k.two" in caught.value.message
+    assert nacos.configs[("prod", "default", "k.one")] == "1"  # restored
+    assert engine.get_plan(plan.id).status is PlanStatus.ACTIVE
+    assert [r.action for r in engine.plan_logs(plan.id).items][-1] == "COMPLETE_FAILED"
+
+
+# --- faults -------------------------------------------------------------------------------------
+
+
+def test_every_fault_is_a_backend_error_naming_the_server_and_the_cause(
+    nacos: FakeNacos, tmp_path: Path, clock: ManualClock
+) -> None:
+    def backend(**overrides: Any) -> NacosBackend:
+        merged = {**settings(nacos, tmp_path)["nacos"], "watch": False, **overrides}
+        return NacosBackend(NacosSettings.from_section(merged))
+
+    ref = ConfigRef("shop", "prod", "default", "k")
+
+    def failure(made: NacosBackend) -> str:
+        try:
+            with pytest.raises(BackendError) as caught:
+                made.get(ref)
+            return caught.value.message
+        finally:
+            made.close()
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    down = failure(backend(server=f"http://127.0.0.1:{closed}"))
+    assert f"Nacos at http://127.0.0.1:{closed}" in down
+    assert "cannot connect" in down
+    wrong = failure(backend(password="wrong"))
+    assert "refused the user 'nacos'" in wrong
+    assert "wrong" not in wrong.replace("refused", "")  # the password is never told
+    nacos.fail(403)
+    assert "access denied (403)" in failure(backend())
+    nacos.heal()
+    nacos.hang()
+    assert "no answer" in failure(backend(timeout=0.3))
+    nacos.heal()
+    nacos.set("prod", "default", "shop.json", '{"a": ')
+    broken = backend(files={"default": {"data_id": "{appName}.json", "format": "json"}})
+    try:
+        with pytest.raises(BackendError) as caught:
+            broken.get(ConfigRef("shop", "prod", "default", "a"))
+        assert "is not a json file any more" in caught.value.message
+    finally:
+        broken.close()
+    absent = backend()
+    try:
+        assert absent.get(ConfigRef("shop", "prod", "default", "never.set")) is None
+    finally:
+        absent.close()
+
+
+def test_an_expired_token_is_replaced_and_the_call_goes_through(
+    nacos: FakeNacos, tmp_path: Path, clock: ManualClock
+) -> None:
+    nacos.set("prod", "default", "k", "v")
+    made = NacosBackend(
+        NacosSettings.from_section({**settings(nacos, tmp_path)["nacos"], "watch": False})
+    )
+    try:
+        ref = ConfigRef("shop", "prod", "default", "k")
+        assert made.get(ref) == "v"
+        clock.advance(timedelta(hours=2))  # past the token's hour on the server's clock
+        made.refresh()
+        assert made.get(ref) == "v"
+        assert nacos.logins == 2
+    finally:
+        made.close()
+
+
+def test_the_backend_is_an_installed_entry_point(
+    nacos: FakeNacos, tmp_path: Path, clock: ManualClock
+) -> None:
+    """Installed, the adapter needs no plugins= argument: the grayrelease entry point."""
+    with GrayRelease.from_settings(settings(nacos, tmp_path), clock=clock) as gr:
+        assert gr.backend.name == "nacos"
+
+
+@pytest.mark.parametrize(
+    ("section", "field"),
+    [
+        ({"server": "nacos:8848"}, "settings.nacos.server"),
+        ({"username": "u"}, "settings.nacos.password"),
+        ({"namespace": "{tenant}"}, "settings.nacos.namespace"),
+        ({"files": {"g": {"format": "toml", "data_id": "x"}}}, "settings.nacos.files.g.format"),
+        ({"files": {"g": {}}}, "settings.nacos.files.g.data_id"),
+        ({"poll_timeout": 0}, "settings.nacos.poll_timeout"),
+        ({"watch": "yes"}, "settings.nacos.watch"),
+        ({"servers": ["a"]}, "settings.nacos.servers"),
+    ],
+)
+def test_bad_settings_fail_at_start_up(section: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        GrayRelease.from_settings(
+            {"backend": "nacos", "nacos": section, "database_url": "sqlite://"},
+            plugins=(nacos_plugin,),
+            load_entrypoints=False,
+        )
+    assert caught.value.field == field
