@@ -52,7 +52,6 @@ into a broken one for fault tests.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import re
@@ -65,11 +64,12 @@ from datetime import datetime, timedelta
 from email.message import Message as Headers
 from email.utils import format_datetime
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, NamedTuple, NoReturn, Self
+from http.server import BaseHTTPRequestHandler
+from typing import NamedTuple, NoReturn
 
 from grayrelease_core import Clock, SystemClock
+
+from .loopback import LoopbackServer
 
 CONFIGS_PATH = "/nacos/v1/cs/configs"
 LISTENER_PATH = "/nacos/v1/cs/configs/listener"
@@ -87,8 +87,6 @@ EARLY = 0.5
 """Seconds a server answers a long poll before the client's timeout (``FIXED_DELAY_TIME``)."""
 MAX_HOLD = 30.0
 """Seconds the fake holds a long poll at most, whatever the client asks."""
-HANG_LIMIT = 30.0
-"""Seconds a hanging request waits at most when nobody releases it."""
 CONFIG_TYPES = frozenset({"text", "json", "xml", "yaml", "html", "properties", "toml", "unset"})
 """``ConfigType`` values; anything else is stored as ``text``."""
 
@@ -156,9 +154,11 @@ class _Request(NamedTuple):
     client_ip: str
 
 
-class FakeNacos:
+class FakeNacos(LoopbackServer):
     """The config part of a Nacos 2.x server's v1 Open API; auth is on when ``users`` (name to
     password) is given. ``min_hold`` is the least a long poll is held, in real seconds."""
+
+    methods = ("GET", "POST", "DELETE", "PUT")
 
     def __init__(
         self,
@@ -181,48 +181,10 @@ class FakeNacos:
         self._configs: dict[Key, _Stored] = {}
         self._betas: dict[Key, Beta] = {}
         self._tokens: dict[str, datetime] = {}
-        self._fault: int | None = None
-        self._hanging = False
-        self._closing = False
-        self._release = threading.Event()
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                fake._serve(self)
-
-            def do_POST(self) -> None:
-                fake._serve(self)
-
-            def do_DELETE(self) -> None:
-                fake._serve(self)
-
-            def do_PUT(self) -> None:
-                fake._serve(self)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        # Request threads are joined by server_close(), so no thread outlives the fake.
-        self._server.daemon_threads = False
-        self._server.block_on_close = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.02,), name="FakeNacos"
-        )
-        self._thread.start()
+        self._stopping = False
+        super().__init__()
 
     # --- what a test looks at ------------------------------------------------------------------
-
-    @property
-    def address(self) -> str:
-        """``127.0.0.1:port``, the form SDKs take as a server address."""
-        host, port = self._server.server_address[:2]
-        return f"{host!s}:{port}"
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.address}"
 
     @property
     def configs(self) -> dict[Key, str]:
@@ -254,55 +216,23 @@ class FakeNacos:
             self._configs.pop((tenant, group, data_id), None)
             self._changed.notify_all()
 
-    # --- faults --------------------------------------------------------------------------------
-
-    def fail(self, status: int = 502) -> None:
-        """Answer every request with HTTP ``status`` and an HTML page, like a broken gateway."""
-        self._fault, self._hanging = status, False
-
-    def hang(self) -> None:
-        """Read requests and never answer them (until ``heal()`` or ``close()``)."""
-        self._release.clear()
-        self._fault, self._hanging = None, True
-
-    def heal(self) -> None:
-        self._fault, self._hanging = None, False
-        self._release.set()
-
     # --- life ----------------------------------------------------------------------------------
 
-    def close(self) -> None:
-        self.heal()
+    def _closing(self) -> None:
         with self._changed:
             # Long polls still held answer empty at once, so that the server can stop.
-            self._closing = True
+            self._stopping = True
             self._changed.notify_all()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # --- one request ---------------------------------------------------------------------------
 
-    def _serve(self, handler: BaseHTTPRequestHandler) -> None:
-        # The client may have given up (its timeout): then there is nobody to answer.
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            try:
-                self._answer(handler)
-            except _Answer as answer:
-                _send(handler, answer)
-
     def _answer(self, handler: BaseHTTPRequestHandler) -> None:
+        try:
+            self._respond(handler)
+        except _Answer as answer:
+            _send(handler, answer)
+
+    def _respond(self, handler: BaseHTTPRequestHandler) -> None:
         split = urllib.parse.urlsplit(handler.path)
         method = handler.command
         if "chunked" in handler.headers.get("Transfer-Encoding", "").lower():
@@ -316,13 +246,12 @@ class FakeNacos:
         params = _parameters(method, split.query, handler.headers, body)
         with self._lock:
             self.requests.append(Seen(method, split.path, dict(params or {})))
-        if self._hanging:
-            self._release.wait(HANG_LIMIT)
+        if self.hold_if_hanging():
             handler.close_connection = True
             return  # the connection closes without an answer
-        if self._fault is not None:
-            page = f"<html><body><h1>{self._fault} Bad Gateway</h1></body></html>"
-            raise _Answer(self._fault, page, "text/html")
+        broken = self.fault_page()
+        if broken is not None:
+            raise _Answer(broken[0], broken[1], "text/html")
         if params is None:
             raise _spring_error(self.clock, 400, "Invalid request parameters", split.path)
         request = _Request(method, split.path, params, handler.headers, _remote_ip(handler))
@@ -527,7 +456,7 @@ class FakeNacos:
             while True:
                 changed = self._stale(listening, request.client_ip)
                 remaining = deadline - time.monotonic()
-                if changed or no_hang_up or self._closing or remaining <= 0:
+                if changed or no_hang_up or self._stopping or remaining <= 0:
                     break
                 self._changed.wait(remaining)
         if not changed:

@@ -18,7 +18,6 @@ services are seen to answer; callers should only rely on the documented ones.
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import hmac
 import json
@@ -27,11 +26,12 @@ import urllib.parse
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from email.message import Message as Headers
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, NamedTuple, Self
+from http.server import BaseHTTPRequestHandler
+from typing import Any, NamedTuple
 
 from grayrelease_core import Clock, SystemClock
+
+from .loopback import LoopbackServer
 
 RATE_LIMIT = 20
 """Messages a robot takes per minute."""
@@ -43,8 +43,6 @@ WECOM_MAX_MARKDOWN = 4096
 WECOM_MAX_TEXT = 2048
 MAX_REQUEST = 1 << 20
 """Bodies over this are not read at all (HTTP 413), to keep a runaway test bounded."""
-HANG_LIMIT = 30.0
-"""Seconds a hanging request waits at most when nobody releases it."""
 
 OK = (0, "ok")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -79,8 +77,8 @@ class Refusal(Exception):
         self.errmsg = errmsg
 
 
-class RobotServer:
-    """What both fakes share: the server thread, faults, the rate limit and the records."""
+class RobotServer(LoopbackServer):
+    """What both fakes share: the rate limit and the records."""
 
     path = "/"
 
@@ -92,66 +90,7 @@ class RobotServer:
         """``(errcode, errmsg)`` of the messages refused, in order."""
         self._lock = threading.Lock()
         self._sent: dict[str, list[datetime]] = {}
-        self._fault: int | None = None
-        self._hanging = False
-        self._release = threading.Event()
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                fake._serve(self)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        # Request threads are joined by server_close(), so no thread outlives the fake.
-        self._server.daemon_threads = False
-        self._server.block_on_close = True
-        # A short poll so that close() (shutdown) returns at once, not after half a second.
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.02,), name=type(self).__name__
-        )
-        self._thread.start()
-
-    @property
-    def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    # --- faults -------------------------------------------------------------------------------
-
-    def fail(self, status: int = 502) -> None:
-        """Answer every request with HTTP ``status`` and an HTML page, like a broken gateway."""
-        self._fault, self._hanging = status, False
-
-    def hang(self) -> None:
-        """Read requests and never answer them (until ``heal()`` or ``close()``)."""
-        self._release.clear()
-        self._fault, self._hanging = None, True
-
-    def heal(self) -> None:
-        self._fault, self._hanging = None, False
-        self._release.set()
-
-    # --- life ---------------------------------------------------------------------------------
-
-    def close(self) -> None:
-        self.heal()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
+        super().__init__()
 
     # --- one request --------------------------------------------------------------------------
 
@@ -163,11 +102,6 @@ class RobotServer:
         """Refuse the message when ``robot`` already took ``RATE_LIMIT`` in the last minute."""
         raise NotImplementedError
 
-    def _serve(self, handler: BaseHTTPRequestHandler) -> None:
-        # The client may have given up (its timeout): then there is nobody to answer.
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            self._answer(handler)
-
     def _answer(self, handler: BaseHTTPRequestHandler) -> None:
         split = urllib.parse.urlsplit(handler.path)
         length = handler.headers.get("Content-Length")
@@ -178,12 +112,11 @@ class RobotServer:
             _send(handler, 413, "text/plain", b"too large")
             return
         body = handler.rfile.read(int(length))
-        if self._hanging:
-            self._release.wait(HANG_LIMIT)
+        if self.hold_if_hanging():
             return  # the connection closes without an answer
-        if self._fault is not None:
-            page = f"<html><body><h1>{self._fault} Bad Gateway</h1></body></html>"
-            _send(handler, self._fault, "text/html", page.encode())
+        broken = self.fault_page()
+        if broken is not None:
+            _send(handler, broken[0], "text/html", broken[1].encode())
             return
         if split.path != self.path:
             _send(handler, 404, "text/plain", b"not found")

@@ -12,6 +12,7 @@ from typing import Any
 
 import grayrelease_adapters.nacos as nacos_plugin
 import pytest
+from grayrelease_adapters.flask.openapi import PLAN_EXAMPLES
 from grayrelease_adapters.nacos import NacosBackend, NacosSettings
 
 from grayrelease_core import (
@@ -107,15 +108,7 @@ def test_a_feature_switch_as_a_whole_data_id_completed_then_rolled_back(
 ) -> None:
     key = ("prod", "default", "feature.newPayment.enabled")
     nacos.set(*key, "false")
-    body = {
-        "planName": "新功能开关灰度",
-        "appName": "order-service",
-        "environment": "prod",
-        "configKeys": ["feature.newPayment.enabled"],
-        "grayStrategy": "PERCENTAGE",
-        "grayRules": {"percentage": 10},
-        "grayValues": {"feature.newPayment.enabled": "true"},
-    }
+    body = PLAN_EXAMPLES["percentage"]["value"]
     plan = engine.start(engine.create_plan(body, actor="alice").id, actor="alice")
     ref = ConfigRef("order-service", "prod", "default", "feature.newPayment.enabled")
     values = {engine.resolve(ref, Client(f"i-{n}", "10.0.0.1")).value for n in range(200)}
@@ -129,21 +122,7 @@ def test_a_feature_switch_as_a_whole_data_id_completed_then_rolled_back(
 def test_a_canary_of_a_key_absent_from_nacos_is_rolled_back_without_a_trace(
     nacos: FakeNacos, engine: GrayRelease
 ) -> None:
-    body = {
-        "planName": "缓存配置金丝雀发布",
-        "appName": "cache-service",
-        "environment": "prod",
-        "configKeys": ["redis.cluster.nodes"],
-        "grayStrategy": "CANARY",
-        "grayRules": {
-            "canary": {
-                "canaryInstances": ["192.168.1.200"],
-                "stepPercentage": 20,
-                "stepInterval": 30,
-            }
-        },
-        "grayValues": {"redis.cluster.nodes": "a:6379,b:6379"},
-    }
+    body = PLAN_EXAMPLES["canary"]["value"]  # the spec's scenario, with its gray value
     plan = engine.start(engine.create_plan(body, actor="alice").id, actor="alice")
     assert plan.items[0].original_present is False
     ref = ConfigRef("cache-service", "prod", "default", "redis.cluster.nodes")
