@@ -26,6 +26,11 @@ class ConfigBackend(Protocol):
         """
         ...
 
+    # A backend may also offer ``publish_all(values, *, actor, title)``, taking
+    # ``{ref: value | None}``: the values become visible together, as one change (Apollo's
+    # release), or not at all. The engine then publishes a plan's keys with one call, and
+    # ``title`` names the plan and the action for the config center's history.
+
     def refresh(self) -> None:
         """Pick up changes made elsewhere (called by the engine's sync, every ``cache_ttl``)."""
         ...

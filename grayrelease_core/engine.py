@@ -192,6 +192,8 @@ class GrayRelease:
                     value=settings.backend,
                 )
             cleanup.callback(backend.close)
+            # A backend is a plugin too: it may hear plan events (Nacos's beta offload).
+            pm.register(backend, name=f"backend:{settings.backend}")
             sources = by_name(
                 collect(pm, "grayrelease_register_metric_sources", settings=settings, store=store),
                 "metric source",
@@ -242,6 +244,18 @@ class GrayRelease:
                 record.last_seen = self._coarse_now
             return entry.gray
         return Resolution(self._backend_get(ref), False, entry.plan_id)
+
+    @property
+    def generation(self) -> int:
+        """The store generation the read path serves: it grows with every plan change, and
+        every process on the database agrees on it (0 before the first index)."""
+        return self._generation or 0
+
+    def live_plans_in(self, app_name: str, environment: str, group_name: str) -> list[Plan]:
+        """The live plans of one group, as the read path serves them now (a client endpoint
+        that answers a whole namespace finds its gray keys here)."""
+        group = (app_name, environment, group_name)
+        return [p for p in self._live_plans if (p.app_name, p.environment, p.group_name) == group]
 
     @property
     def backend(self) -> ConfigBackend:
@@ -1268,7 +1282,7 @@ class GrayRelease:
             )
         except Exception:
             if published and not self._reached(plan, status):
-                self._restore(published, actor)
+                self._restore(published, actor, _change_title(plan, action))
             raise
         if reindex:
             try:
@@ -1292,41 +1306,59 @@ class GrayRelease:
         """Publish ``values``, all or none; returns what each key held before."""
         if values:
             self._backend.refresh()  # restore what the backend holds now, not a stale mirror
+        together = getattr(self._backend, "publish_all", None)
+        title = _change_title(plan, action)
         before: dict[ConfigRef, str | None] = {}
-        for ref, value in values.items():
-            try:
-                previous = self._backend.get(ref)
-                self._backend.publish(ref, value, actor=actor)
-            except Exception as exc:
-                unrestored = self._restore(before, actor)
-                failed = "COMPLETE_FAILED" if action is Action.COMPLETE else "ROLLBACK_FAILED"
-                outcome = (
-                    "nothing was changed"
-                    if not unrestored
-                    else f"and restoring {', '.join(unrestored)} failed too: check them by hand"
-                )
-                reason = f"publishing {ref.config_key} failed: {exc}; {outcome}"
-                row = LogRecord(
-                    plan.id,
-                    failed,
-                    actor,
-                    now,
-                    plan.status,
-                    plan.status,
-                    message=reason,
-                    app_name=plan.app_name,
-                    environment=plan.environment,
-                )
-                self._store.append_log(row, self._outbox([row], plan))
-                self._emit(PlanEvent(failed, plan, plan, actor, now, reason))
-                raise BackendError(
-                    reason, details={"configKey": ref.config_key, "unrestoredKeys": unrestored}
-                ) from exc
-            before[ref] = previous
+        failing: ConfigRef | None = None
+        try:
+            if together is not None:
+                before = {ref: self._backend.get(ref) for ref in values}
+                together(values, actor=actor, title=title)
+            else:
+                for failing, value in values.items():
+                    previous = self._backend.get(failing)
+                    self._backend.publish(failing, value, actor=actor)
+                    before[failing] = previous
+        except Exception as exc:
+            # A backend that publishes together changed nothing when it failed.
+            unrestored = [] if together is not None else self._restore(before, actor, title)
+            failed = "COMPLETE_FAILED" if action is Action.COMPLETE else "ROLLBACK_FAILED"
+            outcome = (
+                "nothing was changed"
+                if not unrestored
+                else f"and restoring {', '.join(unrestored)} failed too: check them by hand"
+            )
+            keys = [failing] if failing is not None else list(values)
+            what = ", ".join(ref.config_key for ref in keys)
+            reason = f"publishing {what} failed: {exc}; {outcome}"
+            row = LogRecord(
+                plan.id,
+                failed,
+                actor,
+                now,
+                plan.status,
+                plan.status,
+                message=reason,
+                app_name=plan.app_name,
+                environment=plan.environment,
+            )
+            self._store.append_log(row, self._outbox([row], plan))
+            self._emit(PlanEvent(failed, plan, plan, actor, now, reason))
+            raise BackendError(
+                reason, details={"configKey": keys[0].config_key, "unrestoredKeys": unrestored}
+            ) from exc
         return before
 
-    def _restore(self, before: dict[ConfigRef, str | None], actor: str) -> list[str]:
+    def _restore(self, before: dict[ConfigRef, str | None], actor: str, title: str) -> list[str]:
         """Publish the previous values back; returns the keys that could not be restored."""
+        together = getattr(self._backend, "publish_all", None)
+        if together is not None and before:
+            try:
+                together(before, actor=actor, title=f"undo {title}")
+            except Exception:
+                log.exception("grayrelease: could not restore %s after a failed save", title)
+                return [ref.config_key for ref in before]
+            return []
         failed = []
         for ref, value in before.items():
             try:
@@ -1545,6 +1577,11 @@ def _check_gray_keys(gray: Mapping[str, str], keys: tuple[str, ...] | Any) -> No
 
 def _gray_values(plan: Plan) -> dict[ConfigRef, str | None]:
     return {ref: item.gray_value for item, ref in zip(plan.items, plan.refs, strict=True)}
+
+
+def _change_title(plan: Plan, action: Action) -> str:
+    """How a publish names itself in the config center's history (an Apollo release)."""
+    return f"{action.value} {plan.name} ({plan.id})"
 
 
 def _original_values(plan: Plan) -> dict[ConfigRef, str | None]:

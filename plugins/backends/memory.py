@@ -19,6 +19,7 @@ class MemoryBackend:
     def __init__(self, values: Mapping[ConfigRef, str] | None = None) -> None:
         self._values: dict[ConfigRef, str] = dict(values or {})
         self._lock = threading.Lock()
+        self._revision = 0
         self.get = self._values.get  # the read path calls this directly: no extra frame
 
     def publish(self, ref: ConfigRef, value: str | None, *, actor: str) -> None:
@@ -27,6 +28,17 @@ class MemoryBackend:
                 self._values.pop(ref, None)
             else:
                 self._values[ref] = value
+            self._revision += 1
+
+    def group_values(
+        self, app_name: str, environment: str, group_name: str
+    ) -> tuple[dict[str, str], int]:
+        """A group's values and a revision that changes with every publish (for the
+        Apollo-compatible client endpoint)."""
+        group = (app_name, environment, group_name)
+        with self._lock:
+            values = {r.config_key: v for r, v in self._values.items() if r[:3] == group}
+            return values, self._revision
 
     def refresh(self) -> None:
         """Nothing to pick up: this process holds the only copy."""
