@@ -3,14 +3,18 @@ keys inside files, watching, compare-and-set, and every fault as a BACKEND_ERROR
 
 from __future__ import annotations
 
+import json
 import socket
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import grayrelease_adapters.nacos as nacos_plugin
+import grayrelease_adapters.nacos.backend as nacos_backend
 import pytest
 from grayrelease_adapters.flask.openapi import PLAN_EXAMPLES
 from grayrelease_adapters.nacos import NacosBackend, NacosSettings
@@ -198,6 +202,93 @@ def test_a_complete_that_fails_half_way_restores_what_it_published(
     assert [r.action for r in engine.plan_logs(plan.id).items][-1] == "COMPLETE_FAILED"
 
 
+# --- beta offload ---------------------------------------------------------------------------
+
+
+def read_as(nacos: FakeNacos, address: str, data_id: str) -> tuple[str, bool]:
+    """What an unmodified Nacos client at ``address`` reads (the fake trusts the proxy header)."""
+    query = urllib.parse.urlencode({"dataId": data_id, "group": "default", "tenant": "prod"})
+    request = urllib.request.Request(
+        f"{nacos.base_url}/nacos/v1/cs/configs?{query}", headers={"X-Forwarded-For": address}
+    )
+    token = json.loads(
+        urllib.request.urlopen(
+            f"{nacos.base_url}/nacos/v1/auth/login", data=b"username=nacos&password=s3cret"
+        ).read()
+    )["accessToken"]
+    request.full_url += f"&accessToken={token}"
+    with urllib.request.urlopen(request) as answer:
+        return answer.read().decode(), answer.headers.get("isBeta") == "true"
+
+
+@pytest.fixture
+def beta_engine(nacos: FakeNacos, tmp_path: Path, clock: ManualClock) -> Iterator[GrayRelease]:
+    with GrayRelease.from_settings(
+        settings(nacos, tmp_path, beta=True),
+        clock=clock,
+        plugins=(nacos_plugin,),
+        load_entrypoints=False,
+    ) as gr:
+        yield gr
+
+
+def whitelist_plan(engine: GrayRelease) -> str:
+    body = spec_body(
+        appName="shop",
+        groupName="default",
+        configKeys=["pool.size"],
+        grayRules={"ipWhitelist": ["192.168.1.100", "10.1.0.0/16"]},
+        grayValues={"pool.size": "20"},
+    )
+    return engine.start(engine.create_plan(body, actor="alice").id, actor="alice").id
+
+
+def test_an_ip_whitelist_is_offloaded_to_a_nacos_beta_while_the_plan_is_live(
+    nacos: FakeNacos, beta_engine: GrayRelease
+) -> None:
+    key = ("prod", "default", "pool.size")
+    nacos.set(*key, "10")
+    plan_id = whitelist_plan(beta_engine)
+    # Only the exact address: Nacos matches betas by address, the CIDR stays with the library.
+    assert nacos.betas[key].ips == ("192.168.1.100",)
+    assert read_as(nacos, "192.168.1.100", "pool.size") == ("20", True)
+    assert read_as(nacos, "10.0.0.9", "pool.size") == ("10", False)
+    beta_engine.pause(plan_id, actor="alice")
+    assert key in nacos.betas  # the listed address keeps its gray value while paused
+    beta_engine.complete(plan_id, actor="alice")
+    assert key not in nacos.betas
+    assert read_as(nacos, "192.168.1.100", "pool.size") == ("20", False)
+
+
+def test_a_beta_that_could_not_be_stopped_is_stopped_when_nacos_is_back(
+    nacos: FakeNacos, beta_engine: GrayRelease, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(nacos_backend, "BETA_RETRY", 0.0)  # not the 5 s a server is given
+    key = ("prod", "default", "pool.size")
+    nacos.set(*key, "10")
+    plan_id = whitelist_plan(beta_engine)
+    assert key in nacos.betas
+    nacos.fail(502)
+    beta_engine.rollback(plan_id, actor="alice", reason="errors")  # the rollback itself holds
+    assert beta_engine.get_plan(plan_id).status is PlanStatus.ROLLBACK
+    assert key in nacos.betas
+    nacos.heal()
+    beta_engine.backend.refresh()  # what the sync thread calls every cache_ttl
+    assert key not in nacos.betas
+    assert read_as(nacos, "192.168.1.100", "pool.size") == ("10", False)
+
+
+def test_keys_inside_a_file_and_other_strategies_get_no_beta(
+    nacos: FakeNacos, beta_engine: GrayRelease
+) -> None:
+    nacos.set("prod", "database", "demo-app.properties", PROPERTIES, type="properties")
+    beta_engine.start(beta_engine.create_plan(spec_body(), actor="alice").id, actor="alice")
+    nacos.set("prod", "default", "feature.newPayment.enabled", "false")
+    body = PLAN_EXAMPLES["percentage"]["value"]
+    beta_engine.start(beta_engine.create_plan(body, actor="alice").id, actor="alice")
+    assert nacos.betas == {}
+
+
 # --- faults -------------------------------------------------------------------------------------
 
 
@@ -284,6 +375,7 @@ def test_the_backend_is_an_installed_entry_point(
         ({"files": {"g": {}}}, "settings.nacos.files.g.data_id"),
         ({"poll_timeout": 0}, "settings.nacos.poll_timeout"),
         ({"watch": "yes"}, "settings.nacos.watch"),
+        ({"beta": 1}, "settings.nacos.beta"),
         ({"servers": ["a"]}, "settings.nacos.servers"),
     ],
 )

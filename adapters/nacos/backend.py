@@ -7,23 +7,42 @@ original-value snapshot and the drift check alike.
 
 Publishing compares and sets: the content is published with the MD5 of what this backend last
 saw (``casMd5``), so a change made in Nacos since is refused, not overwritten.
+
+With ``beta``, the backend also hears plan events (a backend is a plugin too): while an
+IP_WHITELIST plan on whole data ids is live, its gray values are published as Nacos betas to
+the listed addresses, and the betas are stopped when the plan ends. A beta call that fails is
+retried at the next refresh until it goes through, so an ended plan's beta does not linger.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import threading
+import time
 from collections.abc import Mapping
 
 import attrs
 
-from grayrelease_core import BackendError, ConfigRef
+from grayrelease_core import BackendError, ConfigRef, PlanEvent, hookimpl
 
 from .client import ConfigId, NacosClient, nacos_md5
 from .settings import KeyFile, NacosSettings
 
 log = logging.getLogger("grayrelease")
 MAX_BACKOFF = 30.0
+BETA_RETRY = 5.0
+"""Seconds before a beta call that failed is tried again."""
+BETA_LIVE = frozenset({"STARTED", "RESUMED"})
+BETA_OVER = frozenset({"COMPLETED", "ROLLED_BACK", "AUTO_ROLLBACK", "DELETED"})
+
+
+@attrs.frozen
+class Beta:
+    """A gray value served by Nacos itself to some addresses."""
+
+    content: str
+    ips: tuple[str, ...]
 
 
 @attrs.frozen
@@ -60,6 +79,9 @@ class NacosBackend:
         self._stopped = threading.Event()
         self._watching = threading.Event()
         self._watcher: threading.Thread | None = None
+        self._betas_due: dict[ConfigId, Beta | None] = {}
+        """Betas to publish (or, ``None``, to stop) that Nacos has not taken yet."""
+        self._beta_retry_at = 0.0
         if settings.watch:
             self._watcher = threading.Thread(
                 target=self._watch, name="grayrelease-nacos", daemon=True
@@ -118,12 +140,55 @@ class NacosBackend:
         if self._watcher is None:
             with self._lock:
                 self._mirror.clear()
+        if self._betas_due and time.monotonic() >= self._beta_retry_at:
+            self._settle_betas()
 
     def close(self) -> None:
         self._stopped.set()
         self._watching.set()
         if self._watcher is not None:
             self._watcher.join(timeout=1.0)  # a poll in flight ends with the daemon thread
+
+    # --- beta offload ------------------------------------------------------------------------
+
+    @hookimpl
+    def grayrelease_plan_event(self, event: PlanEvent) -> None:
+        plan = event.plan
+        if not self.settings.beta or plan.strategy != "IP_WHITELIST":
+            return
+        if event.action not in BETA_LIVE | BETA_OVER:
+            return
+        # Nacos matches betas by exact address: CIDR blocks stay with the library.
+        ips = tuple(a for a in plan.rules.get("ipWhitelist", ()) if _is_address(a))
+        wanted: dict[ConfigId, Beta | None] = {}
+        for item, ref in zip(plan.items, plan.refs, strict=True):
+            config, file = self.settings.locate(ref)
+            if file is not None:
+                continue  # a key inside a file: a beta would carry the whole file
+            gray = item.gray_value if event.action in BETA_LIVE and ips else None
+            wanted[config] = None if gray is None else Beta(gray, ips)
+        with self._lock:
+            self._betas_due.update(wanted)
+        self._settle_betas()
+
+    def _settle_betas(self) -> None:
+        with self._lock:
+            due = dict(self._betas_due)
+        for config, beta in due.items():
+            try:
+                if beta is None:
+                    self._client.delete(config, beta=True)
+                else:
+                    self._client.publish(
+                        config, beta.content, beta_ips=beta.ips, actor="grayrelease"
+                    )
+            except BackendError as exc:
+                log.warning("grayrelease: Nacos beta of %s not settled (%s); retrying", config, exc)
+                self._beta_retry_at = time.monotonic() + BETA_RETRY
+                continue
+            with self._lock:
+                if self._betas_due.get(config) == beta:
+                    del self._betas_due[config]
 
     # --- the mirror ---------------------------------------------------------------------------
 
@@ -160,6 +225,14 @@ class NacosBackend:
                 log.warning("grayrelease: watching Nacos failed (%s); again in %gs", exc, backoff)
                 self._stopped.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _entry(content: str | None, file: KeyFile | None) -> Entry:

@@ -8,23 +8,21 @@ access token never appear in one.
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
 import threading
 import time
-import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
+
+from grayrelease_adapters.remote import Answer, ServiceError, exchange
 
 from grayrelease_core import BackendError
 
 LOGIN = "/nacos/v1/auth/login"
 CONFIGS = "/nacos/v1/cs/configs"
 LISTENER = "/nacos/v1/cs/configs/listener"
-MAX_ANSWER = 16 * 1024 * 1024
-"""The largest answer read (a config file is far smaller; a runaway one is cut off)."""
 REFRESH_AT = 0.8
 """Log in again once this share of the token's lifetime has passed."""
 CAS_FAILED = "cas publish fail"
@@ -49,12 +47,6 @@ class ConfigId(NamedTuple):
         return f"{self.tenant or 'public'}/{self.group}/{self.data_id}"
 
 
-class Answer(NamedTuple):
-    status: int
-    body: str
-    headers: Mapping[str, str]
-
-
 class NacosClient:
     """Calls one Nacos server (or the address in front of a cluster)."""
 
@@ -76,6 +68,7 @@ class NacosClient:
         self._token_until = 0.0
         self._lock = threading.Lock()
         self._opener = urllib.request.build_opener()
+        self._error = ServiceError("Nacos", self.server)
 
     # --- calls ------------------------------------------------------------------------------
 
@@ -201,25 +194,9 @@ class NacosClient:
         else:
             url += "?" + urllib.parse.urlencode(query)
         request = urllib.request.Request(url, data=body, method=method, headers=send_headers)
-        try:
-            with self._opener.open(request, timeout=timeout or self._timeout) as response:
-                text = _text(response.read(MAX_ANSWER))
-                return Answer(response.status, text, dict(response.headers.items()))
-        except urllib.error.HTTPError as exc:
-            with exc:
-                try:
-                    text = _text(exc.read(MAX_ANSWER))
-                except OSError:
-                    text = ""
-                return Answer(exc.code, text, dict(exc.headers.items()))
-        except TimeoutError as exc:
-            raise self._error(what, f"no answer within {timeout or self._timeout:g} s") from exc
-        except urllib.error.URLError as exc:
-            if isinstance(exc.reason, TimeoutError):
-                raise self._error(what, "no answer in time") from exc
-            raise self._error(what, f"cannot connect: {exc.reason}") from exc
-        except (OSError, http.client.HTTPException) as exc:
-            raise self._error(what, f"connection failed: {type(exc).__name__}: {exc}") from exc
+        return exchange(
+            self._opener, request, timeout=timeout or self._timeout, what=what, error=self._error
+        )
 
     def _access_token(self) -> str | None:
         if self._username is None:
@@ -252,22 +229,12 @@ class NacosClient:
         if answer.status >= 400:
             raise self._error(what, f"HTTP {answer.status}: {answer.body[:200]}")
 
-    def _error(self, what: str, cause: str) -> BackendError:
-        return BackendError(
-            f"Nacos at {self.server}: {what} failed: {cause}",
-            details={"server": self.server},
-        )
-
 
 def _params(config: ConfigId) -> dict[str, str]:
     params = {"dataId": config.data_id, "group": config.group}
     if config.tenant:
         params["tenant"] = config.tenant
     return params
-
-
-def _text(raw: bytes) -> str:
-    return raw.decode("utf-8", errors="replace")
 
 
 def _login_answer(body: str) -> tuple[str | None, float]:

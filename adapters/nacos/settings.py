@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
-import string
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
+from grayrelease_adapters.placeholders import fill, ref_template
 
 from grayrelease_core import ConfigRef, ValidationError
 from grayrelease_core.rules import rules_object, seconds, service_url
@@ -16,7 +16,6 @@ from .client import ConfigId
 from .files import FORMATS, FileFormat
 
 FIELD = "settings.nacos"
-PLACEHOLDERS = frozenset({"appName", "environment", "groupName"})
 DEFAULT_SERVER = "http://127.0.0.1:8848"
 """Nacos is run by its users; its own default address."""
 
@@ -42,6 +41,10 @@ class NacosSettings:
     """Groups whose keys live inside a file; any other group's keys are whole data ids."""
     timeout: float = 5.0
     poll_timeout: float = 30.0
+    beta: bool = False
+    """Offload IP whitelists to Nacos: while an IP_WHITELIST plan on whole data ids is live,
+    its gray values are also published as Nacos betas to the listed addresses, so unmodified
+    Nacos clients on them get the gray value too."""
     watch: bool = True
     """Keep a long-polling thread on the data ids read; off for one-shot processes (the CLI),
     which then read Nacos afresh before each publish."""
@@ -59,6 +62,7 @@ class NacosSettings:
                 "timeout",
                 "poll_timeout",
                 "watch",
+                "beta",
             ),
             required=(),
             field=FIELD,
@@ -73,11 +77,12 @@ class NacosSettings:
         if (username is None) != (password is None):
             missing = "password" if password is None else "username"
             raise ValidationError(f"{FIELD}.{missing}", "is required with a username and password")
-        namespace = _template(data.get("namespace", ""), f"{FIELD}.namespace", allow_empty=True)
+        namespace = ref_template(data.get("namespace", ""), f"{FIELD}.namespace", allow_empty=True)
         files = _files(data.get("files", {}))
-        watch = data.get("watch", True)
-        if not isinstance(watch, bool):
-            raise ValidationError(f"{FIELD}.watch", "must be true or false", value=watch)
+        watch, beta = data.get("watch", True), data.get("beta", False)
+        for name, flag in (("watch", watch), ("beta", beta)):
+            if not isinstance(flag, bool):
+                raise ValidationError(f"{FIELD}.{name}", "must be true or false", value=flag)
         return cls(
             server=server,
             username=username,
@@ -87,20 +92,16 @@ class NacosSettings:
             timeout=seconds(data.get("timeout", 5), f"{FIELD}.timeout", 120),
             poll_timeout=seconds(data.get("poll_timeout", 30), f"{FIELD}.poll_timeout", 120),
             watch=watch,
+            beta=beta,
         )
 
     def locate(self, ref: ConfigRef) -> tuple[ConfigId, KeyFile | None]:
         """Where ``ref`` lives: its data id, and the file format when it is a key inside one."""
-        values = {
-            "appName": ref.app_name,
-            "environment": ref.environment,
-            "groupName": ref.group_name,
-        }
-        tenant = self.namespace.format_map(values)
+        tenant = fill(self.namespace, ref)
         file = self.files.get(ref.group_name)
         if file is None:
             return ConfigId(tenant, ref.group_name, ref.config_key), None
-        return ConfigId(tenant, ref.group_name, file.data_id.format_map(values)), file
+        return ConfigId(tenant, ref.group_name, fill(file.data_id, ref)), file
 
 
 def _files(value: Any) -> dict[str, KeyFile]:
@@ -119,23 +120,6 @@ def _files(value: Any) -> dict[str, KeyFile]:
             raise ValidationError(
                 f"{field}.format", "yaml needs PyYAML: pip install 'grayrelease[nacos]'"
             )
-        files[str(group)] = KeyFile(_template(data["data_id"], f"{field}.data_id"), FORMATS[form])
+        data_id = ref_template(data["data_id"], f"{field}.data_id")
+        files[str(group)] = KeyFile(data_id, FORMATS[form])
     return files
-
-
-def _template(value: Any, field: str, *, allow_empty: bool = False) -> str:
-    if not isinstance(value, str) or (not value and not allow_empty):
-        raise ValidationError(field, "must be a text, with {appName} / {environment} / {groupName}")
-    try:
-        names = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
-    except ValueError as exc:
-        raise ValidationError(field, f"is not a valid template: {exc}", value=value) from None
-    unknown = sorted(names - PLACEHOLDERS)
-    if unknown:
-        raise ValidationError(
-            field,
-            f"names {{{unknown[0]}}}; the placeholders are {{appName}}, {{environment}} and "
-            "{groupName}",
-            value=value,
-        )
-    return value
