@@ -249,6 +249,21 @@ def test_settings_on_the_security_page_start_an_engine(tmp_path: Path) -> None:
             assert gr.auth.enabled == ("auth" in settings)
 
 
+def test_the_apollo_page_settings_are_valid() -> None:
+    from grayrelease_adapters.apollo import ApolloSettings
+
+    text = (DOCS / "apollo.md").read_text(encoding="utf-8")
+    (block,) = re.findall(r"```json\n(.*?)```", text, re.DOTALL)
+    data = json.loads(block)
+    assert Settings.from_mapping(data).backend == "apollo"
+    parsed = ApolloSettings.from_section(data["apollo"])
+    assert parsed.config_service("pro") == "http://apollo-config-pro.example.com:8080"
+    assert parsed.namespace_of("demo-app", "prod", "database").env == "PRO"
+    # Every setting the page's table lists is one the section takes, and the other way round.
+    listed = set(re.findall(r"^\| `([a-z_]+)` \|", text, re.MULTILINE))
+    assert listed == set(data["apollo"])
+
+
 def test_the_nacos_page_settings_are_valid() -> None:
     from grayrelease_adapters.nacos import NacosSettings
 

@@ -16,6 +16,7 @@ from grayrelease_core import GrayRelease as Engine
 from grayrelease_core.sync import BackgroundSync
 
 from .api import create_api_blueprint
+from .apollo_api import create_apollo_blueprint
 from .identity import BearerTokenIdentity, StoredTokenIdentity
 from .session import SessionIdentity, register_session_routes, session_keys
 from .state import AppState
@@ -38,6 +39,8 @@ DEFAULTS: dict[str, Any] = {
     "GRAYRELEASE_TOKENS": {},
     "GRAYRELEASE_CLIENT_TOKENS": [],
     "GRAYRELEASE_MAX_BODY_BYTES": 1024 * 1024,
+    "GRAYRELEASE_APOLLO_HOLD": 60.0,
+    "GRAYRELEASE_APOLLO_ACCESS_KEYS": {},
     "GRAYRELEASE_SETTINGS": {},
 }
 """Every config key the extension reads, with its default."""
@@ -94,6 +97,10 @@ class GrayRelease:
         - ``GRAYRELEASE_TOKENS``: ``{"token": "actor"}`` for ``Authorization: Bearer``.
         - ``GRAYRELEASE_CLIENT_TOKENS``: tokens a config read must carry; empty = open.
         - ``GRAYRELEASE_MAX_BODY_BYTES``: the largest request body accepted.
+        - ``GRAYRELEASE_APOLLO_HOLD``: seconds an Apollo client's notification poll is held
+          when nothing changed (Apollo holds 60; 0 answers at once).
+        - ``GRAYRELEASE_APOLLO_ACCESS_KEYS``: ``{"appId": "secret"}``, the access keys Apollo
+          clients sign their requests with; an app listed must sign.
         - ``GRAYRELEASE_SETTINGS``: more engine settings and plugin sections.
         """
         if EXTENSION in app.extensions:
@@ -112,6 +119,8 @@ class GrayRelease:
                 "GRAYRELEASE_MAX_BODY_BYTES", "must be a whole number of at least 1024"
             )
         tick_interval = _interval(config, "GRAYRELEASE_TICK_INTERVAL")
+        apollo_hold = _interval(config, "GRAYRELEASE_APOLLO_HOLD")
+        apollo_access_keys = _access_keys(config["GRAYRELEASE_APOLLO_ACCESS_KEYS"])
         delivery_interval = _interval(config, "GRAYRELEASE_DELIVERY_INTERVAL")
         extra = config["GRAYRELEASE_SETTINGS"]
         if not isinstance(extra, Mapping):
@@ -157,13 +166,23 @@ class GrayRelease:
             if delivery_interval > 0
             else None
         )
-        state = AppState(engine, prefix, client_tokens, max_body, ticker, courier)
+        state = AppState(
+            engine,
+            prefix,
+            client_tokens,
+            max_body,
+            ticker,
+            courier,
+            apollo_hold=apollo_hold,
+            apollo_access_keys=apollo_access_keys,
+        )
         self._states[app] = state
         weakref.finalize(app, state.close)
         app.extensions[EXTENSION] = self
         api = create_api_blueprint()
         register_session_routes(api, keys, tokens)
         app.register_blueprint(api, url_prefix=prefix)
+        app.register_blueprint(create_apollo_blueprint(), url_prefix=f"{prefix}/apollo")
 
         from .cli import cli
 
@@ -258,6 +277,16 @@ def _tokens(raw: Any) -> dict[str, str]:
             raise ValidationError(field, "each token must be a string of at least 16 characters")
         if not isinstance(actor, str) or not actor.strip():
             raise ValidationError(f"{field}.<token>", "must name an actor")
+    return dict(raw)
+
+
+def _access_keys(raw: Any) -> dict[str, str]:
+    field = "GRAYRELEASE_APOLLO_ACCESS_KEYS"
+    if not isinstance(raw, Mapping) or not all(
+        isinstance(app_id, str) and app_id and isinstance(secret, str) and secret
+        for app_id, secret in raw.items()
+    ):
+        raise ValidationError(field, 'must be an object of "appId": "secret"')
     return dict(raw)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import attrs
 
 from grayrelease_core import GrayRelease as Engine
@@ -24,6 +26,10 @@ class AppState:
     """The thread that runs ``engine.tick()`` every ``GRAYRELEASE_TICK_INTERVAL`` seconds."""
     courier: BackgroundSync | None = None
     """The thread that runs ``engine.deliver()`` every ``GRAYRELEASE_DELIVERY_INTERVAL``."""
+    apollo_hold: float = 60.0
+    """Seconds an Apollo client's notification poll is held (``GRAYRELEASE_APOLLO_HOLD``)."""
+    apollo_access_keys: Mapping[str, str] = attrs.Factory(dict)
+    """App id -> the secret its Apollo clients sign with (``GRAYRELEASE_APOLLO_ACCESS_KEYS``)."""
 
     def close(self) -> None:
         """Stop the threads (waiting for a round in progress), then close the engine."""
