@@ -176,11 +176,16 @@ def test_serve_runs_the_demo_config_center_and_stops_cleanly(tmp_path: Path) -> 
     )
     try:
         assert server.stdout is not None
-        banner = [server.stdout.readline() for _ in range(2)]
+        banner = [server.stdout.readline() for _ in range(3)]
         port = int(re.search(r"127\.0\.0\.1:(\d+)", banner[0]).group(1))  # type: ignore[union-attr]
         token = banner[1].rsplit(" ", 1)[-1].strip()
         assert "shown once" in banner[1]
         base = f"http://127.0.0.1:{port}"
+        # The printed console address is the page a newcomer opens.
+        assert f"web console at {base}/gray-release/" in banner[2]
+        with urllib.request.urlopen(f"{base}/gray-release/") as page:
+            assert page.status == 200
+            assert "grayrelease-api" in page.read().decode()
         api = f"{base}/api/gray-release"
 
         status, seeded = request(

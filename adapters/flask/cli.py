@@ -221,6 +221,9 @@ def serve(
         click.echo(f"grayrelease: listening on {base} (REST API at {base}{prefix})")
         if generated and _host_app(ctx) is None:
             click.echo(f"grayrelease: admin token (shown once): {token}")
+        console = app.config.get("GRAYRELEASE_CONSOLE_PREFIX")
+        if console:
+            click.echo(f"grayrelease: web console at {base}{console}/ (log in with the token)")
         if _host_app(ctx) is None:
             auth = f"-H 'Authorization: Bearer {token}'"
             click.echo("try:")

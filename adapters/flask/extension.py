@@ -17,6 +17,7 @@ from grayrelease_core.sync import BackgroundSync
 
 from .api import create_api_blueprint
 from .apollo_api import create_apollo_blueprint
+from .console import console_prefix, register_console
 from .identity import BearerTokenIdentity, StoredTokenIdentity
 from .session import SessionIdentity, register_session_routes, session_keys
 from .state import AppState
@@ -28,6 +29,7 @@ DEFAULTS: dict[str, Any] = {
     "GRAYRELEASE_DATABASE_URL": "sqlite:///grayrelease.db",
     "GRAYRELEASE_BACKEND": "memory",
     "GRAYRELEASE_URL_PREFIX": "/api/gray-release",
+    "GRAYRELEASE_CONSOLE_PREFIX": "/gray-release",
     "GRAYRELEASE_CACHE_TTL": 1.0,
     "GRAYRELEASE_HIT_FLUSH_INTERVAL": 5.0,
     "GRAYRELEASE_BACKGROUND_SYNC": True,
@@ -78,6 +80,8 @@ class GrayRelease:
         - ``GRAYRELEASE_DATABASE_URL``: the plan store's SQLAlchemy URL.
         - ``GRAYRELEASE_BACKEND``: the config backend (``memory``, ``sql``, or a plugin's).
         - ``GRAYRELEASE_URL_PREFIX``: where the REST API is mounted.
+        - ``GRAYRELEASE_CONSOLE_PREFIX``: where the web console is mounted; empty or ``None``
+          turns it off.
         - ``GRAYRELEASE_CACHE_TTL``: seconds another process's plan change may take to show.
         - ``GRAYRELEASE_HIT_FLUSH_INTERVAL``: seconds between writes of instance hits.
         - ``GRAYRELEASE_BACKGROUND_SYNC``: run the sync thread (else call ``engine.sync()``).
@@ -113,6 +117,7 @@ class GrayRelease:
         tokens = _tokens(config["GRAYRELEASE_TOKENS"])
         client_tokens = _client_tokens(config["GRAYRELEASE_CLIENT_TOKENS"])
         prefix = _prefix(config["GRAYRELEASE_URL_PREFIX"])
+        console = console_prefix(config["GRAYRELEASE_CONSOLE_PREFIX"], prefix)
         max_body = config["GRAYRELEASE_MAX_BODY_BYTES"]
         if isinstance(max_body, bool) or not isinstance(max_body, int) or max_body < 1024:
             raise ValidationError(
@@ -183,6 +188,8 @@ class GrayRelease:
         register_session_routes(api, keys, tokens)
         app.register_blueprint(api, url_prefix=prefix)
         app.register_blueprint(create_apollo_blueprint(), url_prefix=f"{prefix}/apollo")
+        if console is not None:
+            register_console(app, console, prefix)
 
         from .cli import cli
 
