@@ -27,6 +27,7 @@ from grayrelease_core import (
 
 from .conftest import spec_body
 from .fake_apollo import FakeApollo, _server_error
+from .waiting import eventually
 
 TOKEN = "c0nsumer-t0ken"
 APPS = ("demo-app", "order-service", "cache-service", "shop")
@@ -76,13 +77,6 @@ def seed(fake: FakeApollo, app: str, namespace: str, **values: str) -> None:
     for key, value in values.items():
         fake.set_item(ENV, app, "default", namespace, key.replace("_", "."), value)
     fake.release(ENV, app, "default", namespace, title="seed")
-
-
-def eventually(check: Callable[[], bool], seconds: float = 5.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, "not within the time"
-        time.sleep(0.02)
 
 
 # --- the spec's three scenarios --------------------------------------------------------------

@@ -19,6 +19,7 @@ from grayrelease_adapters.apollo.client import access_signature
 from grayrelease_core import ConfigRef, ManualClock
 
 from .test_http_api import API, AUTH, act, make_app
+from .waiting import eventually
 
 APOLLO = f"{API}/apollo/prod"
 DATABASE = f"{APOLLO}/configs/demo-app/default/database"
@@ -380,10 +381,3 @@ def test_an_unmodified_apollo_client_follows_a_plan_through_long_polling(
         server.shutdown()
         serving.join()
         app.extensions["grayrelease"].close(app)
-
-
-def eventually(check: Any, seconds: float = 8.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, "not within the time"
-        time.sleep(0.05)

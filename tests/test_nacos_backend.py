@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from grayrelease_core import (
 
 from .conftest import spec_body
 from .fake_nacos import FakeNacos
+from .waiting import eventually
 
 USERS = {"nacos": "s3cret"}
 PROPERTIES = (
@@ -71,13 +71,6 @@ def engine(nacos: FakeNacos, tmp_path: Path, clock: ManualClock) -> Iterator[Gra
         settings(nacos, tmp_path), clock=clock, plugins=(nacos_plugin,), load_entrypoints=False
     ) as gr:
         yield gr
-
-
-def eventually(check: Callable[[], bool], seconds: float = 5.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, "not within the time"
-        time.sleep(0.02)
 
 
 # --- the spec's three scenarios --------------------------------------------------------------
