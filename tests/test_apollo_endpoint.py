@@ -212,7 +212,6 @@ def test_the_meta_server_points_clients_at_this_service(http: FlaskClient) -> No
     ("url", "params", "field"),
     [
         (DATABASE, {"ip": "not-an-ip"}, "ip"),
-        (DATABASE, {"color": "red"}, "color"),
         (f"{APOLLO}/notifications/v2", {"appId": "a", "cluster": "default"}, "notifications"),
         (
             f"{APOLLO}/notifications/v2",
@@ -242,6 +241,13 @@ def test_bad_requests_are_400s_naming_the_parameter(
     answer = http.get(url, query_string=params)
     assert answer.status_code == 400
     assert answer.json["error"]["details"]["field"] == field  # type: ignore[index]
+
+
+def test_parameters_apollo_clients_may_add_are_ignored_as_apollo_ignores_them(
+    http: FlaskClient,
+) -> None:
+    params = {"ip": "10.0.0.1", "dataCenter": "hz", "messages": "{}", "newerFlag": "1"}
+    assert config(http, **params)["configurations"] == BASE
 
 
 def test_a_namespace_with_nothing_in_it_is_a_404_as_in_apollo(http: FlaskClient) -> None:

@@ -35,7 +35,6 @@ from .http import (
     http_error_response,
     json_response,
     optional_text,
-    query,
     required_text,
     unexpected_error_response,
 )
@@ -67,7 +66,7 @@ def create_apollo_blueprint() -> Blueprint:
     @api.get("/<environment>/configs/<app_id>/<cluster>/<namespace>")
     def apollo_config(environment: str, app_id: str, cluster: str, namespace: str) -> Response:
         settings = state()
-        params = query(request, ("releaseKey", "ip", "label", "messages", "dataCenter"))
+        params = _known(("releaseKey", "ip", "label"))
         view = _view(settings, environment, app_id, namespace, params)
         if view is None:
             return _not_found(app_id, cluster, namespace)
@@ -87,7 +86,7 @@ def create_apollo_blueprint() -> Blueprint:
     @api.get("/<environment>/configfiles/json/<app_id>/<cluster>/<namespace>")
     def apollo_config_json(environment: str, app_id: str, cluster: str, namespace: str) -> Response:
         settings = state()
-        params = query(request, ("ip", "label", "messages", "dataCenter"))
+        params = _known(("ip", "label"))
         view = _view(settings, environment, app_id, namespace, params)
         if view is None:
             return _not_found(app_id, cluster, namespace)
@@ -96,7 +95,7 @@ def create_apollo_blueprint() -> Blueprint:
     @api.get("/<environment>/notifications/v2")
     def apollo_notifications(environment: str) -> Response:
         settings = state()
-        params = query(request, ("appId", "cluster", "notifications", "dataCenter", "ip"))
+        params = _known(("appId", "cluster", "notifications"))
         app_id = required_text(params, "appId", maximum=MAX_NAME)
         required_text(params, "cluster", maximum=MAX_NAME)
         _authenticate(settings, app_id)
@@ -125,13 +124,18 @@ def create_apollo_blueprint() -> Blueprint:
 
     @api.get("/<environment>/services/config")
     def apollo_meta(environment: str) -> Response:
-        query(request, ("appId", "ip"))
         home = request.base_url.rsplit("/services/config", 1)[0] + "/"
         return json_response(
             [{"appName": "APOLLO-CONFIGSERVICE", "instanceId": "grayrelease", "homepageUrl": home}]
         )
 
     return api
+
+
+def _known(names: tuple[str, ...]) -> dict[str, str]:
+    """The parameters this endpoint reads. Others (``dataCenter``, ``messages``, what a newer
+    client adds) are ignored, as Apollo's config service ignores them."""
+    return {name: request.args[name] for name in names if name in request.args}
 
 
 def _view(
