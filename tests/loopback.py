@@ -4,13 +4,47 @@ context manager, that a test can break (``fail``), freeze (``hang``) and mend (`
 from __future__ import annotations
 
 import contextlib
+import json
+import socket
 import threading
+import urllib.error
+import urllib.request
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 HANG_LIMIT = 30.0
 """Seconds a hanging request waits at most when nobody releases it."""
+
+
+class Answer(NamedTuple):
+    """What a fake answered a test's request, whatever the status."""
+
+    status: int
+    headers: Message
+    body: str
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def send(request: urllib.request.Request, timeout: float) -> Answer:
+    """Send a test's request to a fake; an error status is an answer too, not an exception."""
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return Answer(response.status, response.headers, response.read().decode("utf-8"))
+    except urllib.error.HTTPError as error:
+        with error:
+            return Answer(error.code, error.headers, error.read().decode("utf-8"))
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now (a server that is down)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 class LoopbackServer:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -24,6 +23,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
+
+from .loopback import free_port
 
 START_DEADLINE = 30.0
 """Seconds the server has to become ready and to have scraped data."""
@@ -40,14 +41,6 @@ class Request(NamedTuple):
     @property
     def form(self) -> dict[str, str]:
         return dict(urllib.parse.parse_qsl(self.body.decode(), strict_parsing=True))
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _labels(labels: Mapping[str, str]) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import email
 import email.policy
 import shutil
-import socket
 import ssl
 import subprocess
 import threading
@@ -25,6 +24,8 @@ from typing import Any, Literal, NamedTuple
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from .loopback import free_port
 
 USER = "robot@example.com"
 PASSWORD = "s3cret-pass"
@@ -141,14 +142,6 @@ class SmtpServer:
 
 Security = Literal["none", "starttls", "ssl"]
 StartServer = Callable[..., SmtpServer]
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def server_context(files: TlsFiles) -> ssl.SSLContext:

@@ -4,7 +4,6 @@ that fails half way, and every fault as a BACKEND_ERROR."""
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,6 +26,7 @@ from grayrelease_core import (
 
 from .conftest import spec_body
 from .fake_apollo import FakeApollo, _server_error
+from .loopback import free_port
 from .waiting import eventually
 
 TOKEN = "c0nsumer-t0ken"
@@ -360,9 +360,7 @@ def test_every_fault_is_a_backend_error_naming_the_server_and_the_cause(
     def write(made: ApolloBackend) -> None:
         made.publish(ConfigRef("elsewhere", "prod", "application", "k"), "v", actor="alice")
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed = probe.getsockname()[1]
+    closed = free_port()
     down = failure(unwatched(apollo, portal=f"http://127.0.0.1:{closed}"), read)
     assert f"Apollo portal at http://127.0.0.1:{closed}" in down
     assert "cannot connect" in down

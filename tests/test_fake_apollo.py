@@ -16,15 +16,15 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping
-from email.message import Message as Headers
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import pytest
 
 from grayrelease_core import ManualClock
 
 from .fake_apollo import FakeApollo, apollo_signature
+from .loopback import Answer, send
 
 TOKEN = "c0ffee"
 OTHER_TOKEN = "other-team"
@@ -35,15 +35,6 @@ NS = f"/openapi/v1/envs/DEV/apps/{APP}/clusters/default/namespaces/application"
 JSON = "application/json;charset=UTF-8"
 GSON_DATE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+0000")
 _UNSET: Any = object()
-
-
-class Answer(NamedTuple):
-    status: int
-    headers: Headers
-    body: str
-
-    def json(self) -> Any:
-        return json.loads(self.body)
 
 
 def call(
@@ -67,12 +58,7 @@ def call(
     if data is not None and content_type is not None:
         sent["Content-Type"] = content_type
     request = urllib.request.Request(url, data=data, method=method, headers=sent)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return Answer(response.status, response.headers, response.read().decode("utf-8"))
-    except urllib.error.HTTPError as error:
-        with error:
-            return Answer(error.code, error.headers, error.read().decode("utf-8"))
+    return send(request, timeout)
 
 
 def create(fake: FakeApollo, key: str, value: str | None = "v", **fields: Any) -> Answer:

@@ -7,7 +7,6 @@ second opinion on the wire format.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -15,30 +14,20 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping
-from email.message import Message as Headers
 from pathlib import Path
-from typing import Any, NamedTuple
 
 import pytest
 
 from grayrelease_core import ManualClock
 
 from .fake_nacos import CONFIGS_PATH, LISTENER_PATH, Beta, FakeNacos, Seen, nacos_md5
+from .loopback import Answer, send
 
 USERS = {"nacos": "s3cret"}
 GROUP = "DEFAULT_GROUP"
 DATA_ID = "gray-release.yaml"
 CONTENT = "灰度发布:\n  比例: 10%\n  说明: 先放 10% 的流量"
 BETA_IP = "10.0.0.7"
-
-
-class Answer(NamedTuple):
-    status: int
-    headers: Headers
-    body: str
-
-    def json(self) -> Any:
-        return json.loads(self.body)
 
 
 def call(
@@ -56,12 +45,7 @@ def call(
         url += "?" + urllib.parse.urlencode(params)
     data = urllib.parse.urlencode(form).encode() if form is not None else None
     request = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return Answer(response.status, response.headers, response.read().decode("utf-8"))
-    except urllib.error.HTTPError as error:
-        with error:
-            return Answer(error.code, error.headers, error.read().decode("utf-8"))
+    return send(request, timeout)
 
 
 def login(fake: FakeNacos, username: str = "nacos", password: str = "s3cret") -> Answer:

@@ -4,7 +4,6 @@ keys inside files, watching, compare-and-set, and every fault as a BACKEND_ERROR
 from __future__ import annotations
 
 import json
-import socket
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -30,6 +29,7 @@ from grayrelease_core import (
 
 from .conftest import spec_body
 from .fake_nacos import FakeNacos
+from .loopback import free_port
 from .waiting import eventually
 
 USERS = {"nacos": "s3cret"}
@@ -302,9 +302,7 @@ def test_every_fault_is_a_backend_error_naming_the_server_and_the_cause(
         finally:
             made.close()
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed = probe.getsockname()[1]
+    closed = free_port()
     down = failure(backend(server=f"http://127.0.0.1:{closed}"))
     assert f"Nacos at http://127.0.0.1:{closed}" in down
     assert "cannot connect" in down

@@ -16,6 +16,7 @@ from grayrelease_core import ManualClock, Settings, ValidationError
 from grayrelease_core.notify import DeliveryError, Message, Notifier, Severity
 from grayrelease_core.plugin_manager import collect, make_plugin_manager
 
+from .loopback import free_port
 from .smtp_server import (
     PASSWORD,
     USER,
@@ -23,7 +24,6 @@ from .smtp_server import (
     SmtpServer,
     StartServer,
     TlsFiles,
-    free_port,
     smtp_server,
     tls_files,
 )

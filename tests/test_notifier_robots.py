@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -23,6 +22,7 @@ from grayrelease_core import ManualClock, Settings, ValidationError, hookspecs
 from grayrelease_core.notify import DeliveryError, Message, Notifier
 
 from .fake_robots import FakeDingTalk, FakeWeCom, RobotServer
+from .loopback import free_port
 
 TOKEN = "a1b2c3d4e5f6"
 SECRET = "SEC0123456789abcdef"
@@ -60,13 +60,6 @@ def dingtalk_notifier(
 
 def wecom_notifier(url: str, **options: Any) -> WeComNotifier:
     return WeComNotifier(WeComSettings.from_section({"webhook_url": url, **options}))
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def post(url: str, body: bytes, content_type: str = "application/json") -> bytes:

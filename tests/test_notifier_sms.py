@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -25,6 +24,7 @@ from grayrelease_core import ManualClock, Settings, ValidationError, hookspecs
 from grayrelease_core.notify import DeliveryError, Message, Notifier
 
 from .fake_aliyun import FakeAliyun, sign
+from .loopback import free_port
 
 # The documented example of the SendSms signature (PROTOCOLS.md, from Aliyun's SDK tests).
 OFFICIAL_PARAMS = {
@@ -77,13 +77,6 @@ def fake(clock: ManualClock) -> Iterator[FakeAliyun]:
 def notifier(fake: FakeAliyun, clock: ManualClock, **overrides: Any) -> AliyunSmsNotifier:
     settings = AliyunSmsSettings.from_section(section(base_url=fake.url, **overrides))
     return AliyunSmsNotifier(settings, clock=clock)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 # --- signing ---------------------------------------------------------------------------------

@@ -29,7 +29,8 @@ from grayrelease_core.metrics import (
 )
 from grayrelease_core.plugin_manager import collect, make_plugin_manager
 
-from .prometheus_server import Exporter, PrometheusServer, exporter, free_port, prometheus
+from .loopback import free_port
+from .prometheus_server import Exporter, PrometheusServer, exporter, prometheus
 
 __all__ = ["exporter", "prometheus"]  # the imported fixtures, used by name
 
