@@ -21,6 +21,7 @@ from .errors import (
 from .models import (
     Client,
     ConfigRef,
+    CurrentValue,
     InstanceRecord,
     ItemStatus,
     LogRecord,
@@ -47,6 +48,7 @@ __all__ = [
     "ConfigRef",
     "ConfigurationError",
     "Conflict",
+    "CurrentValue",
     "GrayRelease",
     "GrayReleaseError",
     "InstanceRecord",

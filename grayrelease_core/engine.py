@@ -58,6 +58,7 @@ from .metrics import MetricSource
 from .models import (
     Client,
     ConfigRef,
+    CurrentValue,
     InstanceRecord,
     ItemStatus,
     LogRecord,
@@ -257,6 +258,19 @@ class GrayRelease:
         group = (app_name, environment, group_name)
         return [p for p in self._live_plans if (p.app_name, p.environment, p.group_name) == group]
 
+    def current_values(
+        self, app_name: str, environment: str, group_name: str, keys: Sequence[str], *, actor: str
+    ) -> list[CurrentValue]:
+        """What the backend holds for ``keys`` now and which live plan covers each: the values
+        a plan would snapshot, for an operator to compare with. Unlike ``resolve`` it serves no
+        gray value and records no instance; it needs ``view`` in the app and environment."""
+        self._authorize(actor, Action.VIEW, None, Scope(app_name, environment))
+        refs = [ConfigRef(app_name, environment, group_name, key) for key in keys]
+        holders = self._store.live_plans_covering(refs, exclude="")
+        return [
+            CurrentValue(ref.config_key, self._read_backend(ref), holders.get(ref)) for ref in refs
+        ]
+
     @property
     def backend(self) -> ConfigBackend:
         """The config backend (``get(ref)``, ``publish(ref, value, actor=...)``)."""
@@ -376,6 +390,11 @@ class GrayRelease:
     def list_plans(self, query: PlanQuery | None = None, **filters: Any) -> Page[Plan]:
         """Plans, newest first, filtered by app, environment, group and status."""
         return self._store.find_plans(query or PlanQuery(**filters))
+
+    def last_actions(self, plan_ids: Sequence[str]) -> dict[str, LogRecord]:
+        """Each plan's newest audit row that is not a refused attempt: what a plan list shows
+        as its last action (one query for a whole page of plans)."""
+        return self._store.last_logs(plan_ids)
 
     def plan_logs(self, plan_id: str, page: int = 1, page_size: int = 50) -> Page[LogRecord]:
         """The plan's audit rows, oldest first."""

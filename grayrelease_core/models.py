@@ -95,6 +95,17 @@ class Resolution(NamedTuple):
     """The live plan covering the key, whether or not this client is in its gray set."""
 
 
+class CurrentValue(NamedTuple):
+    """What the config backend holds for a key now, and which live plan is releasing it: what
+    an operator compares a gray value with (no client is involved, so nothing is recorded)."""
+
+    config_key: str
+    value: str | None
+    """The backend's value (``None`` when the key is not set)."""
+    plan_id: str | None
+    """The ACTIVE or PAUSED plan covering the key, if any."""
+
+
 @attrs.frozen
 class PlanItem:
     """One config key of a plan."""

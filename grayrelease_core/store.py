@@ -54,6 +54,9 @@ class PlanQuery:
     """A ``PlanStatus`` or its wire value (``"ACTIVE"``)."""
     page: int = attrs.field(default=1, validator=lambda _, a, v: _page_number(a.name, v, 10**6))
     page_size: int = attrs.field(default=20, validator=lambda _, a, v: _page_number(a.name, v, 200))
+    search: str | None = None
+    """Text found, ignoring case, in the plan's name, id, description, app, environment, group,
+    author or one of its config keys."""
 
 
 MAX_LOG_PAGE = 10_000
@@ -206,6 +209,11 @@ class PlanStore(Protocol):
 
     def find_logs(self, query: LogQuery) -> Page[LogRecord]:
         """Audit rows of any plan matching ``query``, one page."""
+        ...
+
+    def last_logs(self, plan_ids: Collection[str]) -> dict[str, LogRecord]:
+        """Each plan's newest audit row other than a refused attempt (``DENIED``): what was
+        last done to it. Plans without one are left out."""
         ...
 
     def each_log(self, query: LogQuery) -> Iterator[LogRecord]:

@@ -145,26 +145,25 @@ def name_field(value: Any, field: str) -> str:
     return value.strip()
 
 
-def config_keys(value: Any) -> tuple[str, ...]:
-    """1 to ``MAX_KEYS`` distinct keys, each a non-blank line of at most ``MAX_KEY`` characters."""
+def config_keys(value: Any, field: str = "configKeys") -> tuple[str, ...]:
+    """1 to ``MAX_KEYS`` distinct keys, each a non-blank line of at most ``MAX_KEY`` characters.
+    ``field`` names them in errors (a query's repeated ``configKey``, say)."""
     if not isinstance(value, list):
-        raise ValidationError(
-            "configKeys", "must be a list of config keys", value=type(value).__name__
-        )
+        raise ValidationError(field, "must be a list of config keys", value=type(value).__name__)
     if not value:
-        raise ValidationError("configKeys", "must name at least one config key")
+        raise ValidationError(field, "must name at least one config key")
     if len(value) > MAX_KEYS:
-        raise ValidationError("configKeys", f"must name at most {MAX_KEYS} keys", value=len(value))
+        raise ValidationError(field, f"must name at most {MAX_KEYS} keys", value=len(value))
     keys: list[str] = []
     for index, key in enumerate(value):
-        field = f"configKeys[{index}]"
+        item = f"{field}[{index}]"
         if not isinstance(key, str) or not key.strip():
-            raise ValidationError(field, "must be a non-empty string", value=key)
+            raise ValidationError(item, "must be a non-empty string", value=key)
         if len(key) > MAX_KEY or any(ch < " " for ch in key):
-            raise ValidationError(field, f"must be one line of at most {MAX_KEY} characters")
+            raise ValidationError(item, f"must be one line of at most {MAX_KEY} characters")
         key = key.strip()
         if key in keys:
-            raise ValidationError(field, "is listed twice", value=key)
+            raise ValidationError(item, "is listed twice", value=key)
         keys.append(key)
     return tuple(keys)
 

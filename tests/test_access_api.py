@@ -79,6 +79,13 @@ MATRIX: dict[str, tuple[set[str], Call]] = {
             headers=a,
         ),
     ),
+    "GET /config/current": (
+        READERS,
+        lambda h, a, w: h.get(
+            f"{API}/config/current?appName={APP}&environment={ENV}&configKey=k&configKey=j",
+            headers=a,
+        ),
+    ),
     "POST /plan": (
         EDITORS,
         lambda h, a, w: h.post(

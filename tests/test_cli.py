@@ -65,6 +65,9 @@ def test_plan_lifecycle_from_the_command_line(run: Any, tmp_path: Path) -> None:
     assert "1 plan(s)" in table
     listed = json.loads(run("plan", "list", "--status", "ROLLBACK", "--json").output)
     assert [p["planId"] for p in listed["items"]] == [plan_id]
+    searched = json.loads(run("plan", "list", "--search", "NEWPAYMENT", "--json").output)
+    assert [p["planId"] for p in searched["items"]] == [plan_id]
+    assert json.loads(run("plan", "list", "--search", "nothing", "--json").output)["total"] == 0
 
 
 def test_create_reads_stdin(run: Any) -> None:

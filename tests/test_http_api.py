@@ -318,6 +318,27 @@ def test_list_filters_and_pages(http: FlaskClient) -> None:
         ).json["total"]
         == 6
     )
+    found = http.get(f"{API}/plans", query_string={"search": "K3"}, headers=AUTH).json
+    assert [plan["configKeys"] for plan in found["items"]] == [["k3"]]
+    # Blank: no filter at all.
+    assert http.get(f"{API}/plans?search=+", headers=AUTH).json["total"] == 6
+
+
+def test_list_shows_each_plans_last_action(http: FlaskClient) -> None:
+    draft = new_plan(http, configKeys=["a"], grayValues={"a": "x"})
+    started = new_plan(http, configKeys=["b"], grayValues={"b": "x"})
+    act(http, started["planId"], "start")
+    act(http, started["planId"], "pause")
+    http.post(f"{API}/plan/{draft['planId']}/pause", headers=AUTH)  # refused: still its last
+    items = {p["planId"]: p for p in http.get(f"{API}/plans", headers=AUTH).json["items"]}
+    assert items[started["planId"]]["lastAction"] == {
+        "action": "PAUSED",
+        "actor": "alice",
+        "at": items[started["planId"]]["updatedAt"],
+    }
+    assert items[draft["planId"]]["lastAction"]["action"] == "CREATED"
+    # Only the list carries it.
+    assert "lastAction" not in (http.get(f"{API}/plan/{draft['planId']}", headers=AUTH).json or {})
 
 
 def test_get_put_delete(http: FlaskClient) -> None:
@@ -540,6 +561,72 @@ def test_config_value_parameter_errors(
     assert error["details"]["field"] == field
 
 
+def test_current_values_serve_no_gray_value_and_record_no_instance(
+    app: Flask, http: FlaskClient
+) -> None:
+    publish(app, "svc", "k", "v1")
+    publish(app, "svc", "other", "o1")
+    plan = new_plan(http, grayRules={"percentage": 100})
+    act(http, plan["planId"], "start")
+    query = {"appName": "svc", "environment": "prod", "configKey": ["k", "unset", "other"]}
+    for _ in range(3):
+        answer = http.get(f"{API}/config/current", query_string=query, headers=AUTH)
+        assert answer.status_code == 200, answer.json
+        assert answer.json == {
+            "items": [
+                {"configKey": "k", "value": "v1", "planId": plan["planId"]},
+                {"configKey": "unset", "value": None, "planId": None},
+                {"configKey": "other", "value": "o1", "planId": None},
+            ]
+        }
+    # Every client is in this plan's gray set, yet the lookups above were not clients.
+    instances = http.get(f"{API}/plan/{plan['planId']}/instances", headers=AUTH).json
+    assert instances["total"] == 0
+    assert value_of(http, "svc", "k", "i-1")["value"] == "v2"
+    instances = http.get(f"{API}/plan/{plan['planId']}/instances", headers=AUTH).json
+    assert [row["instanceId"] for row in instances["items"]] == ["i-1"]
+    # Completed, the plan holds the key no longer and its value is the backend's.
+    act(http, plan["planId"], "complete")
+    answer = http.get(f"{API}/config/current", query_string=query, headers=AUTH)
+    assert answer.json["items"][0] == {"configKey": "k", "value": "v2", "planId": None}
+
+
+@pytest.mark.parametrize(
+    ("params", "status", "field"),
+    [
+        ({"appName": "svc", "environment": "prod"}, 400, "configKey"),
+        ({"appName": "svc", "environment": "prod", "configKey": ["k", " k "]}, 400, "configKey[1]"),
+        ({"appName": "svc", "environment": "prod", "configKey": [""]}, 400, "configKey[0]"),
+        ({"appName": "svc", "environment": "prod", "configKey": ["k"] * 2}, 400, "configKey[1]"),
+        ({"environment": "prod", "configKey": "k"}, 400, "appName"),
+        ({"appName": "svc", "configKey": "k"}, 400, "environment"),
+        (
+            {"appName": "svc", "environment": "prod", "configKey": "k", "instanceId": "i"},
+            400,
+            "instanceId",
+        ),
+    ],
+)
+def test_current_values_parameter_errors(
+    http: FlaskClient, params: dict[str, Any], status: int, field: str
+) -> None:
+    answer = http.get(f"{API}/config/current", query_string=params, headers=AUTH)
+    assert error_of(answer, status)["details"]["field"] == field
+
+
+def test_current_values_need_an_identity(http: FlaskClient) -> None:
+    query = {"appName": "svc", "environment": "prod", "configKey": "k"}
+    error_of(http.get(f"{API}/config/current", query_string=query), 401)
+
+
+def test_too_many_current_values_are_refused(http: FlaskClient) -> None:
+    keys = [f"k{n}" for n in range(201)]
+    query = {"appName": "svc", "environment": "prod", "configKey": keys}
+    error = error_of(http.get(f"{API}/config/current", query_string=query, headers=AUTH), 400)
+    assert error["details"]["field"] == "configKey"
+    assert "at most 200" in error["message"]
+
+
 @pytest.mark.parametrize(
     ("query", "field"),
     [
@@ -548,6 +635,8 @@ def test_config_value_parameter_errors(
         ({"page": "one"}, "page"),
         ({"pageSize": "1000"}, "pageSize"),
         ({"sort": "name"}, "sort"),
+        ({"search": "x" * 129}, "search"),
+        ({"search": "a\nb"}, "search"),
     ],
 )
 def test_list_parameter_errors(http: FlaskClient, query: dict[str, str], field: str) -> None:

@@ -75,6 +75,7 @@ BODY_RULES_BEYOND_THE_SCHEMA = [
     "POST /plan/{planId}/promote",
     "POST /plan/{planId}/metrics",
     "GET /plan/{planId}/metrics",
+    "GET /config/current",
 ]
 """Operations whose schema-valid requests may still get a 400.
 

@@ -21,8 +21,10 @@ from grayrelease_core import (
     GrayReleaseError,
     LogRecord,
     NotFound,
+    PermissionDenied,
     PlanQuery,
     PlanStatus,
+    hookimpl,
 )
 from grayrelease_core.models import InstanceHits
 from grayrelease_core.sql import make_engine
@@ -170,6 +172,65 @@ def test_list_plans_filters_and_pages(gr: GrayRelease, clock: object) -> None:
     active = gr.list_plans(PlanQuery(status=PlanStatus.ACTIVE))
     assert [p.id for p in active.items] == [started.id]
     assert gr.list_plans(environment="staging").total == 0
+
+
+def test_search_finds_text_in_names_descriptions_and_keys_ignoring_case(
+    gr: GrayRelease,
+) -> None:
+    def plan(name: str, keys: list[str], description: str = "") -> str:
+        body = spec_body(
+            planName=name,
+            configKeys=keys,
+            grayValues={key: "v" for key in keys},
+            description=description,
+        )
+        return gr.create_plan(body, actor="carol").id
+
+    pool = plan("Pool size", ["database.maxPoolSize"], "连接池优化")
+    payment = plan("新功能开关灰度", ["feature.newPayment.enabled"])
+    literal = plan("100% rollout_v2", ["cache.ttl"])
+
+    def found(text: str, **filters: object) -> list[str]:
+        return [p.id for p in gr.list_plans(PlanQuery(search=text, **filters)).items]  # type: ignore[arg-type]
+
+    assert found("POOL") == [pool]
+    assert found("maxpoolsize") == [pool]  # a config key, other case
+    assert found("连接池") == [pool]  # the description, in Chinese
+    assert found("newpayment") == [payment]
+    assert found("开关") == [payment]
+    assert found(payment[:12]) == [payment]  # part of the id
+    assert found("%") == [literal]  # wildcards are plain characters
+    assert found("_v2") == [literal]
+    assert found("0_r") == []
+    assert found("/") == []
+    assert sorted(found("carol")) == sorted([pool, payment, literal])  # the author
+    assert found("pool", app_name="other-app") == []
+    page = gr.list_plans(PlanQuery(search="a", page_size=2))
+    assert (page.total, len(page.items)) == (3, 2)
+
+
+class RefuseMallory:
+    @hookimpl
+    def grayrelease_authorize(self, actor: str) -> bool | None:
+        return False if actor == "mallory" else None
+
+
+def test_last_actions_skip_refusals(make_gr: Factory) -> None:
+    gr = make_gr(plugins=(RefuseMallory(),))
+    first = gr.create_plan(spec_body(), actor="alice")
+    second = gr.create_plan(spec_body(groupName="other"), actor="bob")
+    untouched = gr.create_plan(spec_body(groupName="third"), actor="carol")
+    gr.start(first.id, actor="dave")
+    gr.pause(first.id, actor="erin")
+    with pytest.raises(PermissionDenied):
+        gr.start(second.id, actor="mallory")
+    assert gr.plan_logs(second.id).items[-1].action == "DENIED"
+    last = gr.last_actions([first.id, second.id, "no-such-plan"])
+    assert set(last) == {first.id, second.id}
+    assert (last[first.id].action, last[first.id].actor) == ("PAUSED", "erin")
+    assert (last[second.id].action, last[second.id].actor) == ("CREATED", "bob")
+    assert gr.last_actions([]) == {}
+    assert gr.last_actions([untouched.id])[untouched.id].action == "CREATED"
 
 
 def test_hits_accumulate_per_instance(gr: GrayRelease, db_url: str) -> None:

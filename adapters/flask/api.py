@@ -29,6 +29,7 @@ from grayrelease_core.store import LogQuery
 from grayrelease_core.wire import (
     MAX_KEY,
     MAX_NAME,
+    config_keys,
     instance_to_wire,
     log_to_wire,
     logs_to_csv,
@@ -71,7 +72,10 @@ CONFIG_VALUE_PARAMS = frozenset(
         "labels",
     }
 )
-PLAN_LIST_PARAMS = frozenset({"appName", "environment", "groupName", "status", "page", "pageSize"})
+CURRENT_VALUE_PARAMS = frozenset({"appName", "environment", "groupName", "configKey"})
+PLAN_LIST_PARAMS = frozenset(
+    {"appName", "environment", "groupName", "status", "search", "page", "pageSize"}
+)
 PAGE_PARAMS = frozenset({"page", "pageSize"})
 NOTIFICATION_PARAMS = frozenset({"planId", "page", "pageSize"})
 MESSAGE_PARAMS = frozenset({"page", "pageSize", "unread"})
@@ -186,6 +190,31 @@ def create_api_blueprint(name: str = "grayrelease_api") -> Blueprint:
         value, gray, plan_id = settings.engine.resolve(ref, client)
         return json_response({"value": value, "gray": gray, "planId": plan_id})
 
+    @api.get("/config/current")
+    def current_values() -> Response:
+        who = actor()
+        params = query(request, CURRENT_VALUE_PARAMS, repeatable=("configKey",))
+        engine = state().engine
+        app_name = required_text(params, "appName", maximum=MAX_NAME)
+        environment = required_text(params, "environment", maximum=MAX_NAME)
+        group_name = optional_text(params, "groupName", maximum=MAX_NAME)
+        keys = config_keys(params.get("configKey", []), "configKey")
+        found = engine.current_values(
+            app_name,
+            environment,
+            group_name or engine.settings.default_group,
+            keys,
+            actor=who,
+        )
+        return json_response(
+            {
+                "items": [
+                    {"configKey": key, "value": value, "planId": plan_id}
+                    for key, value, plan_id in found
+                ]
+            }
+        )
+
     @api.post("/plan")
     def create_plan() -> Response:
         query(request, ())
@@ -206,10 +235,15 @@ def create_api_blueprint(name: str = "grayrelease_api") -> Blueprint:
             status=PlanStatus(status) if status else None,
             page=int_param(params, "page", 1, maximum=MAX_PAGE),
             page_size=int_param(params, "pageSize", 20, maximum=MAX_PAGE_SIZE),
+            search=optional_text(params, "search", maximum=MAX_NAME),
         )
         engine = state().engine
         engine.authorize(who, Action.VIEW, scope=scope_of(found.app_name, found.environment))
-        return page_response(engine.list_plans(found), plan_to_wire)
+        page = engine.list_plans(found)
+        last = engine.last_actions([plan.id for plan in page.items])
+        return page_response(
+            page, lambda plan: {**plan_to_wire(plan), "lastAction": last_action(last.get(plan.id))}
+        )
 
     @api.get("/plan/<plan_id>")
     def get_plan(plan_id: str) -> Response:
@@ -538,6 +572,13 @@ def _methods_of(path: str) -> list[str]:
         if not str(endpoint).endswith(".no_such_endpoint"):
             allowed.append(method)
     return allowed
+
+
+def last_action(row: LogRecord | None) -> dict[str, Any] | None:
+    """The short form of a plan's last audit row that a plan list shows."""
+    if row is None:
+        return None
+    return {"action": row.action, "actor": row.actor, "at": timestamp(row.at)}
 
 
 def _labels(pairs: list[str]) -> dict[str, str]:

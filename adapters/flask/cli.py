@@ -255,6 +255,7 @@ def plan() -> None:
 @click.option("--env", "environment")
 @click.option("--group", "group_name")
 @click.option("--status", type=click.Choice([s.value for s in PlanStatus]))
+@click.option("--search", help="Text in the name, id, description, author or a key.")
 @click.option("--page", default=1, type=click.IntRange(1))
 @click.option("--page-size", default=20, type=click.IntRange(1, 200))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -266,6 +267,7 @@ def list_plans(
     environment: str | None,
     group_name: str | None,
     status: str | None,
+    search: str | None,
     page: int,
     page_size: int,
     as_json: bool,
@@ -278,6 +280,7 @@ def list_plans(
         status=PlanStatus(status) if status else None,
         page=page,
         page_size=page_size,
+        search=search.strip() or None if search else None,
     )
     with engine_for(ctx) as engine:
         found = engine.list_plans(query)

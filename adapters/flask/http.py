@@ -24,10 +24,13 @@ from grayrelease_core import (
     Unauthenticated,
     ValidationError,
 )
+from grayrelease_core.wire import MAX_KEYS
 
 log = logging.getLogger("grayrelease.http")
 
-MAX_QUERY_FIELDS = 100
+MAX_QUERY_FIELDS = MAX_KEYS + 56
+"""Room for ``GET /config/current`` with a whole plan's keys; a bound against a query that
+only costs parsing."""
 MAX_PAGE = 1_000_000
 MAX_PAGE_SIZE = 200
 MAX_INSTANCE_ID = 256

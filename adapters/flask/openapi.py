@@ -592,6 +592,22 @@ def _schemas() -> dict[str, Any]:
                 "startedAt": NULLABLE_TIME,
                 "finishedAt": NULLABLE_TIME,
                 "version": {"type": "integer", "minimum": 1},
+                "lastAction": {
+                    "description": "In GET /plans only: the newest audit row that is not a "
+                    "refused attempt (null: none)",
+                    "oneOf": [
+                        {
+                            "type": "object",
+                            "required": ["action", "actor", "at"],
+                            "properties": {
+                                "action": {"type": "string"},
+                                "actor": {"type": "string"},
+                                "at": {"type": "string", "format": "date-time"},
+                            },
+                        },
+                        {"type": "null"},
+                    ],
+                },
             },
         },
         "PlanPage": _page_of("Plan"),
@@ -677,6 +693,24 @@ def _schemas() -> dict[str, Any]:
                 "value": nullable_text,
                 "gray": {"type": "boolean"},
                 "planId": nullable_text,
+            },
+        },
+        "CurrentValues": {
+            "type": "object",
+            "required": ["items"],
+            "properties": {
+                "items": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["configKey", "value", "planId"],
+                        "properties": {
+                            "configKey": {"type": "string"},
+                            "value": nullable_text,
+                            "planId": nullable_text,
+                        },
+                    },
+                }
             },
         },
     }
@@ -813,6 +847,12 @@ def _paths() -> dict[str, Any]:
                     _query("environment", "Only this environment (blank: any)", **optional),
                     _query("groupName", "Only this group (blank: any)", **optional),
                     _query("status", "Only this status", enum=[s.value for s in PlanStatus]),
+                    _query(
+                        "search",
+                        "Only plans whose name, id, description, app, environment, group, "
+                        "author or a config key contains this, ignoring case (blank: any)",
+                        **optional,
+                    ),
                     *PAGE,
                 ],
                 "responses": {"200": _json(_ref("PlanPage"), "A page of plans"), **ERRORS},
@@ -1176,6 +1216,37 @@ def _paths() -> dict[str, Any]:
                     "200": _json(_ref("ConfigValue"), "The value to use"),
                     "400": ERRORS["400"],
                     "401": ERRORS["401"],
+                },
+            }
+        },
+        "/config/current": {
+            "get": {
+                "summary": "What the config backend holds for these keys now, and which live "
+                "plan releases each: for operators, it records no instance and serves no "
+                "gray value",
+                "parameters": [
+                    _query("appName", "The app", required=True, **text),
+                    _query("environment", "The environment", required=True, **text),
+                    _query("groupName", "The group (blank: the default group)", **optional),
+                    {
+                        "name": "configKey",
+                        "in": "query",
+                        "required": True,
+                        "description": f"A key; repeat it for up to {MAX_KEYS} keys, each once",
+                        "schema": {
+                            "type": "array",
+                            "minItems": 1,
+                            "maxItems": MAX_KEYS,
+                            "uniqueItems": True,
+                            "items": {**text, "maxLength": MAX_KEY},
+                        },
+                        "style": "form",
+                        "explode": True,
+                    },
+                ],
+                "responses": {
+                    "200": _json(_ref("CurrentValues"), "Each key's current value"),
+                    **ERRORS,
                 },
             }
         },

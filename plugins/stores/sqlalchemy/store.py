@@ -137,6 +137,8 @@ class SqlPlanStore:
             conditions.append(PlanRow.group_name == query.group_name)
         if query.status is not None:
             conditions.append(PlanRow.status == query.status.value)
+        if query.search:
+            conditions.append(_plan_search(query.search))
         with self._engine.connect() as conn:
             total = conn.scalar(select(func.count()).select_from(PlanRow).where(*conditions)) or 0
             rows = conn.execute(
@@ -246,6 +248,18 @@ class SqlPlanStore:
                 .offset((query.page - 1) * query.page_size)
             ).all()
         return Page(tuple(map(_log_record, rows)), int(total), query.page, query.page_size)
+
+    def last_logs(self, plan_ids: Collection[str]) -> dict[str, LogRecord]:
+        if not plan_ids:
+            return {}
+        newest = (
+            select(func.max(LogRow.id))
+            .where(LogRow.plan_id.in_(list(plan_ids)), LogRow.action != "DENIED")
+            .group_by(LogRow.plan_id)
+        )
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(LogRow).where(LogRow.id.in_(newest))).all()
+        return {row.plan_id: _log_record(row) for row in rows}
 
     def each_log(self, query: LogQuery) -> Iterator[LogRecord]:
         where = _log_filters(query)
@@ -1187,6 +1201,32 @@ def _log_record(r: Any) -> LogRecord:
         environment=r.environment,
         seq=r.seq,
     )
+
+
+LIKE_ESCAPE = "/"
+"""Not a backslash: MySQL reads one inside a string literal as an escape of its own."""
+
+
+def _plan_search(text: str) -> Any:
+    """Plans whose words or keys contain ``text``, ignoring case, wildcards taken literally."""
+    for char in (LIKE_ESCAPE, "%", "_"):
+        text = text.replace(char, LIKE_ESCAPE + char)
+    pattern = f"%{text}%"
+    columns = (
+        PlanRow.plan_name,
+        PlanRow.id,
+        PlanRow.description,
+        PlanRow.app_name,
+        PlanRow.environment,
+        PlanRow.group_name,
+        PlanRow.created_by,
+    )
+    keys = (
+        select(DetailRow.id)
+        .where(DetailRow.plan_id == PlanRow.id)
+        .where(DetailRow.config_key.ilike(pattern, escape=LIKE_ESCAPE))
+    )
+    return or_(*(c.ilike(pattern, escape=LIKE_ESCAPE) for c in columns), keys.exists())
 
 
 def _log_filters(query: LogQuery) -> list[Any]:
