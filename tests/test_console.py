@@ -520,6 +520,57 @@ def test_user_whitelist_and_label_plans_are_made_in_the_dialog(page: Any, consol
     assert console.plan(labels)["version"] == 2
 
 
+def test_dialog_shows_current_values_without_joining_the_plan_that_holds_them(
+    page: Any, console: Console
+) -> None:
+    """The dialog's current value is the backend's, even for a key a live plan serves to
+    every client, and looking it up is not a client read: no instance is recorded."""
+    console.engine.backend.publish(
+        ConfigRef("held-app", "prod", "default", "held.key"), "backend-value", actor="ops"
+    )
+    holder = console.api(
+        "POST",
+        "/plan",
+        {
+            "planName": "holds the key",
+            "appName": "held-app",
+            "environment": "prod",
+            "configKeys": ["held.key"],
+            "grayStrategy": "PERCENTAGE",
+            "grayRules": {"percentage": 100},
+            "grayValues": {"held.key": "gray-value"},
+        },
+    )
+    console.api("POST", f"/plan/{holder['planId']}/start")
+    login(page, console)
+    open_dialog(page)
+    fill_basics(page, "second plan on a held key", "held-app")
+    page.fill("dialog textarea[name=ipWhitelist]", "10.1.1.1")
+    fill_key(page, 0, "held.key", "another")
+    fill_key(page, 1, "unset.key", "new")
+    current = page.locator("dialog .key-row [data-testid=current-value]")
+    expect(current.nth(0)).to_have_text(
+        f"backend-value\nheld by live plan {holder['planId']}", use_inner_text=True
+    )
+    expect(current.nth(0)).to_have_class(re.compile(r"\bwarning\b"))
+    expect(current.nth(1)).to_have_text("(not set)")
+    # Notifications: the inbox only for warnings and worse.
+    page.check("dialog input[name=notifyOn]")
+    page.select_option("dialog select[name=minSeverity-inbox]", "warning")
+    page.locator("dialog .key-row").nth(0).locator("input[name=configKey]").fill("free.key")
+    page.locator("dialog .key-row").nth(0).locator("input[name=configKey]").dispatch_event("change")
+    expect(current.nth(0)).to_have_text("(not set)")
+    plan_id = save_plan(page)
+    assert console.plan(plan_id)["notify"]["minSeverity"] == {"inbox": "warning"}
+    instances = console.api("GET", f"/plan/{holder['planId']}/instances")
+    assert instances["total"] == 0
+    # A client read is recorded, so the check above could have failed.
+    got = read_value(console, "held-app", "held.key", "held-client", "10.9.9.9", "default")
+    assert got["value"] == "gray-value"
+    assert console.api("GET", f"/plan/{holder['planId']}/instances")["total"] == 1
+    console.api("POST", f"/plan/{holder['planId']}/rollback")
+
+
 def test_a_viewer_sees_the_permission_error(page: Any, console: Console) -> None:
     draft = console.api(
         "POST",
@@ -610,11 +661,17 @@ def test_list_filters_pages_and_speaks_chinese(page: Any, console: Console) -> N
     rows.nth(19).wait_for()
     expect(rows).to_have_count(20)
     assert "Page 1 of 2" in page.inner_text(".pager")
+    started = page.locator(f"table.plans tbody tr[data-plan-id='{made[3]['planId']}']")
+    expect(started.locator(".last-action")).to_contain_text("Started")
+    expect(started.locator(".last-action")).to_contain_text("by alice")
     page.click(".pager [data-page=next]")
     page.wait_for_selector(".pager-text:text('Page 2 of 2')")
     expect(rows).to_have_count(2)
     page.fill(".filters input[name=q]", "计划 07")
     page.wait_for_selector("table.plans tbody tr[data-plan-id] >> text=批量计划 07")
+    expect(rows).to_have_count(1)
+    page.fill(".filters input[name=q]", "BULK.KEY21")  # a config key, searched by the server
+    page.wait_for_selector("table.plans tbody tr[data-plan-id] >> text=批量计划 21")
     expect(rows).to_have_count(1)
     page.fill(".filters input[name=q]", "")
     page.fill(".filters input[name=appName]", "")

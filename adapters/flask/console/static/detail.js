@@ -149,12 +149,16 @@ export class DetailView {
     const needed = (this.context.settings.approvalEnvironments || []).includes(plan.environment);
     if (!needed || !['DRAFT', 'ACTIVE', 'PAUSED'].includes(plan.status)) return null;
     const stage = plan.status === 'DRAFT' ? 'start' : 'complete';
+    // The rule of the roles plugin (plugins/auth/roles.py, latest_decision): a start needs this
+    // version of the draft approved; a completion, a decision made since the plan started.
+    const startedAt = plan.startedAt ? Date.parse(plan.startedAt) : null;
     const decisions = this.logs.filter(
       (row) =>
         (row.action === 'APPROVED' || row.action === 'REJECTED') &&
         row.details &&
         row.details.stage === stage &&
-        (stage !== 'start' || row.details.version === plan.version),
+        (stage !== 'start' || row.details.version === plan.version) &&
+        (stage !== 'complete' || startedAt === null || Date.parse(row.at) >= startedAt),
     );
     const last = decisions[decisions.length - 1] || null;
     return { stage, decision: last ? { action: last.action, actor: last.actor, at: last.at, reason: last.message } : null };
@@ -377,31 +381,26 @@ export class DetailView {
   }
 
   renderItems(plan) {
+    // A DRAFT has no snapshot yet: its gray values are compared with the backend's values now.
     const draft = plan.status === 'DRAFT';
+    const cells = {};
     const rows = plan.items.map((item) => {
-      const originalCell = h('div', { class: 'item-diff' });
-      if (draft) {
-        originalCell.appendChild(diffView(null, item.grayValue, t('detail.current')));
-        this.currentValue(plan, item.configKey).then((value) => replace(originalCell, diffView(value, item.grayValue, t('detail.current'))));
-      } else {
-        originalCell.appendChild(diffView(item.originalPresent ? item.originalValue : null, item.grayValue));
-      }
-      return h('div', { class: 'item', dataset: { key: item.configKey } }, h('div', { class: 'item-head' }, h('code', {}, item.configKey), itemBadge(item.status)), originalCell);
+      const cell = h('div', { class: 'item-diff' }, diffView(draft ? null : item.originalPresent ? item.originalValue : null, item.grayValue, draft ? t('detail.current') : undefined));
+      cells[item.configKey] = cell;
+      return h('div', { class: 'item', dataset: { key: item.configKey } }, h('div', { class: 'item-head' }, h('code', {}, item.configKey), itemBadge(item.status)), cell);
     });
     replace(this.parts.items, rows);
-  }
-
-  async currentValue(plan, key) {
-    try {
-      const answer = await api.get(
-        '/config/value',
-        { appName: plan.appName, environment: plan.environment, groupName: plan.groupName, configKey: key, instanceId: 'grayrelease-console' },
-        { quiet: true },
-      );
-      return answer.planId && answer.gray ? null : answer.value;
-    } catch {
-      return null;
-    }
+    if (!draft) return;
+    const where = { appName: plan.appName, environment: plan.environment, groupName: plan.groupName };
+    api
+      .get('/config/current', { ...where, configKey: plan.configKeys }, { quiet: true })
+      .then((answer) => {
+        const gray = Object.fromEntries(plan.items.map((item) => [item.configKey, item.grayValue]));
+        for (const { configKey, value } of answer.items) {
+          if (cells[configKey]) replace(cells[configKey], diffView(value, gray[configKey], t('detail.current')));
+        }
+      })
+      .catch(() => {}); // the diff against "(not set)" stays; the plan itself loaded
   }
 
   renderRules(plan) {

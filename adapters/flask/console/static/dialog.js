@@ -8,7 +8,8 @@ import { errorText } from './ui.js';
 
 const METRICS = ['errorRate', 'responseTimeP99', 'cpuUsage', 'memoryUsage'];
 const STICKINESS = ['instanceId', 'instanceIp', 'userId'];
-const CONSOLE_INSTANCE = 'grayrelease-console';
+const SEVERITIES = ['info', 'warning', 'critical'];
+const MAX_KEY = 256; // longer keys are refused by the API: not worth asking about
 
 let uid = 0;
 const nextId = (base) => `${base}-${++uid}`;
@@ -185,11 +186,50 @@ export function openPlanDialog(context, plan, onSaved, onClosed) {
   showPanel();
 
   // --- config keys ---------------------------------------------------------------------------
+  // The current values come from GET /config/current: the backend's value, never a gray one,
+  // and reading it records no instance in the plan that holds the key.
   const keyRows = h('div', { class: 'key-rows' });
-  const refreshers = [];
-  const addKey = (key = '', grayValue = '', original) => {
+  let lookUps = 0;
+  const showCurrent = (row, text, kind) => {
+    row.current.className = ['current-value', 'mono', kind].filter(Boolean).join(' ');
+    row.current.title = '';
+    replace(row.current, text);
+  };
+  const lookUpAll = async () => {
+    const mine = ++lookUps;
+    const rows = Array.from(keyRows.children);
+    const where = { appName: appName.value.trim(), environment: environment.value.trim(), groupName: groupName.value.trim() };
+    const keyOf = (row) => row.keyInput.value.trim();
+    const asked = rows.filter((row) => keyOf(row) && keyOf(row).length <= MAX_KEY && where.appName && where.environment);
+    rows.filter((row) => !asked.includes(row)).forEach((row) => showCurrent(row, '—', 'muted'));
+    if (!asked.length) return;
+    let answer;
+    try {
+      answer = await api.get('/config/current', { ...where, configKey: [...new Set(asked.map(keyOf))] }, { quiet: true });
+    } catch (error) {
+      if (mine !== lookUps) return;
+      asked.forEach((row) => {
+        showCurrent(row, t('dialog.unavailable'), 'muted');
+        row.current.title = errorText(error);
+      });
+      return;
+    }
+    if (mine !== lookUps) return; // a newer look-up is on its way
+    const found = Object.fromEntries(answer.items.map((item) => [item.configKey, item]));
+    for (const row of asked) {
+      const item = found[keyOf(row)];
+      if (!item) continue;
+      const value = item.value === null ? t('dialog.notSet') : item.value;
+      if (item.planId && (!plan || item.planId !== plan.planId)) {
+        showCurrent(row, `${value}\n${t('dialog.held', { id: item.planId })}`, 'warning');
+      } else {
+        showCurrent(row, value, item.value === null ? 'muted' : '');
+      }
+    }
+  };
+  const addKey = (key = '', grayValue = '') => {
     const keyInput = textInput('configKey', key, { placeholder: 'feature.newPayment.enabled', 'aria-label': t('dialog.configKey'), class: 'mono' });
-    const current = h('pre', { class: 'current-value mono', dataset: { testid: 'current-value' } }, '…');
+    const current = h('pre', { class: ['current-value', 'mono', key ? '' : 'muted'], dataset: { testid: 'current-value' } }, key ? '…' : '—');
     const gray = h('textarea', { name: 'grayValue', rows: 2, class: 'mono', value: grayValue, 'aria-label': t('dialog.grayValue') });
     const keyField = h('div', { class: 'field key-field', dataset: { field: '' } }, keyInput);
     const grayField = h('div', { class: 'field gray-field', dataset: { field: '' } }, gray);
@@ -201,55 +241,18 @@ export function openPlanDialog(context, plan, onSaved, onClosed) {
       grayField,
       h('button', { type: 'button', class: 'link', 'aria-label': t('common.remove'), onClick: () => row.remove() }, '✕'),
     );
-    Object.assign(row, { keyInput, gray, keyField, grayField });
-    const lookUp = async () => {
-      const name = keyInput.value.trim();
-      if (!name || !appName.value.trim() || !environment.value.trim()) {
-        replace(current, '—');
-        current.className = 'current-value mono muted';
-        return;
-      }
-      if (original !== undefined && editing && plan.status !== 'DRAFT') {
-        replace(current, original === null ? t('dialog.notSet') : original);
-        return;
-      }
-      try {
-        const answer = await api.get(
-          '/config/value',
-          { appName: appName.value.trim(), environment: environment.value.trim(), groupName: groupName.value.trim(), configKey: name, instanceId: CONSOLE_INSTANCE },
-          { quiet: true },
-        );
-        current.className = 'current-value mono';
-        if (answer.planId && (!plan || answer.planId !== plan.planId)) {
-          current.classList.add('warning');
-          replace(current, answer.gray ? t('dialog.heldGray', { id: answer.planId }) : `${answer.value ?? t('dialog.notSet')}\n${t('dialog.held', { id: answer.planId })}`);
-        } else if (answer.value === null) {
-          current.classList.add('muted');
-          replace(current, t('dialog.notSet'));
-        } else {
-          replace(current, answer.value);
-        }
-      } catch (error) {
-        current.className = 'current-value mono muted';
-        replace(current, t('dialog.unavailable'));
-        current.title = errorText(error);
-      }
-    };
-    keyInput.addEventListener('change', lookUp);
-    refreshers.push(() => row.isConnected && lookUp());
+    Object.assign(row, { keyInput, gray, keyField, grayField, current });
+    keyInput.addEventListener('change', lookUpAll);
     keyRows.appendChild(row);
-    lookUp();
     return row;
   };
   if (plan) {
-    const items = Object.fromEntries((plan.items || []).map((item) => [item.configKey, item]));
-    plan.configKeys.forEach((key) => addKey(key, (plan.grayValues || {})[key] ?? '', items[key] ? items[key].originalValue : undefined));
+    plan.configKeys.forEach((key) => addKey(key, (plan.grayValues || {})[key] ?? ''));
   } else {
     addKey();
   }
-  for (const input of [appName, environment, groupName]) {
-    input.addEventListener('change', () => refreshers.forEach((fn) => fn()));
-  }
+  lookUpAll();
+  for (const input of [appName, environment, groupName]) input.addEventListener('change', lookUpAll);
 
   // --- auto-rollback -------------------------------------------------------------------------
   const auto = (plan && plan.autoRollback) || null;
@@ -308,11 +311,25 @@ export function openPlanDialog(context, plan, onSaved, onClosed) {
   const notifyOn = h('input', { type: 'checkbox', name: 'notifyOn', checked: Boolean(routing) });
   const channelBoxes = {};
   const recipientInputs = {};
+  const severitySelects = {};
   const channels = settings.channels && settings.channels.length ? settings.channels : ['inbox'];
   const channelRows = channels.map((name) => {
     channelBoxes[name] = h('input', { type: 'checkbox', name: `channel-${name}`, checked: routing ? (routing.channels || []).includes(name) : name === 'inbox' });
     recipientInputs[name] = textInput(`recipients-${name}`, ((routing && routing.recipients && routing.recipients[name]) || []).join(', '), { placeholder: t(name === 'inbox' ? 'dialog.inboxRecipients' : 'dialog.recipients'), 'aria-label': t('dialog.recipients') });
-    return h('div', { class: 'channel-row field', dataset: { field: `notify.recipients.${name}` } }, h('label', { class: 'check' }, channelBoxes[name], ' ', label('channel', name)), recipientInputs[name]);
+    // Only events of this severity or worse reach the channel: an on-call SMS takes critical ones.
+    severitySelects[name] = select(
+      `minSeverity-${name}`,
+      SEVERITIES.map((level) => [level, t('dialog.minSeverity', { level: label('severity', level) })]),
+      (routing && routing.minSeverity && routing.minSeverity[name]) || 'info',
+    );
+    severitySelects[name].setAttribute('aria-label', t('dialog.minSeverityLabel'));
+    return h(
+      'div',
+      { class: 'channel-row', dataset: { field: `notify.channels.${name}` } },
+      h('label', { class: 'check' }, channelBoxes[name], ' ', label('channel', name)),
+      h('div', { class: 'field', dataset: { field: `notify.recipients.${name}` } }, recipientInputs[name]),
+      h('div', { class: 'field', dataset: { field: `notify.minSeverity.${name}` } }, severitySelects[name]),
+    );
   });
   const chosenEvents = new Set(routing && routing.events ? routing.events : settings.defaultEvents || []);
   const eventBoxes = (settings.events || []).map((name) => {
@@ -406,10 +423,13 @@ export function openPlanDialog(context, plan, onSaved, onClosed) {
     }
     if (notifyOn.checked) {
       const notify = { channels: channels.filter((name) => channelBoxes[name].checked), recipients: {} };
+      const severities = {};
       for (const name of notify.channels) {
         const who = lines(recipientInputs[name].value);
         if (who.length) notify.recipients[name] = who;
+        if (severitySelects[name].value !== 'info') severities[name] = severitySelects[name].value;
       }
+      if (Object.keys(severities).length) notify.minSeverity = severities;
       notify.events = Array.from(notifyBody.querySelectorAll('input[name="event"]:checked')).map((box) => box.value);
       body.notify = notify;
     } else if (editing) {

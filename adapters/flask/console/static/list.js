@@ -8,7 +8,6 @@ import { emptyRow, errorText, pager, progressBar, statusBadge, strategySummary }
 
 const STATUSES = ['DRAFT', 'ACTIVE', 'PAUSED', 'COMPLETED', 'ROLLBACK'];
 const PAGE_SIZE = 20;
-const SEARCH_WINDOW = 200; // the API has no text search: the newest plans are searched here
 
 export class ListView {
   constructor(context, params) {
@@ -92,53 +91,28 @@ export class ListView {
     window.history.replaceState(null, '', `#/plans${text ? `?${text}` : ''}`);
   }
 
-  async fetchPlans() {
-    const query = { appName: this.filters.appName, environment: this.filters.environment, status: this.filters.status };
-    const text = this.filters.q.toLowerCase();
-    if (!text) {
-      return api.get('/plans', { ...query, page: this.page, pageSize: PAGE_SIZE });
-    }
-    const answer = await api.get('/plans', { ...query, page: 1, pageSize: SEARCH_WINDOW });
-    const matched = answer.items.filter((plan) =>
-      [plan.planName, plan.planId, plan.description || '', plan.appName, plan.environment, plan.groupName, ...plan.configKeys, plan.createdBy]
-        .some((field) => String(field).toLowerCase().includes(text)),
-    );
-    const start = (this.page - 1) * PAGE_SIZE;
-    return { items: matched.slice(start, start + PAGE_SIZE), total: matched.length, page: this.page, pageSize: PAGE_SIZE, searched: answer.total > SEARCH_WINDOW };
-  }
-
-  async lastActions() {
-    try {
-      const answer = await api.get('/logs', { appName: this.filters.appName, environment: this.filters.environment, pageSize: 200 });
-      const latest = {};
-      for (const row of answer.items) {
-        if (row.action === 'DENIED' || latest[row.planId]) continue;
-        latest[row.planId] = row;
-      }
-      return latest;
-    } catch {
-      return {}; // a viewer of a single app may not search the whole trail: show updates only
-    }
+  fetchPlans() {
+    const { appName, environment, status, q } = this.filters;
+    return api.get('/plans', { appName, environment, status, search: q, page: this.page, pageSize: PAGE_SIZE });
   }
 
   async refresh() {
     let page;
-    let latest;
     try {
-      [page, latest] = await Promise.all([this.fetchPlans(), this.lastActions()]);
+      page = await this.fetchPlans();
     } catch (error) {
       this.problem.hidden = false;
       replace(this.problem, errorText(error));
       return;
     }
     this.problem.hidden = true;
-    const key = JSON.stringify([page, Object.values(latest).map((r) => r.id)]);
+    const key = JSON.stringify(page);
     if (key === this.lastKey) return;
     this.lastKey = key;
     if (!page.items.length) {
       replace(this.body, emptyRow(6, Object.values(this.filters).some(Boolean) ? t('list.noMatch') : t('list.empty')));
     } else {
-      replace(this.body, page.items.map((plan) => this.row(plan, latest[plan.planId])));
+      replace(this.body, page.items.map((plan) => this.row(plan)));
     }
     replace(
       this.footer,
@@ -147,11 +121,11 @@ export class ListView {
         this.saveHash();
         this.refresh();
       }),
-      page.searched ? h('p', { class: 'muted' }, t('list.searchWindow', { n: SEARCH_WINDOW })) : null,
     );
   }
 
-  row(plan, last) {
+  row(plan) {
+    const last = plan.lastAction;
     const href = `#/plans/${encodeURIComponent(plan.planId)}`;
     const action = last
       ? h('div', { class: 'last-action' }, h('strong', {}, label('log', last.action)), ' ', h('span', { class: 'muted' }, t('list.by', { actor: last.actor })), h('div', { class: 'muted small' }, fmtTime(last.at)))
