@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -19,6 +18,8 @@ from flask import Flask
 from flask.cli import FlaskGroup
 from grayrelease_adapters.flask import GrayRelease
 from grayrelease_adapters.flask.cli import cli
+
+from .demo_server import demo_server
 
 SPEC_PLAN = {
     "planName": "新功能开关灰度",
@@ -157,33 +158,10 @@ def request(
 
 
 def test_serve_runs_the_demo_config_center_and_stops_cleanly(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("GRAYRELEASE_ADMIN_TOKEN", None)
     database = f"sqlite:///{tmp_path / 'serve.db'}"
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "grayrelease_adapters.flask.cli",
-            "--database-url",
-            database,
-            "serve",
-            "--port",
-            "0",
-            "--load-examples",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
-    try:
-        assert server.stdout is not None
-        banner = [server.stdout.readline() for _ in range(3)]
-        port = int(re.search(r"127\.0\.0\.1:(\d+)", banner[0]).group(1))  # type: ignore[union-attr]
-        token = banner[1].rsplit(" ", 1)[-1].strip()
+    with demo_server(database) as served:
+        server, banner, base, token = served.process, served.banner, served.base, served.token
         assert "shown once" in banner[1]
-        base = f"http://127.0.0.1:{port}"
         # The printed console address is the page a newcomer opens.
         assert f"web console at {base}/gray-release/" in banner[2]
         with urllib.request.urlopen(f"{base}/gray-release/") as page:
@@ -228,10 +206,6 @@ def test_serve_runs_the_demo_config_center_and_stops_cleanly(tmp_path: Path) -> 
         rest, _ = server.communicate(timeout=30)
         assert server.returncode == 0, rest
         assert "buffered instance hits written" in rest
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.communicate()
     # The hits buffered in the server reached the database on shutdown.
     listed = CliRunner().invoke(cli, ["--database-url", database, "plan", "list", "--json"])
     plan_id = json.loads(listed.output)["items"][0]["planId"]

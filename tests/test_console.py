@@ -25,7 +25,20 @@ from grayrelease_adapters.flask import GrayRelease
 from grayrelease_core import ConfigRef, ManualClock, ValidationError
 from grayrelease_core import GrayRelease as Engine
 
-from .console_browser import chromium, served
+from .console_browser import (
+    browser_page,
+    chromium,
+    click_action,
+    enabled_actions,
+    expect,
+    fill_basics,
+    fill_key,
+    open_dialog,
+    save_plan,
+    served,
+    sign_in,
+    status_is,
+)
 
 ALICE = "alice-token-0123456789abcdef"  # admin
 BOB = "bob-token-0123456789abcdefgh"  # viewer everywhere
@@ -34,8 +47,6 @@ API = "/api/gray-release"
 CONSOLE = "/gray-release"
 IMAGES = Path(__file__).resolve().parent.parent / "docs" / "images"
 STATIC = Path(__file__).resolve().parent.parent / "adapters" / "flask" / "console" / "static"
-TIMEOUT = 10_000
-"""Milliseconds a page may take to show what the test waits for (the poll is every 2 s)."""
 
 VALUES = {
     ConfigRef("demo-app", "prod", "database", "database.url"): "jdbc:mysql://db-old:3306/demo",
@@ -111,37 +122,14 @@ def browser(console: Console) -> Iterator[Any]:
         yield launched
 
 
-def expect(target: Any) -> Any:
-    """Playwright's retrying assertions (imported late: Playwright may be missing)."""
-    from playwright.sync_api import expect as playwright_expect
-
-    return playwright_expect(target)
-
-
 @pytest.fixture
-def page(browser: Any, console: Console) -> Iterator[Any]:
-    """A fresh browser context (no cookies), failing the test on any console error: a script
-    error, or anything the Content-Security-Policy refused."""
-    context = browser.new_context(
-        viewport={"width": 1360, "height": 900}, locale="en-US", timezone_id="UTC"
-    )
-    context.set_default_timeout(TIMEOUT)
-    opened = context.new_page()
-    errors: list[str] = []
-    opened.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    opened.on("pageerror", lambda e: errors.append(str(e)))
-    yield opened
-    context.close()
-    # A 4xx the test provoked is logged by Chromium as a failed resource; nothing else may be.
-    unexpected = [e for e in errors if "the server responded with a status of 4" not in e]
-    assert unexpected == []
+def page(browser: Any) -> Iterator[Any]:
+    with browser_page(browser) as opened:
+        yield opened
 
 
 def login(page: Any, console: Console, token: str = ALICE, hash_: str = "") -> None:
-    page.goto(console.url + hash_)
-    page.fill("#login-token", token)
-    page.click("form.login button[type=submit]")
-    page.wait_for_selector("header.topbar")
+    sign_in(page, console.url + hash_, token)
 
 
 def shot(page: Any, name: str) -> None:
@@ -149,57 +137,6 @@ def shot(page: Any, name: str) -> None:
         close.click()
     IMAGES.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(IMAGES / name), full_page=False)
-
-
-def open_dialog(page: Any) -> Any:
-    page.click("[data-action=new-plan]")
-    return page.wait_for_selector("dialog.plan-dialog[open]")
-
-
-def fill_basics(page: Any, name: str, app: str, env: str = "prod", group: str = "default") -> None:
-    dialog = page.locator("dialog.plan-dialog")
-    dialog.locator("input[name=planName]").fill(name)
-    dialog.locator("input[name=appName]").fill(app)
-    dialog.locator("input[name=environment]").fill(env)
-    dialog.locator("input[name=groupName]").fill(group)
-
-
-def fill_key(page: Any, index: int, key: str, value: str) -> None:
-    dialog = page.locator("dialog.plan-dialog")
-    if dialog.locator(".key-row").count() <= index:
-        dialog.locator("[data-action=add-key]").click()
-    row = dialog.locator(".key-row").nth(index)
-    row.locator("input[name=configKey]").fill(key)
-    row.locator("input[name=configKey]").dispatch_event("change")
-    row.locator("textarea[name=grayValue]").fill(value)
-
-
-def save_plan(page: Any) -> str:
-    page.click("dialog.plan-dialog [data-action=save]")
-    page.wait_for_selector("dialog.plan-dialog", state="detached")
-    page.wait_for_url(re.compile(r"#/plans/[^/]+$"))
-    page.wait_for_selector("[data-testid=plan-name]")
-    return str(page.url.rsplit("/", 1)[1])
-
-
-def status_is(page: Any, status: str) -> None:
-    page.wait_for_selector(f".detail-head .badge[data-status={status}]")
-
-
-def click_action(page: Any, action: str, confirm: bool = False, reason: str = "") -> None:
-    page.click(f".actions button[data-action={action}]:not([disabled])")
-    if confirm:
-        page.wait_for_selector("dialog.confirm[open]")
-        if reason:
-            page.fill("dialog.confirm textarea[name=reason]", reason)
-        page.click("dialog.confirm [data-confirm=ok]")
-
-
-def enabled_actions(page: Any) -> list[str]:
-    found: list[str] = page.eval_on_selector_all(
-        ".actions button:not([disabled])", "els => els.map(e => e.dataset.action)"
-    )
-    return sorted(found)
 
 
 def read_value(console: Console, app: str, key: str, instance: str, ip: str, group: str) -> Any:
