@@ -76,11 +76,11 @@ TIMEOUT = 10_000
 
 
 @contextmanager
-def browser_page(browser: Any) -> Iterator[Any]:
+def browser_page(browser: Any, timezone: str = "UTC") -> Iterator[Any]:
     """A page in a fresh browser context (no cookies), failing the test on any console error:
     a script error, or anything the Content-Security-Policy refused."""
     context = browser.new_context(
-        viewport={"width": 1360, "height": 900}, locale="en-US", timezone_id="UTC"
+        viewport={"width": 1360, "height": 900}, locale="en-US", timezone_id=timezone
     )
     context.set_default_timeout(TIMEOUT)
     opened = context.new_page()

@@ -14,7 +14,7 @@ import re
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -626,6 +626,29 @@ def test_list_filters_pages_and_speaks_chinese(page: Any, console: Console) -> N
     page.wait_for_selector("th:text('最近操作')")
     page.select_option("header select.lang", "en")
     page.wait_for_selector("th:text('Last action')")
+
+
+def test_times_are_shown_in_the_browsers_time_zone(browser: Any, console: Console) -> None:
+    plan = console.api(
+        "POST",
+        "/plan",
+        {
+            "planName": "北京时间",
+            "appName": "demo-app",
+            "environment": "prod",
+            "configKeys": ["clock.key"],
+            "grayStrategy": "USER_WHITELIST",
+            "grayRules": {"userWhitelist": ["u-1"]},
+            "grayValues": {"clock.key": "x"},
+        },
+    )
+    created = datetime.fromisoformat(plan["createdAt"].replace("Z", "+00:00"))
+    beijing = created.astimezone(timezone(timedelta(hours=8))).strftime("%H:%M:%S")
+    with browser_page(browser, timezone="Asia/Shanghai") as page:
+        login(page, console, hash_=f"#/plans/{plan['planId']}")
+        status_is(page, "DRAFT")
+        facts = page.locator(".detail-head .facts")
+        expect(facts).to_contain_text(f"{beijing} GMT+8")
 
 
 def test_messages_badge_and_the_plans_link(page: Any, console: Console) -> None:

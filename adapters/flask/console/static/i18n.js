@@ -70,6 +70,8 @@ function locale() {
   return current === 'zh' ? 'zh-CN' : 'en-GB';
 }
 
+// Times are the browser's own (Asia/Shanghai for most of our operators), with the zone named,
+// so two people comparing a page and a log line know which clock each means.
 export function fmtTime(iso) {
   if (!iso) return '—';
   const date = new Date(iso);
@@ -82,15 +84,15 @@ export function fmtTime(iso) {
     minute: '2-digit',
     second: '2-digit',
     hour12: false,
-    timeZone: 'UTC',
-  }) + ' UTC';
+    timeZoneName: 'short',
+  });
 }
 
 export function fmtShortTime(iso) {
   if (!iso) return '';
   const date = new Date(iso);
   if (Number.isNaN(date.getTime())) return String(iso);
-  return date.toLocaleTimeString(locale(), { hour: '2-digit', minute: '2-digit', hour12: false, timeZone: 'UTC' });
+  return date.toLocaleTimeString(locale(), { hour: '2-digit', minute: '2-digit', hour12: false });
 }
 
 export function fmtNumber(value, digits = 2) {
