@@ -9,6 +9,8 @@ go to ``docs/images/`` for docs/console.md.
 
 from __future__ import annotations
 
+import configparser
+import fnmatch
 import json
 import re
 import urllib.error
@@ -201,6 +203,21 @@ def test_console_files_never_parse_api_data_as_html() -> None:
             "eval(",
         ):
             assert forbidden not in text, f"{path.name} uses {forbidden}"
+
+
+def test_every_console_file_ships_in_the_package() -> None:
+    """A file that setup.cfg's package_data misses works in the source tree and in editable
+    installs, and is a 404 after ``pip install grayrelease``."""
+    config = configparser.ConfigParser()
+    config.read(STATIC.parents[3] / "setup.cfg", encoding="utf-8")
+    globs = [g.strip() for g in config["options.package_data"]["grayrelease_adapters"].split(",")]
+    package = STATIC.parents[2]  # adapters/, installed as grayrelease_adapters
+    for path in STATIC.rglob("*"):
+        if path.is_file():
+            name = path.relative_to(package).as_posix()
+            assert any(
+                fnmatch.fnmatchcase(name, g) and name.count("/") == g.count("/") for g in globs
+            ), name
 
 
 def test_console_prefix_can_be_moved_or_turned_off(tmp_path: Path) -> None:
