@@ -148,8 +148,24 @@ def filter_query(context: schemathesis.HookContext, query: dict[str, Any] | None
 
     Schemathesis may add an unknown parameter whose value is an empty list; it is not sent at
     all, yet the case still counts as invalid, and negative_data_rejection faults the 200.
+    It may also give a repeated text parameter (``configKey``) ``true``, ``5`` or ``null``
+    instead of strings: sent, that is the text "true", "5" or "None", a valid key, which the
+    case calls invalid.
     """
-    return not any(value == [] for value in (query or {}).values())
+    query = query or {}
+    if any(value == [] for value in query.values()):
+        return False
+    operation = context.operation
+    repeated = (
+        {p.name for p in operation.query if p.definition.get("schema", {}).get("type") == "array"}
+        if operation is not None
+        else set()
+    )
+    for name in repeated & set(query):
+        values = query[name] if isinstance(query[name], list) else [query[name]]
+        if any(not isinstance(value, str) for value in values):
+            return False
+    return True
 
 
 def run(

@@ -1238,7 +1238,7 @@ def _paths() -> dict[str, Any]:
                             "minItems": 1,
                             "maxItems": MAX_KEYS,
                             "uniqueItems": True,
-                            "items": {**text, "maxLength": MAX_KEY},
+                            "items": {"type": "string", **text, "maxLength": MAX_KEY},
                         },
                         "style": "form",
                         "explode": True,
