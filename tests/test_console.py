@@ -150,6 +150,35 @@ def read_value(console: Console, app: str, key: str, instance: str, ip: str, gro
         return json.loads(r.read())
 
 
+def draft_via_api(
+    console: Console,
+    name: str,
+    key: str,
+    *,
+    app: str = "demo-app",
+    env: str = "prod",
+    value: str = "x",
+    percentage: float | None = None,
+) -> dict[str, Any]:
+    """A DRAFT plan made through the API: a user whitelist, or a percentage when given."""
+    strategy, rules = (
+        ("USER_WHITELIST", {"userWhitelist": ["u-1"]})
+        if percentage is None
+        else ("PERCENTAGE", {"percentage": percentage})
+    )
+    body = {
+        "planName": name,
+        "appName": app,
+        "environment": env,
+        "configKeys": [key],
+        "grayStrategy": strategy,
+        "grayRules": rules,
+        "grayValues": {key: value},
+    }
+    plan: dict[str, Any] = console.api("POST", "/plan", body)
+    return plan
+
+
 # --- serving ------------------------------------------------------------------------------
 
 
@@ -482,18 +511,8 @@ def test_dialog_shows_current_values_without_joining_the_plan_that_holds_them(
     console.engine.backend.publish(
         ConfigRef("held-app", "prod", "default", "held.key"), "backend-value", actor="ops"
     )
-    holder = console.api(
-        "POST",
-        "/plan",
-        {
-            "planName": "holds the key",
-            "appName": "held-app",
-            "environment": "prod",
-            "configKeys": ["held.key"],
-            "grayStrategy": "PERCENTAGE",
-            "grayRules": {"percentage": 100},
-            "grayValues": {"held.key": "gray-value"},
-        },
+    holder = draft_via_api(
+        console, "holds the key", "held.key", app="held-app", value="gray-value", percentage=100
     )
     console.api("POST", f"/plan/{holder['planId']}/start")
     login(page, console)
@@ -526,19 +545,7 @@ def test_dialog_shows_current_values_without_joining_the_plan_that_holds_them(
 
 
 def test_a_viewer_sees_the_permission_error(page: Any, console: Console) -> None:
-    draft = console.api(
-        "POST",
-        "/plan",
-        {
-            "planName": "viewer cannot start",
-            "appName": "demo-app",
-            "environment": "prod",
-            "configKeys": ["viewer.key"],
-            "grayStrategy": "USER_WHITELIST",
-            "grayRules": {"userWhitelist": ["u-1"]},
-            "grayValues": {"viewer.key": "x"},
-        },
-    )
+    draft = draft_via_api(console, "viewer cannot start", "viewer.key")
     login(page, console, BOB, f"#/plans/{draft['planId']}")
     status_is(page, "DRAFT")
     click_action(page, "start")
@@ -557,18 +564,14 @@ def test_a_viewer_sees_the_permission_error(page: Any, console: Console) -> None
 
 
 def test_approval_by_another_releaser_before_start(page: Any, console: Console) -> None:
-    draft = console.api(
-        "POST",
-        "/plan",
-        {
-            "planName": "发票模板",
-            "appName": "billing",
-            "environment": "staging",
-            "configKeys": ["invoice.template"],
-            "grayStrategy": "PERCENTAGE",
-            "grayRules": {"percentage": 50},
-            "grayValues": {"invoice.template": "v2"},
-        },
+    draft = draft_via_api(
+        console,
+        "发票模板",
+        "invoice.template",
+        app="billing",
+        env="staging",
+        value="v2",
+        percentage=50,
     )
     plan_id = draft["planId"]
     login(page, console, CAROL, f"#/plans/{plan_id}")
@@ -595,18 +598,13 @@ def test_list_filters_pages_and_speaks_chinese(page: Any, console: Console) -> N
     made = []
     for n in range(22):
         made.append(
-            console.api(
-                "POST",
-                "/plan",
-                {
-                    "planName": f"批量计划 {n:02d}",
-                    "appName": "bulk-app",
-                    "environment": "prod",
-                    "configKeys": [f"bulk.key{n}"],
-                    "grayStrategy": "PERCENTAGE",
-                    "grayRules": {"percentage": 5},
-                    "grayValues": {f"bulk.key{n}": "on"},
-                },
+            draft_via_api(
+                console,
+                f"批量计划 {n:02d}",
+                f"bulk.key{n}",
+                app="bulk-app",
+                value="on",
+                percentage=5,
             )
         )
     console.api("POST", f"/plan/{made[3]['planId']}/start")
@@ -646,19 +644,7 @@ def test_list_filters_pages_and_speaks_chinese(page: Any, console: Console) -> N
 
 
 def test_times_are_shown_in_the_browsers_time_zone(browser: Any, console: Console) -> None:
-    plan = console.api(
-        "POST",
-        "/plan",
-        {
-            "planName": "北京时间",
-            "appName": "demo-app",
-            "environment": "prod",
-            "configKeys": ["clock.key"],
-            "grayStrategy": "USER_WHITELIST",
-            "grayRules": {"userWhitelist": ["u-1"]},
-            "grayValues": {"clock.key": "x"},
-        },
-    )
+    plan = draft_via_api(console, "北京时间", "clock.key")
     created = datetime.fromisoformat(plan["createdAt"].replace("Z", "+00:00"))
     beijing = created.astimezone(timezone(timedelta(hours=8))).strftime("%H:%M:%S")
     with browser_page(browser, timezone="Asia/Shanghai") as page:
@@ -669,19 +655,7 @@ def test_times_are_shown_in_the_browsers_time_zone(browser: Any, console: Consol
 
 
 def test_messages_badge_and_the_plans_link(page: Any, console: Console) -> None:
-    plan = console.api(
-        "POST",
-        "/plan",
-        {
-            "planName": "消息测试",
-            "appName": "demo-app",
-            "environment": "prod",
-            "configKeys": ["message.key"],
-            "grayStrategy": "USER_WHITELIST",
-            "grayRules": {"userWhitelist": ["u-1"]},
-            "grayValues": {"message.key": "x"},
-        },
-    )
+    plan = draft_via_api(console, "消息测试", "message.key")
     console.api("POST", f"/plan/{plan['planId']}/start")
     console.engine.deliver()  # the inbox: STARTED, to the plan's author
     login(page, console)
