@@ -266,7 +266,7 @@ class GrayRelease:
         gray value and records no instance; it needs ``view`` in the app and environment."""
         self._authorize(actor, Action.VIEW, None, Scope(app_name, environment))
         refs = [ConfigRef(app_name, environment, group_name, key) for key in keys]
-        holders = self._store.live_plans_covering(refs, exclude="")
+        holders = self._store.live_plans_covering(refs, exclude="")  # ids are never empty
         return [
             CurrentValue(ref.config_key, self._read_backend(ref), holders.get(ref)) for ref in refs
         ]
