@@ -345,6 +345,8 @@ export class DetailView {
     const rules = (plan.grayRules && plan.grayRules.canary) || {};
     const stepSize = Number(rules.stepPercentage) || 0;
     const top = Number(rules.maxPercentage) || 100;
+    // The engine's StepSchedule.percentage_after (grayrelease_core/strategy.py): linear adds
+    // the step, exponential doubles it, both capped at the top.
     const planned = [];
     if (stepSize > 0) {
       let value = 0;
