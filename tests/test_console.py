@@ -597,6 +597,7 @@ def test_list_filters_pages_and_speaks_chinese(page: Any, console: Console) -> N
 
     made = []
     for n in range(22):
+        console.clock.advance(timedelta(seconds=1))  # newest first: made[3] is on page 1
         made.append(
             draft_via_api(
                 console,
