@@ -122,6 +122,14 @@ def fill_basics(page: Any, name: str, app: str, env: str = "prod", group: str = 
     dialog.locator("input[name=groupName]").fill(group)
 
 
+def fill_canary(page: Any, instances: str, step: int, interval: int) -> None:
+    """Pick CANARY in the open dialog and give its instances, step and interval."""
+    page.select_option("dialog select[name=grayStrategy]", "CANARY")
+    page.fill("dialog textarea[name=canaryInstances]", instances)
+    page.fill("dialog input[name=stepPercentage]", str(step))
+    page.fill("dialog input[name=stepInterval]", str(interval))
+
+
 def fill_key(page: Any, index: int, key: str, value: str) -> None:
     dialog = page.locator("dialog.plan-dialog")
     if dialog.locator(".key-row").count() <= index:

@@ -34,6 +34,7 @@ from .console_browser import (
     enabled_actions,
     expect,
     fill_basics,
+    fill_canary,
     fill_key,
     open_dialog,
     save_plan,
@@ -391,10 +392,7 @@ def test_canary_progress_moves_as_the_ticker_advances(page: Any, console: Consol
     login(page, console)
     open_dialog(page)
     fill_basics(page, "缓存配置金丝雀发布", "cache-service")
-    page.select_option("dialog select[name=grayStrategy]", "CANARY")
-    page.fill("dialog textarea[name=canaryInstances]", "192.168.1.200")
-    page.fill("dialog input[name=stepPercentage]", "20")
-    page.fill("dialog input[name=stepInterval]", "30")
+    fill_canary(page, "192.168.1.200", step=20, interval=30)
     page.fill("dialog input[name=maxPercentage]", "60")
     fill_key(page, 0, "redis.cluster.nodes", "10.0.0.1:6379,10.0.0.2:6379")
     page.check("dialog input[name=autoRollbackOn]")

@@ -17,6 +17,7 @@ from .console_browser import (
     click_action,
     expect,
     fill_basics,
+    fill_canary,
     fill_key,
     open_dialog,
     save_plan,
@@ -72,10 +73,7 @@ def test_a_newcomer_completes_one_spec_scenario_and_rolls_back_another(tmp_path:
         page.goto(f"{console}#/plans")
         open_dialog(page)
         fill_basics(page, "缓存配置金丝雀发布", "cache-service")
-        page.select_option("dialog select[name=grayStrategy]", "CANARY")
-        page.fill("dialog textarea[name=canaryInstances]", "192.168.1.200")
-        page.fill("dialog input[name=stepPercentage]", "20")
-        page.fill("dialog input[name=stepInterval]", "30")
+        fill_canary(page, "192.168.1.200", step=20, interval=30)
         fill_key(page, 0, "redis.cluster.nodes", "10.0.0.1:6379,10.0.0.2:6379")
         expect(current.nth(0)).to_have_text("10.0.0.1:6379")
         canary = save_plan(page)
