@@ -307,8 +307,9 @@ def test_ip_whitelist_plan_from_draft_to_completed(page: Any, console: Console) 
     fill_key(page, 0, "database.url", "jdbc:mysql://db-new:3306/demo")
     fill_key(page, 1, "database.username", "app2")
     # The current values sit beside the gray ones.
-    current = page.locator("dialog .key-row").nth(0).locator("[data-testid=current-value]")
-    current.filter(has_text="jdbc:mysql://db-old:3306/demo").wait_for()
+    current = page.locator("dialog .key-row [data-testid=current-value]")
+    expect(current.nth(0)).to_have_text("jdbc:mysql://db-old:3306/demo")
+    expect(current.nth(1)).to_have_text("app")
     shot(page, "console-dialog.png")
 
     page.click("dialog.plan-dialog [data-action=save]")

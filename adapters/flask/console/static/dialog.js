@@ -201,7 +201,12 @@ export function openPlanDialog(context, plan, onSaved, onClosed) {
     const where = { appName: appName.value.trim(), environment: environment.value.trim(), groupName: groupName.value.trim() };
     const keyOf = (row) => row.keyInput.value.trim();
     const asked = rows.filter((row) => keyOf(row) && keyOf(row).length <= MAX_KEY && where.appName && where.environment);
-    rows.filter((row) => !asked.includes(row)).forEach((row) => showCurrent(row, '—', 'muted'));
+    for (const row of rows) {
+      const wanted = asked.includes(row) ? JSON.stringify([where, keyOf(row)]) : null;
+      if (wanted === row.shown) continue;
+      row.shown = wanted;
+      showCurrent(row, wanted ? '…' : '—', 'muted'); // what it showed was for another key
+    }
     if (!asked.length) return;
     let answer;
     try {
