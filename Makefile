@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # and pytest both see the prefixed package names (grayrelease_plugins, grayrelease_adapters).
 SOURCES := $(shell find grayrelease_core plugins adapters -name '*.py' -o -name 'py.typed' -o -name '*.mako' 2>/dev/null)
 
-.PHONY: run demo test lint typecheck unit bench bench-http bench-scale bench-tick clean
+.PHONY: run demo test lint typecheck unit bench bench-http bench-scale bench-tick bench-actions clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml $(SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ bench-scale: $(VENV)/.installed
 
 bench-tick: $(VENV)/.installed
 	$(BIN)/python benchmarks/tick_bench.py
+
+# Needs the loopback PostgreSQL (or --database-url): complete and rollback beside pause/resume.
+bench-actions: $(VENV)/.installed
+	$(BIN)/python benchmarks/action_bench.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache

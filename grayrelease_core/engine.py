@@ -38,6 +38,7 @@ from .backend import ConfigBackend
 from .checks import AutoRollback, parse_auto_rollback
 from .clock import Clock, SystemClock
 from .context import request_source, request_token_scope
+from .control import ControlPath, Recovery, finished, rolled_back
 from .errors import (
     BackendError,
     ConfigurationError,
@@ -158,7 +159,11 @@ class GrayRelease:
         self._refresh_lock = threading.Lock()
         self._last_flush = clock.monotonic()
         self._closed = False
+        self._settling: dict[ConfigRef, tuple[str | None, datetime]] = {}
+        """Keys served from a settling plan's overlay: the value and until when."""
+        self._control = ControlPath(self, lease=settings.action_lease, settle=settings.settle_time)
         self.refresh_index()
+        self._recover_quietly(clock.now())
         self._sync = (
             BackgroundSync(self.sync, settings.cache_ttl) if settings.background_sync else None
         )
@@ -507,12 +512,7 @@ class GrayRelease:
 
     def _finish(self, plan: Plan, now: datetime) -> Plan:
         self._flush_before_ending(plan)
-        return attrs.evolve(
-            plan,
-            items=tuple(attrs.evolve(i, status=ItemStatus.PUBLISHED) for i in plan.items),
-            progress=attrs.evolve(plan.progress, percentage=100.0, next_step_at=None),
-            finished_at=now,
-        )
+        return finished(plan, now)
 
     def rollback(
         self,
@@ -552,12 +552,7 @@ class GrayRelease:
             self._backend.refresh()
             if not force:
                 self._refuse_drift(plan)
-        return attrs.evolve(
-            plan,
-            items=tuple(attrs.evolve(i, status=ItemStatus.ROLLED_BACK) for i in plan.items),
-            progress=attrs.evolve(plan.progress, next_step_at=None),
-            finished_at=now,
-        )
+        return rolled_back(plan, now)
 
     def promote(
         self,
@@ -631,12 +626,16 @@ class GrayRelease:
         self.flush_hits()  # the judge and the metric sources see every recorded instance
         self.sync()
         report = TickReport(now)
+        recovery = self._recover_quietly(now)
+        if recovery is not None:
+            report.recovered = recovery.finished + recovery.undone
+            report.errors.extend(recovery.errors)
         self._start_scheduled(now, report)
         generation = self._store.generation()  # before the read: see _reindex_after_tick
-        plans = self._store.live_plans()
+        plans = self._store.served_plans(now)
         work: list[tuple[Plan, StepSchedule | None, Due]] = []
         for plan in plans:
-            if plan.status is not PlanStatus.ACTIVE:
+            if plan.status is not PlanStatus.ACTIVE or plan.intent is not None:
                 continue
             schedule = self._schedule(plan)
             when = ticker.due(plan, schedule, now)
@@ -666,6 +665,18 @@ class GrayRelease:
         report.notifications = self._deliver_quietly(now)
         self._coarse_now = now
         return report
+
+    def recover(self, now: datetime | None = None) -> Recovery:
+        """Finish the publishing actions whose process stopped half-way (see
+        :mod:`grayrelease_core.control`); run at engine start and at every tick."""
+        return self._control.recover(self._tick_time(now))
+
+    def _recover_quietly(self, now: datetime) -> Recovery | None:
+        try:
+            return self._control.recover(now)
+        except Exception:
+            log.exception("grayrelease: recovery failed; the next tick tries again")
+            return None
 
     def _tick_time(self, now: datetime | None) -> datetime:
         if now is None:
@@ -812,7 +823,7 @@ class GrayRelease:
         except (Conflict, NotFound, InvalidTransition):
             report.lost.append(plan.id)  # changed since it was judged: that change stands
         except GrayReleaseError as exc:
-            # A publish that failed was logged and told by _publish_all; the plan stays live.
+            # A publish that failed was logged and told by the control path; the plan stays live.
             # Its verdict is kept, and the next try waits an analysis interval, so a backend
             # that is down does not get a try (and an audit row) every tick.
             report.errors.append(f"{plan.id}: {exc.message}")
@@ -1167,8 +1178,8 @@ class GrayRelease:
         """Refresh the index if the store changed, refresh the backend, flush due hits."""
         self._coarse_now = self.clock.now()
         try:
-            self.refresh_index(only_if_changed=True)
             self._backend.refresh()
+            self.refresh_index(only_if_changed=True)
             if self.clock.monotonic() - self._last_flush >= self.settings.hit_flush_interval:
                 self.flush_hits()
         except Exception:
@@ -1180,9 +1191,9 @@ class GrayRelease:
         only when the store's generation moved)."""
         with self._refresh_lock:
             generation = self._store.generation()
-            if only_if_changed and generation == self._generation:
+            if only_if_changed and generation == self._generation and not self._settled():
                 return
-            plans = self._store.live_plans()
+            plans = self._store.served_plans(self.clock.now())
             stopped = self._stopped_admitting(plans)
             self._rebuild(plans)  # first: from here on no new instance is admitted
             self._generation = generation
@@ -1191,8 +1202,37 @@ class GrayRelease:
     def _rebuild(self, plans: list[Plan]) -> None:
         # Under the flush lock: a flush in between could forget a tracker being created here.
         with self._hits.flush_lock:
-            self._entries = build_entries(plans, self.strategies, self._hits, self._members)
-            self._live_plans = plans
+            entries = build_entries(
+                plans, self.strategies, self._hits, self._members, self._backend.get
+            )
+            until = {
+                plan.id: plan.settle_until
+                for plan in plans
+                if plan.settle_until is not None and not plan.status.is_live
+            }
+            self._settling = {
+                ref: (entry.gray.value, until[entry.plan_id])
+                for ref, entry in entries.items()
+                if entry.plan_id in until and entry.gray.plan_id is None
+            }
+            self._entries = entries
+            self._live_plans = [plan for plan in plans if plan.status.is_live]
+
+    def _settled(self) -> bool:
+        """Whether a settling overlay can go: its time is up, or this process's backend now
+        shows the published value (its mirror caught up)."""
+        if not self._settling:
+            return False
+        now = self.clock.now()
+        for ref, (value, until) in self._settling.items():
+            if now > until:
+                return True
+            try:
+                if self._backend.get(ref) == value:
+                    return True
+            except Exception:
+                continue
+        return False
 
     def _stopped_admitting(self, plans: list[Plan]) -> list[str]:
         """Plans this process served as ACTIVE that are now paused or ended."""
@@ -1258,134 +1298,10 @@ class GrayRelease:
         expected_version: int | None,
         mutate: Mutation,
         event: str,
-        *,
-        publish: Callable[[Plan], dict[ConfigRef, str | None]] | None = None,
-        message: str = "",
-        reindex: bool = True,
-        now: datetime | None = None,
-        progress: Progress | None = None,
-        leading: Sequence[LogRecord] = (),
-        details: Mapping[str, Any] | None = None,
+        **options: Any,
     ) -> Plan:
-        """Load, authorize, check the transition, mutate, publish, save, reindex, tell.
-
-        The ticker acts as ``system`` (authorized like anyone, so approval gates hold for it
-        too), with its own ``now``, the ``progress`` it decided and the ``leading`` audit rows
-        (its verdict) that are saved in the same transaction.
-        """
-        plan = self._load(plan_id, expected_version)
-        self._authorize(actor, action, plan)  # the ticker too: approval gates hold for it
-        status = lifecycle.target(action, plan.status)
-        assert status is not None
-        now = now or self.clock.now()
-        self._coarse_now = now
-        if progress is not None:
-            plan = attrs.evolve(plan, progress=progress)
-        # The version the write will give it, so the audit row's "after" is the stored plan.
-        changed = attrs.evolve(
-            mutate(plan, now),
-            status=status,
-            updated_by=actor,
-            updated_at=now,
-            version=plan.version + 1,
-        )
-        values = publish(plan) if publish else {}
-        published = self._publish_all(plan, values, actor, action, now)
-        rows = [*leading, self._log(plan, changed, event, actor, now, message, details)]
-        try:
-            saved = self._store.save_plan(
-                changed,
-                expected_version=plan.version,
-                log=rows,
-                outbox=self._outbox(rows, changed),
-            )
-        except Exception:
-            if published and not self._reached(plan, status):
-                self._restore(published, actor, _change_title(plan, action))
-            raise
-        if reindex:
-            try:
-                self.refresh_index()
-            except Exception:
-                # Committed all the same; the next sync rebuilds the index.
-                log.exception("grayrelease: index refresh after %s failed", event)
-        for row in leading:
-            self._emit(_event_of(row, saved, plan))
-        self._emit(PlanEvent(event, saved, plan, actor, now, message, details))
-        return saved
-
-    def _publish_all(
-        self,
-        plan: Plan,
-        values: dict[ConfigRef, str | None],
-        actor: str,
-        action: Action,
-        now: datetime,
-    ) -> dict[ConfigRef, str | None]:
-        """Publish ``values``, all or none; returns what each key held before."""
-        if values:
-            self._backend.refresh()  # restore what the backend holds now, not a stale mirror
-        together = getattr(self._backend, "publish_all", None)
-        title = _change_title(plan, action)
-        before: dict[ConfigRef, str | None] = {}
-        failing: ConfigRef | None = None
-        try:
-            if together is not None:
-                before = {ref: self._backend.get(ref) for ref in values}
-                together(values, actor=actor, title=title)
-            else:
-                for failing, value in values.items():
-                    previous = self._backend.get(failing)
-                    self._backend.publish(failing, value, actor=actor)
-                    before[failing] = previous
-        except Exception as exc:
-            # A backend that publishes together changed nothing when it failed.
-            unrestored = [] if together is not None else self._restore(before, actor, title)
-            failed = "COMPLETE_FAILED" if action is Action.COMPLETE else "ROLLBACK_FAILED"
-            outcome = (
-                "nothing was changed"
-                if not unrestored
-                else f"and restoring {', '.join(unrestored)} failed too: check them by hand"
-            )
-            keys = [failing] if failing is not None else list(values)
-            what = ", ".join(ref.config_key for ref in keys)
-            reason = f"publishing {what} failed: {exc}; {outcome}"
-            row = LogRecord(
-                plan.id,
-                failed,
-                actor,
-                now,
-                plan.status,
-                plan.status,
-                message=reason,
-                app_name=plan.app_name,
-                environment=plan.environment,
-            )
-            self._store.append_log(row, self._outbox([row], plan))
-            self._emit(PlanEvent(failed, plan, plan, actor, now, reason))
-            raise BackendError(
-                reason, details={"configKey": keys[0].config_key, "unrestoredKeys": unrestored}
-            ) from exc
-        return before
-
-    def _restore(self, before: dict[ConfigRef, str | None], actor: str, title: str) -> list[str]:
-        """Publish the previous values back; returns the keys that could not be restored."""
-        together = getattr(self._backend, "publish_all", None)
-        if together is not None and before:
-            try:
-                together(before, actor=actor, title=f"undo {title}")
-            except Exception:
-                log.exception("grayrelease: could not restore %s after a failed save", title)
-                return [ref.config_key for ref in before]
-            return []
-        failed = []
-        for ref, value in before.items():
-            try:
-                self._backend.publish(ref, value, actor=actor)
-            except Exception:
-                log.exception("grayrelease: could not restore %s after a failed publish", ref)
-                failed.append(ref.config_key)
-        return failed
+        """Every plan action, through the control-path kernel (:class:`ControlPath`)."""
+        return self._control.act(plan_id, action, actor, expected_version, mutate, event, **options)
 
     def _flush_before_ending(self, plan: Plan) -> None:
         """Record the plan's hits before it ends; a failure here must not block a rollback."""
@@ -1393,15 +1309,6 @@ class GrayRelease:
             self.flush_hits(plan.id)
         except Exception:
             log.exception("grayrelease: could not write the hits of plan %s; going on", plan.id)
-
-    def _reached(self, plan: Plan, status: PlanStatus) -> bool:
-        """Whether a concurrent caller already took ``plan`` to ``status``: it published the
-        same values, so restoring ours would undo its committed action."""
-        try:
-            stored = self._store.get_plan(plan.id)
-        except Exception:
-            return False
-        return stored is not None and stored.version > plan.version and stored.status is status
 
     def _load(self, plan_id: str, expected_version: int | None) -> Plan:
         if not isinstance(plan_id, str) or not plan_id:
@@ -1596,11 +1503,6 @@ def _check_gray_keys(gray: Mapping[str, str], keys: tuple[str, ...] | Any) -> No
 
 def _gray_values(plan: Plan) -> dict[ConfigRef, str | None]:
     return {ref: item.gray_value for item, ref in zip(plan.items, plan.refs, strict=True)}
-
-
-def _change_title(plan: Plan, action: Action) -> str:
-    """How a publish names itself in the config center's history (an Apollo release)."""
-    return f"{action.value} {plan.name} ({plan.id})"
 
 
 def _original_values(plan: Plan) -> dict[ConfigRef, str | None]:

@@ -7,10 +7,11 @@ rebuilds ``resolve()`` touches nothing but these dicts.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from .errors import GrayReleaseError
-from .hits import HitBuffer, Tracker
+from .hits import HitBuffer, HitRecord, Tracker
+from .intent import Direction
 from .models import Client, ConfigRef, Plan, PlanStatus, Resolution
 from .strategy import Matcher, StrategyRegistry
 
@@ -45,16 +46,72 @@ def paused_matcher(members: frozenset[str], rules: Matcher) -> Matcher:
     return is_member
 
 
+class _Untracked(dict[str, HitRecord]):
+    """The tracker of an overlay: everyone gets its value, so nobody is recorded."""
+
+    def setdefault(self, key: str, default: HitRecord | None = None) -> HitRecord:
+        return default  # type: ignore[return-value]
+
+
+def _everyone(client: Client) -> bool:
+    return True
+
+
+_UNTRACKED = _Untracked()
+
+
+def overlay_entries(
+    plan: Plan, values: Mapping[str, str | None], gray: bool, plan_id: str | None
+) -> dict[ConfigRef, IndexEntry]:
+    """Entries that give every client ``values`` (an open intent's targets, or what a plan
+    just published while this process's backend mirror catches up)."""
+    entries: dict[ConfigRef, IndexEntry] = {}
+    for ref in plan.refs:
+        if ref.config_key in values:
+            answer = Resolution(values[ref.config_key], gray, plan_id)
+            entries[ref] = IndexEntry(plan.id, _everyone, answer, _UNTRACKED)
+    return entries
+
+
+def published_values(plan: Plan) -> dict[str, str | None]:
+    """What a plan that ended by publishing put in the backend: the gray values of a
+    COMPLETED plan; the originals of a plan rolled back after its completion."""
+    if plan.status is PlanStatus.COMPLETED:
+        return {item.config_key: item.gray_value for item in plan.items}
+    return {item.config_key: item.original_value for item in plan.items}
+
+
 def build_entries(
     plans: Iterable[Plan],
     strategies: StrategyRegistry,
     hits: HitBuffer,
     members_of: Callable[[str], frozenset[str]],
+    backend_get: Callable[[ConfigRef], str | None] | None = None,
 ) -> dict[ConfigRef, IndexEntry]:
-    """Compile every live plan into index entries, one per config key."""
+    """Compile the served plans into index entries, one per config key.
+
+    - A plan with an open intent going forward: every client gets the intent's values, so
+      no reader sees some keys old and some new while they are published one by one.
+    - A live plan: its strategy decides.
+    - A plan that ended by publishing and is still settling: every client gets what it
+      published, for the keys this process's backend does not show yet.
+    """
     entries: dict[ConfigRef, IndexEntry] = {}
-    for plan in plans:
+    # Settling plans first: a plan started since on the same keys overrides them.
+    for plan in sorted(plans, key=lambda p: p.status.is_live or p.intent is not None):
+        pending = plan.intent
+        if pending is not None and pending.direction is Direction.FORWARD:
+            gray = pending.status_after is PlanStatus.COMPLETED
+            entries.update(overlay_entries(plan, pending.values, gray, plan.id))
+            continue
         if not plan.status.is_live:
+            if plan.settle_until is not None and backend_get is not None:
+                lagging = {
+                    key: value
+                    for key, value in published_values(plan).items()
+                    if _read(backend_get, plan, key) != value
+                }
+                entries.update(overlay_entries(plan, lagging, False, None))
             continue
         try:
             matcher = strategies.get(plan.strategy).compile(plan)
@@ -72,6 +129,17 @@ def build_entries(
             matcher = paused_matcher(members_of(plan.id), matcher)
         tracker = hits.tracker(plan.id)
         for item, ref in zip(plan.items, plan.refs, strict=True):
-            gray = Resolution(item.gray_value, True, plan.id)
-            entries[ref] = IndexEntry(plan.id, matcher, gray, tracker)
+            answer = Resolution(item.gray_value, True, plan.id)
+            entries[ref] = IndexEntry(plan.id, matcher, answer, tracker)
     return entries
+
+
+def _read(backend_get: Callable[[ConfigRef], str | None], plan: Plan, key: str) -> object:
+    """The backend's value, or a marker that matches nothing when it cannot be read."""
+    try:
+        return backend_get(ConfigRef(plan.app_name, plan.environment, plan.group_name, key))
+    except Exception:
+        return _UNREADABLE
+
+
+_UNREADABLE = object()

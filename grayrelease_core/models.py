@@ -10,12 +10,15 @@ import enum
 from collections.abc import Mapping
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 import attrs
 
 from .checks import AutoRollback
 from .routing import Routing
+
+if TYPE_CHECKING:
+    from .intent import Intent
 
 
 class PlanStatus(enum.StrEnum):
@@ -177,6 +180,13 @@ class Plan:
     finished_at: datetime | None = None
     version: int = 1
     """Optimistic-lock counter; every saved change increments it."""
+    epoch: int = 0
+    """Claim counter of publishing actions (the fence an :class:`Intent` carries)."""
+    intent: Intent | None = None
+    """The publishing action under way, recorded before its first backend write."""
+    settle_until: datetime | None = None
+    """Until when the read path serves what the plan last published (COMPLETED: its gray
+    values; ROLLBACK after completion: the originals) where the local backend lags."""
 
     @property
     def config_keys(self) -> tuple[str, ...]:

@@ -31,6 +31,12 @@ class Settings:
     auto_migrate: bool = True
     """Bring the database schema to the installed version at start (Alembic). Turn off where
     deploys run ``grayrelease db upgrade`` themselves; a behind schema is then an error."""
+    action_lease: float = 60.0
+    """Seconds a process on another host may hold a plan's claim before recovery takes it
+    over (a holder on the same host is checked by its process id at once)."""
+    settle_time: float = 30.0
+    """Seconds after a completion or a rollback publishes during which every process serves
+    the published values where its own backend mirror does not show them yet."""
     default_group: str = "default"
     """The group used when a plan or a request names none."""
     metric_retention: float = 168.0
@@ -69,6 +75,17 @@ class Settings:
                 if not math.isfinite(value) or value < 0 or value > 3600:
                     raise ValidationError(
                         f"settings.{key}", "must be from 0 to 3600 seconds", value=value
+                    )
+                values[key] = float(value)
+            elif key in ("action_lease", "settle_time"):
+                if (
+                    isinstance(value, bool)
+                    or not isinstance(value, int | float)
+                    or not math.isfinite(value)
+                    or not 1 <= value <= 3600
+                ):
+                    raise ValidationError(
+                        f"settings.{key}", "must be from 1 to 3600 seconds", value=value
                     )
                 values[key] = float(value)
             elif key in ("background_sync", "auto_migrate"):

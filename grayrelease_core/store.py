@@ -17,6 +17,7 @@ from .access import ApiToken, Grant
 from .audit import AuditReport
 from .errors import ValidationError
 from .inbox import InboxMessage
+from .intent import Intent
 from .models import (
     ConfigRef,
     InstanceHits,
@@ -143,6 +144,67 @@ class PlanStore(Protocol):
         """Delete a plan (its audit rows stay)."""
         ...
 
+    # A plan with an open intent belongs to its claimer: ``save_plan``, ``remove_plan`` and
+    # ``save_progress`` refuse it (a ``Conflict`` naming the pending action), and only the
+    # four calls below, matching the claim's epoch, write it.
+
+    def claim_plan(
+        self, plan_id: str, *, expected_version: int, expected_epoch: int, intent: Intent
+    ) -> None:
+        """Record ``intent`` (whose epoch is ``expected_epoch + 1``) if the plan is still at
+        ``expected_version`` and ``expected_epoch`` with no intent open; moves the generation.
+
+        :raises Conflict: the plan changed, or another action holds it.
+        """
+        ...
+
+    def replace_intent(self, plan_id: str, *, expected_epoch: int, intent: Intent) -> None:
+        """Swap the open intent of claim ``expected_epoch`` for ``intent`` (a change of
+        direction, or recovery taking over with a new epoch); moves the generation.
+
+        :raises Conflict: the claim is no longer ``expected_epoch``'s.
+        """
+        ...
+
+    def commit_plan(
+        self,
+        plan: Plan,
+        *,
+        epoch: int,
+        log: Sequence[LogRecord],
+        outbox: Sequence[Notification] = (),
+    ) -> Plan:
+        """Save ``plan`` (its ``version`` one above the stored one, its ``settle_until``
+        included) and clear the intent of claim ``epoch``, with ``log`` and ``outbox``, in one
+        transaction.
+
+        :raises Conflict: the claim is no longer ``epoch``'s (recovery took it over).
+        """
+        ...
+
+    def release_plan(
+        self,
+        plan_id: str,
+        *,
+        epoch: int,
+        log: Sequence[LogRecord],
+        outbox: Sequence[Notification] = (),
+    ) -> None:
+        """Clear the intent of claim ``epoch`` without changing the plan, writing ``log``.
+
+        :raises Conflict: the claim is no longer ``epoch``'s.
+        """
+        ...
+
+    def holds_claim(self, plan_id: str, epoch: int) -> bool:
+        """Whether claim ``epoch`` is still the plan's open one (checked before each
+        backend write)."""
+        ...
+
+    def open_intents(self) -> list[Plan]:
+        """Every plan with an open intent: what recovery looks at."""
+        ...
+
     def save_progress(self, changes: Sequence[ProgressChange]) -> list[Plan]:
         """Save many plans' progress in one transaction, each only if its version is still
         the expected one (the others are skipped: a concurrent ticker won them).
@@ -168,7 +230,12 @@ class PlanStore(Protocol):
     def find_plans(self, query: PlanQuery) -> Page[Plan]: ...
 
     def live_plans(self) -> list[Plan]:
-        """Every ACTIVE or PAUSED plan: what the read path's index is built from."""
+        """Every ACTIVE or PAUSED plan: what the ticker judges."""
+        ...
+
+    def served_plans(self, now: datetime) -> list[Plan]:
+        """What the read path's index is built from: the live plans, the plans with an open
+        intent, and the plans whose ``settle_until`` has not passed."""
         ...
 
     def live_plans_covering(

@@ -69,6 +69,8 @@ class TickReport:
     """Verdicts reached, by outcome (``PASS``, ``INCONCLUSIVE``, ``FAIL``)."""
     lost: list[str] = attrs.Factory(list)
     """Plans another process (or an operator) changed first; their decisions stand."""
+    recovered: list[str] = attrs.Factory(list)
+    """Plans whose half-done action (its process stopped) this tick finished or undid."""
     errors: list[str] = attrs.Factory(list)
     notifications: DeliveryReport | None = None
     """What the tick's delivery run sent (``None``: it failed, see the log)."""
@@ -87,6 +89,7 @@ class TickReport:
             "stepped": self.stepped,
             "completed": self.completed,
             "rolledBack": self.rolled_back,
+            "recovered": self.recovered,
             "held": self.held,
             "analyses": self.analyses,
             "lost": self.lost,

@@ -256,6 +256,7 @@ def plan_to_wire(plan: Plan) -> dict[str, Any]:
         "startedAt": timestamp(plan.started_at),
         "finishedAt": timestamp(plan.finished_at),
         "version": plan.version,
+        "pendingAction": plan.intent.to_wire() if plan.intent is not None else None,
     }
 
 

@@ -434,15 +434,15 @@ def test_an_index_refresh_failure_does_not_undo_a_committed_action(
     gr: GrayRelease, caplog: pytest.LogCaptureFixture
 ) -> None:
     plan = gr.create_plan(spec_body(), actor="a")
-    real = gr._store.live_plans
+    real = gr._store.served_plans
 
-    def unreachable() -> list[Any]:
+    def unreachable(now: Any) -> list[Any]:
         raise OSError("connection reset")
 
-    gr._store.live_plans = unreachable  # type: ignore[method-assign]
+    gr._store.served_plans = unreachable  # type: ignore[method-assign]
     assert gr.start(plan.id, actor="a").status is PlanStatus.ACTIVE
     assert "index refresh after STARTED failed" in caplog.text
-    gr._store.live_plans = real  # type: ignore[method-assign]
+    gr._store.served_plans = real  # type: ignore[method-assign]
     gr.sync()
     assert gr.resolve(ref("database.url"), LISTED).gray
 

@@ -592,6 +592,26 @@ def _schemas() -> dict[str, Any]:
                 "startedAt": NULLABLE_TIME,
                 "finishedAt": NULLABLE_TIME,
                 "version": {"type": "integer", "minimum": 1},
+                "pendingAction": {
+                    "description": "A completion or rollback under way: recorded before it "
+                    "writes to the config backend, cleared when it commits or is undone. "
+                    "While it is open other actions on the plan get 409 CONFLICT, and "
+                    "recovery finishes it if its process stopped (null: none)",
+                    "oneOf": [
+                        {
+                            "type": "object",
+                            "required": ["action", "actor", "since", "direction", "configKeys"],
+                            "properties": {
+                                "action": {"type": "string"},
+                                "actor": {"type": "string"},
+                                "since": {"type": "string", "format": "date-time"},
+                                "direction": {"type": "string", "enum": ["FORWARD", "BACK"]},
+                                "configKeys": {"type": "array", "items": {"type": "string"}},
+                            },
+                        },
+                        {"type": "null"},
+                    ],
+                },
                 "lastAction": {
                     "description": "In GET /plans only: the newest audit row that is not a "
                     "refused attempt (null: none)",

@@ -25,6 +25,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    null,
     or_,
     select,
     update,
@@ -51,6 +52,7 @@ from grayrelease_core.access import ApiToken, Grant
 from grayrelease_core.audit import GENESIS, AuditReport, Break, ChainedRow, link, verify
 from grayrelease_core.checks import auto_rollback_from_json
 from grayrelease_core.inbox import InboxMessage
+from grayrelease_core.intent import Intent, busy_error
 from grayrelease_core.models import ConfigRef, InstanceHits, Sample
 from grayrelease_core.notify import Message
 from grayrelease_core.outbox import Attempt, DeliveryState, Notification
@@ -154,6 +156,33 @@ class SqlPlanStore:
         with self._engine.connect() as conn:
             rows = conn.execute(select(PlanRow).where(PlanRow.status.in_(LIVE))).all()
             return self._plans(conn, rows)
+
+    def served_plans(self, now: datetime) -> list[Plan]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(PlanRow).where(
+                    or_(
+                        PlanRow.status.in_(LIVE),
+                        PlanRow.action_intent.is_not(None),
+                        PlanRow.settle_until >= now,
+                    )
+                )
+            ).all()
+            return self._plans(conn, rows)
+
+    def open_intents(self) -> list[Plan]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(PlanRow).where(PlanRow.action_intent.is_not(None))).all()
+            return self._plans(conn, rows)
+
+    def holds_claim(self, plan_id: str, epoch: int) -> bool:
+        with self._engine.connect() as conn:
+            found = conn.scalar(
+                select(PlanRow.action_epoch).where(
+                    PlanRow.id == plan_id, PlanRow.action_intent.is_not(None)
+                )
+            )
+        return found == epoch
 
     def scheduled_plans(self, now: datetime) -> list[Plan]:
         with self._engine.connect() as conn:
@@ -459,7 +488,11 @@ class SqlPlanStore:
         def work(conn: Connection) -> None:
             result = conn.execute(
                 update(PlanRow)
-                .where(PlanRow.id == plan.id, PlanRow.version == expected_version)
+                .where(
+                    PlanRow.id == plan.id,
+                    PlanRow.version == expected_version,
+                    PlanRow.action_intent.is_(None),  # a claimed plan is its claimer's
+                )
                 .values(**_plan_values(plan), version=expected_version + 1)
             )
             if result.rowcount != 1:
@@ -482,6 +515,100 @@ class SqlPlanStore:
                 },
             ) from exc
         return attrs.evolve(plan, version=expected_version + 1)
+
+    def claim_plan(
+        self, plan_id: str, *, expected_version: int, expected_epoch: int, intent: Intent
+    ) -> None:
+        def work(conn: Connection) -> None:
+            result = conn.execute(
+                update(PlanRow)
+                .where(
+                    PlanRow.id == plan_id,
+                    PlanRow.version == expected_version,
+                    PlanRow.action_epoch == expected_epoch,
+                    PlanRow.action_intent.is_(None),
+                )
+                .values(action_epoch=intent.epoch, action_intent=intent.to_json())
+            )
+            if result.rowcount != 1:
+                self._raise_stale(conn, plan_id, expected_version, expected_epoch)
+            self._bump(conn)
+
+        run_write(self._engine, work)
+
+    def replace_intent(self, plan_id: str, *, expected_epoch: int, intent: Intent) -> None:
+        def work(conn: Connection) -> None:
+            result = conn.execute(
+                update(PlanRow)
+                .where(
+                    PlanRow.id == plan_id,
+                    PlanRow.action_epoch == expected_epoch,
+                    PlanRow.action_intent.is_not(None),
+                )
+                .values(action_epoch=intent.epoch, action_intent=intent.to_json())
+            )
+            if result.rowcount != 1:
+                raise _fenced_out(plan_id, expected_epoch)
+            self._bump(conn)
+
+        run_write(self._engine, work)
+
+    def commit_plan(
+        self,
+        plan: Plan,
+        *,
+        epoch: int,
+        log: Sequence[LogRecord],
+        outbox: Sequence[Notification] = (),
+    ) -> Plan:
+        def work(conn: Connection) -> None:
+            result = conn.execute(
+                update(PlanRow)
+                .where(
+                    PlanRow.id == plan.id,
+                    PlanRow.action_epoch == epoch,
+                    PlanRow.action_intent.is_not(None),
+                    PlanRow.version == plan.version - 1,
+                )
+                .values(
+                    **_plan_values(plan),
+                    version=plan.version,
+                    action_intent=null(),
+                    settle_until=plan.settle_until,
+                )
+            )
+            if result.rowcount != 1:
+                raise _fenced_out(plan.id, epoch)
+            conn.execute(delete(DetailRow).where(DetailRow.plan_id == plan.id))
+            self._write_details(conn, plan)
+            self._finish(conn, log, outbox)
+
+        run_write(self._engine, work)
+        return attrs.evolve(plan, epoch=epoch, intent=None)
+
+    def release_plan(
+        self,
+        plan_id: str,
+        *,
+        epoch: int,
+        log: Sequence[LogRecord],
+        outbox: Sequence[Notification] = (),
+    ) -> None:
+        def work(conn: Connection) -> None:
+            result = conn.execute(
+                update(PlanRow)
+                .where(
+                    PlanRow.id == plan_id,
+                    PlanRow.action_epoch == epoch,
+                    PlanRow.action_intent.is_not(None),
+                )
+                .values(action_intent=null())
+            )
+            if result.rowcount != 1:
+                raise _fenced_out(plan_id, epoch)
+            self._finish(conn, log, outbox)
+
+        run_write(self._engine, work)
 
     def remove_plan(
         self,
@@ -994,11 +1121,36 @@ class SqlPlanStore:
                 "gray_release_meta has no generation row; run `grayrelease db upgrade`"
             )
 
-    def _raise_stale(self, conn: Connection, plan_id: str, expected_version: int) -> None:
-        current = conn.scalar(select(PlanRow.version).where(PlanRow.id == plan_id))
-        if current is None:
+    def _raise_stale(
+        self,
+        conn: Connection,
+        plan_id: str,
+        expected_version: int,
+        expected_epoch: int | None = None,
+    ) -> None:
+        row = conn.execute(
+            select(PlanRow.version, PlanRow.action_epoch, PlanRow.action_intent).where(
+                PlanRow.id == plan_id
+            )
+        ).one_or_none()
+        if row is None:
             raise NotFound(
                 f"plan {plan_id} does not exist (deleted meanwhile?)", details={"planId": plan_id}
+            )
+        current = row.version
+        if row.action_intent is not None:
+            raise busy_error(
+                plan_id, Intent.from_json(row.action_intent), current, expected_version
+            )
+        if current == expected_version and expected_epoch not in (None, row.action_epoch):
+            raise Conflict(
+                f"plan {plan_id} changed meanwhile (another action published and was undone); "
+                "reload it and try again",
+                details={
+                    "planId": plan_id,
+                    "version": current,
+                    "expectedVersion": expected_version,
+                },
             )
         raise Conflict(
             f"plan {plan_id} changed meanwhile (version {current}, expected {expected_version}); "
@@ -1048,6 +1200,7 @@ _SAVE_PROGRESS = (
     .where(
         _PLAN.c.id == bindparam("plan_id"),
         _PLAN.c.version == bindparam("expected_version"),
+        _PLAN.c.action_intent.is_(None),
     )
     .values(
         {
@@ -1068,6 +1221,14 @@ _SAVE_PROGRESS = (
     )
 )
 """One statement, compiled once, for every plan a tick moves (a Core table: no ORM work)."""
+
+
+def _fenced_out(plan_id: str, epoch: int) -> Conflict:
+    return Conflict(
+        f"plan {plan_id}: this action's claim (epoch {epoch}) was taken over by recovery; "
+        "reload the plan to see how it ended",
+        details={"planId": plan_id, "epoch": epoch},
+    )
 
 
 class _Contended(Exception):
@@ -1164,6 +1325,9 @@ def _plan_from_rows(row: Any, details: list[Any]) -> Plan:
         started_at=row.started_at,
         finished_at=row.finished_at,
         version=row.version,
+        epoch=row.action_epoch,
+        intent=Intent.from_json(row.action_intent) if row.action_intent is not None else None,
+        settle_until=row.settle_until,
     )
 
 

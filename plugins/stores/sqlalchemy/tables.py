@@ -109,6 +109,13 @@ class PlanRow(Base):
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     version: Mapped[int] = mapped_column(Integer)
+    action_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """The fence of publishing actions: raised by every claim, matched by its commit."""
+    action_intent: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    """The publishing action under way (``Intent``), NULL when none is."""
+    settle_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    """Until when processes serve what the plan last published, while their backend
+    mirrors catch up."""
 
     __table_args__ = (
         Index(None, "app_name", "environment", "status"),
