@@ -20,6 +20,7 @@ import statistics
 import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from sqlalchemy import create_engine, text
@@ -35,6 +36,11 @@ def timed(call: Callable[[], Any]) -> float:
     started = time.perf_counter()
     call()
     return (time.perf_counter() - started) * 1000
+
+
+def pause_and_resume(gr: GrayRelease, plan_id: str) -> None:
+    gr.pause(plan_id, actor="bench")
+    gr.resume(plan_id, actor="bench")
 
 
 def run(url: str, rounds: int) -> dict[str, list[float]]:
@@ -58,15 +64,11 @@ def run(url: str, rounds: int) -> dict[str, list[float]]:
                 actor="bench",
             )
             gr.start(plan.id, actor="bench")
-            both = timed(
-                lambda id_=plan.id: (
-                    gr.pause(id_, actor="bench"),
-                    gr.resume(id_, actor="bench"),
-                )
-            )
-            figures["baseline"].append(both / 2)
-            figures["complete"].append(timed(lambda id_=plan.id: gr.complete(id_, actor="bench")))
-            figures["rollback"].append(timed(lambda id_=plan.id: gr.rollback(id_, actor="bench")))
+            plan_id = plan.id
+
+            figures["baseline"].append(timed(partial(pause_and_resume, gr, plan_id)) / 2)
+            figures["complete"].append(timed(partial(gr.complete, plan_id, actor="bench")))
+            figures["rollback"].append(timed(partial(gr.rollback, plan_id, actor="bench")))
     return figures
 
 

@@ -21,9 +21,12 @@ import json
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,7 @@ from grayrelease_core import (
     BackendError,
     Client,
     ConfigRef,
+    Conflict,
     GrayRelease,
     PlanStatus,
     faults,
@@ -144,15 +148,35 @@ def kill_child_at(
     )
 
 
-def crash_and_recover(
-    settings: dict[str, Any], plugins: list[Any], action: str, point: str
+def crash_at_every_point(
+    settings_for: Callable[[Path], AbstractContextManager[dict[str, Any]]],
+    tmp_path: Path,
+    plugins: list[Any],
+    action: str,
+    points: tuple[str, ...],
 ) -> None:
-    with GrayRelease.from_settings(settings, plugins=plugins, load_entrypoints=False) as gr:
-        plan_id = prepare(gr, action)
-    kill_child_at(settings, [p.__name__ for p in plugins], plan_id, action, point)
-    # A fresh engine: recovery runs as it starts, before it serves anything.
-    with GrayRelease.from_settings(settings, plugins=plugins, load_entrypoints=False) as fresh:
-        assert_recovered(fresh, plan_id, action, point)
+    """For each point its own database (and fake server): prepare a plan, kill a child there
+    (the children run side by side), then let a fresh engine recover and check it."""
+    with ExitStack() as stack:
+        cases = []
+        for point in points:
+            (tmp_path / point).mkdir()
+            settings = stack.enter_context(settings_for(tmp_path / point))
+            with GrayRelease.from_settings(settings, plugins=plugins, load_entrypoints=False) as gr:
+                cases.append((point, settings, prepare(gr, action)))
+        names = [p.__name__ for p in plugins]
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            for done in [
+                pool.submit(kill_child_at, settings, names, plan_id, action, point)
+                for point, settings, plan_id in cases
+            ]:
+                done.result()
+        for point, settings, plan_id in cases:
+            # A fresh engine: recovery runs as it starts, before it serves anything.
+            with GrayRelease.from_settings(
+                settings, plugins=plugins, load_entrypoints=False
+            ) as fresh:
+                assert_recovered(fresh, plan_id, action, point)
 
 
 # --- the sql backend, on every database --------------------------------------------------------
@@ -161,11 +185,12 @@ def crash_and_recover(
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql", "mysql"])
 @pytest.mark.parametrize("action", ["complete", "rollback"])
 def test_sql_backend_killed_at_every_point_recovers(kind: str, action: str, tmp_path: Path) -> None:
-    for point in ONE_BY_ONE:
-        (tmp_path / point).mkdir()
-        with fresh_database(kind, tmp_path / point) as url:
-            settings = {"database_url": url, "backend": "sql", "background_sync": False}
-            crash_and_recover(settings, [], action, point)
+    @contextmanager
+    def sql_settings(folder: Path) -> Iterator[dict[str, Any]]:
+        with fresh_database(kind, folder) as url:
+            yield {"database_url": url, "backend": "sql", "background_sync": False}
+
+    crash_at_every_point(sql_settings, tmp_path, [], action, ONE_BY_ONE)
 
 
 # --- Apollo (one release for all keys) and Nacos (key by key) ------------------------------------
@@ -210,18 +235,12 @@ def nacos_settings(tmp_path: Path) -> Iterator[dict[str, Any]]:
 
 @pytest.mark.parametrize("action", ["complete", "rollback"])
 def test_apollo_killed_at_every_point_recovers(action: str, tmp_path: Path) -> None:
-    for point in TOGETHER:
-        (tmp_path / point).mkdir()
-        with apollo_settings(tmp_path / point) as settings:
-            crash_and_recover(settings, [apollo_plugin], action, point)
+    crash_at_every_point(apollo_settings, tmp_path, [apollo_plugin], action, TOGETHER)
 
 
 @pytest.mark.parametrize("action", ["complete", "rollback"])
 def test_nacos_killed_at_every_point_recovers(action: str, tmp_path: Path) -> None:
-    for point in ONE_BY_ONE:
-        (tmp_path / point).mkdir()
-        with nacos_settings(tmp_path / point) as settings:
-            crash_and_recover(settings, [nacos_plugin], action, point)
+    crash_at_every_point(nacos_settings, tmp_path, [nacos_plugin], action, ONE_BY_ONE)
 
 
 # --- the memory backend: one process, so the crash is an exception nothing catches ---------------
@@ -479,3 +498,61 @@ def test_a_settling_overlay_ends_at_settle_time_even_if_the_mirror_never_agrees(
         other.sync()
         # Someone else's later value may be in the backend: after settle_time it is served.
         assert other.resolve(ref("k1"), OUTSIDER).value == ORIGINAL["k1"]
+
+
+class SlowMemory(MemoryBackend):
+    """A memory backend whose publishes wait until the test lets them go."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.go = threading.Event()
+        self.writers: list[str] = []
+
+    def publish(self, ref: ConfigRef, value: str | None, *, actor: str) -> None:
+        self.writers.append(actor)
+        self.entered.set()
+        assert self.go.wait(30)
+        super().publish(ref, value, actor=actor)
+
+
+def test_while_a_slow_complete_publishes_every_other_action_is_refused_untouched(
+    tmp_path: Path,
+) -> None:
+    """ONE ACTION AT A TIME: a rollback, a pause, a second complete and a tick sent while a
+    completion is publishing get CONFLICT naming it, and none of them writes to the backend."""
+    slow = SlowMemory()
+
+    class Provide:
+        @hookimpl
+        def grayrelease_make_backend(self, settings: Any) -> MemoryBackend:
+            return slow
+
+    settings = {"database_url": f"sqlite:///{tmp_path / 'g.db'}", "background_sync": False}
+    with GrayRelease.from_settings(settings, plugins=[Provide()], load_entrypoints=False) as gr:
+        for key, value in ORIGINAL.items():
+            MemoryBackend.publish(slow, ref(key), value, actor="seed")
+        plan_id = gr.start(gr.create_plan(plan_body(), actor="alice").id, actor="alice").id
+        outcome: list[Any] = []
+
+        def complete() -> None:
+            outcome.append(gr.complete(plan_id, actor="alice"))
+
+        worker = threading.Thread(target=complete)
+        worker.start()
+        assert slow.entered.wait(30)
+        attempts: list[tuple[str, Callable[[], object]]] = [
+            ("bob", partial(gr.rollback, plan_id, actor="bob", reason="stop")),
+            ("carol", partial(gr.pause, plan_id, actor="carol")),
+            ("dave", partial(gr.complete, plan_id, actor="dave")),
+        ]
+        for name, attempt in attempts:
+            with pytest.raises(Conflict, match="complete is under way") as refused:
+                attempt()
+            assert refused.value.details["pendingAction"]["actor"] == "alice", name
+        assert gr.tick().recovered == []  # alive and in flight here: not taken over
+        slow.go.set()
+        worker.join(30)
+        assert outcome[0].status is PlanStatus.COMPLETED
+        assert set(slow.writers) == {"alice"}
+        assert {k: slow.get(ref(k)) for k in KEYS} == GRAY
