@@ -115,10 +115,10 @@ class ControlPath:
             version=plan.version + 1,
         )
         values = publish(plan) if publish else {}
+        if values:  # processes whose backend mirror lags serve the published values meanwhile
+            changed = attrs.evolve(changed, settle_until=now + self._settle)
         rows = [*leading, engine._log(plan, changed, event, actor, now, message, details)]
         if values:
-            changed = attrs.evolve(changed, settle_until=now + self._settle)
-            rows[-1] = engine._log(plan, changed, event, actor, now, message, details)
             saved = self._publish_and_commit(plan, changed, values, action, event, rows, now)
         else:
             saved = self._store.save_plan(

@@ -28,7 +28,7 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import grayrelease_adapters.apollo as apollo_plugin
 import grayrelease_adapters.nacos as nacos_plugin
@@ -253,8 +253,8 @@ class Crash(BaseException):
 class SharedMemory:
     """Provides one MemoryBackend to every engine built with it (the process's only copy)."""
 
-    def __init__(self) -> None:
-        self.backend = MemoryBackend()
+    def __init__(self, backend: MemoryBackend | None = None) -> None:
+        self.backend = backend or MemoryBackend()
 
     @hookimpl
     def grayrelease_make_backend(self, settings: Any) -> MemoryBackend:
@@ -365,21 +365,12 @@ class FailingMemory(MemoryBackend):
         super().publish(ref, value, actor=actor)
 
 
-class ProvideFailing:
-    def __init__(self) -> None:
-        self.backend = FailingMemory()
-
-    @hookimpl
-    def grayrelease_make_backend(self, settings: Any) -> MemoryBackend:
-        return self.backend
-
-
 def test_backend_failing_on_key_2_of_3_restores_key_1_and_stays_active(tmp_path: Path) -> None:
-    provider = ProvideFailing()
+    provider = SharedMemory(FailingMemory())
     settings = {"database_url": f"sqlite:///{tmp_path / 'g.db'}", "background_sync": False}
     with GrayRelease.from_settings(settings, plugins=[provider], load_entrypoints=False) as gr:
         plan_id = prepare(gr, "complete")
-        provider.backend.down = {"k2"}
+        cast(FailingMemory, provider.backend).down = {"k2"}
         with pytest.raises(BackendError, match="nothing was changed"):
             gr.complete(plan_id, actor="alice")
         plan = gr.get_plan(plan_id)
@@ -393,11 +384,11 @@ def test_backend_failing_on_key_2_of_3_restores_key_1_and_stays_active(tmp_path:
 def test_a_failed_undo_stays_pending_until_recovery_restores(tmp_path: Path) -> None:
     """Key 2 fails, and the backend goes down before key 1 is restored: the intent stays open,
     going back; the next tick after the backend returns restores key 1 and releases it."""
-    provider = ProvideFailing()
+    provider = SharedMemory(FailingMemory())
     settings = {"database_url": f"sqlite:///{tmp_path / 'g.db'}", "background_sync": False}
     with GrayRelease.from_settings(settings, plugins=[provider], load_entrypoints=False) as gr:
         plan_id = prepare(gr, "complete")
-        backend = provider.backend
+        backend = cast(FailingMemory, provider.backend)
         original_publish = FailingMemory.publish
 
         def publish_then_fall(ref_: ConfigRef, value: str | None, *, actor: str) -> None:
@@ -522,14 +513,10 @@ def test_while_a_slow_complete_publishes_every_other_action_is_refused_untouched
     """ONE ACTION AT A TIME: a rollback, a pause, a second complete and a tick sent while a
     completion is publishing get CONFLICT naming it, and none of them writes to the backend."""
     slow = SlowMemory()
-
-    class Provide:
-        @hookimpl
-        def grayrelease_make_backend(self, settings: Any) -> MemoryBackend:
-            return slow
-
     settings = {"database_url": f"sqlite:///{tmp_path / 'g.db'}", "background_sync": False}
-    with GrayRelease.from_settings(settings, plugins=[Provide()], load_entrypoints=False) as gr:
+    with GrayRelease.from_settings(
+        settings, plugins=[SharedMemory(slow)], load_entrypoints=False
+    ) as gr:
         for key, value in ORIGINAL.items():
             MemoryBackend.publish(slow, ref(key), value, actor="seed")
         plan_id = gr.start(gr.create_plan(plan_body(), actor="alice").id, actor="alice").id

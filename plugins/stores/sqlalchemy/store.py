@@ -13,6 +13,7 @@ from typing import Any, cast
 import attrs
 from sqlalchemy import (
     BigInteger,
+    ColumnElement,
     Connection,
     DateTime,
     Dialect,
@@ -540,11 +541,7 @@ class SqlPlanStore:
         def work(conn: Connection) -> None:
             result = conn.execute(
                 update(PlanRow)
-                .where(
-                    PlanRow.id == plan_id,
-                    PlanRow.action_epoch == expected_epoch,
-                    PlanRow.action_intent.is_not(None),
-                )
+                .where(*_claimed(plan_id, expected_epoch))
                 .values(action_epoch=intent.epoch, action_intent=intent.to_json())
             )
             if result.rowcount != 1:
@@ -564,12 +561,7 @@ class SqlPlanStore:
         def work(conn: Connection) -> None:
             result = conn.execute(
                 update(PlanRow)
-                .where(
-                    PlanRow.id == plan.id,
-                    PlanRow.action_epoch == epoch,
-                    PlanRow.action_intent.is_not(None),
-                    PlanRow.version == plan.version - 1,
-                )
+                .where(*_claimed(plan.id, epoch), PlanRow.version == plan.version - 1)
                 .values(
                     **_plan_values(plan),
                     version=plan.version,
@@ -596,13 +588,7 @@ class SqlPlanStore:
     ) -> None:
         def work(conn: Connection) -> None:
             result = conn.execute(
-                update(PlanRow)
-                .where(
-                    PlanRow.id == plan_id,
-                    PlanRow.action_epoch == epoch,
-                    PlanRow.action_intent.is_not(None),
-                )
-                .values(action_intent=null())
+                update(PlanRow).where(*_claimed(plan_id, epoch)).values(action_intent=null())
             )
             if result.rowcount != 1:
                 raise _fenced_out(plan_id, epoch)
@@ -1221,6 +1207,15 @@ _SAVE_PROGRESS = (
     )
 )
 """One statement, compiled once, for every plan a tick moves (a Core table: no ORM work)."""
+
+
+def _claimed(plan_id: str, epoch: int) -> tuple[ColumnElement[bool], ...]:
+    """The plan row while claim ``epoch`` is its open one."""
+    return (
+        PlanRow.id == plan_id,
+        PlanRow.action_epoch == epoch,
+        PlanRow.action_intent.is_not(None),
+    )
 
 
 def _fenced_out(plan_id: str, epoch: int) -> Conflict:
