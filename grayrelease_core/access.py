@@ -17,6 +17,7 @@ import attrs
 from .errors import ValidationError
 from .lifecycle import Action
 from .rules import rules_object, string_list
+from .wire import name_field
 
 ROLES = ("viewer", "editor", "releaser", "admin")
 ANY = "*"
@@ -24,11 +25,25 @@ ANY = "*"
 TOKEN_SCOPES = ("read", "write", "release")
 SCOPE_ACTIONS: Mapping[str, frozenset[Action] | None] = {
     "read": frozenset({Action.VIEW}),
-    "write": frozenset({Action.VIEW, Action.CREATE, Action.UPDATE, Action.DELETE, Action.REPORT}),
+    "write": frozenset(
+        {
+            Action.VIEW,
+            Action.CREATE,
+            Action.UPDATE,
+            Action.DELETE,
+            Action.REPORT,
+            Action.WRITE_CONFIG,
+        }
+    ),
     "release": None,
 }
 """What a token of each scope may be used for (``None``: whatever its actor may do)."""
 MAX_TOKEN_DAYS = 366
+SYSTEM_ACTOR = "system"
+"""The name the engine's own ticker acts under."""
+RESERVED_ACTORS = frozenset({SYSTEM_ACTOR})
+"""Names no token, grant, identity or session may carry (compared ignoring case), so that
+nobody can pass for the engine in the audit trail or in a plugin's rules."""
 
 
 @attrs.frozen
@@ -147,3 +162,16 @@ def check_role(value: Any, field: str = "role") -> str:
     if value not in ROLES:
         raise ValidationError(field, f"must be one of {', '.join(ROLES)}", value=value)
     return str(value)
+
+
+def is_reserved(name: str) -> bool:
+    """Whether ``name`` is one of the engine's own (``system``, in any case)."""
+    return name.strip().casefold() in RESERVED_ACTORS
+
+
+def actor_field(value: Any, field: str) -> str:
+    """An actor name someone is given (a grant's, a token's): a name, and not a reserved one."""
+    name = name_field(value, field)
+    if is_reserved(name):
+        raise ValidationError(field, f"{name!r} is reserved for the engine itself", value=name)
+    return name

@@ -27,6 +27,7 @@ from .access import (
     ApiToken,
     Grant,
     Scope,
+    actor_field,
     check_role,
     parse_auth_settings,
     scope_allows,
@@ -88,7 +89,14 @@ from .store import LogQuery, PlanQuery, PlanStore, ProgressChange
 from .strategy import SteppedStrategy, StepSchedule, StrategyRegistry
 from .sync import BackgroundSync
 from .ticker import SYSTEM_ACTOR, Decision, Due, Move, TickReport
-from .wire import name_field, parse_plan_body, plan_to_wire, require_unicode, timestamp
+from .wire import (
+    name_field,
+    parse_plan_body,
+    plan_to_wire,
+    require_storable,
+    storable_text,
+    timestamp,
+)
 
 log = logging.getLogger("grayrelease")
 
@@ -315,6 +323,7 @@ class GrayRelease:
             created_at=now,
             updated_at=now,
         )
+        self._authorize_release_decisions(actor, plan)
         row = self._log(None, plan, "CREATED", actor, now)
         self._store.add_plan(plan, row, self._outbox([row], plan))
         self._emit(PlanEvent("CREATED", plan, None, actor, now))
@@ -359,7 +368,7 @@ class GrayRelease:
             start_at = fields.get("startAt", plan.start_at)
             if start_at is not None:
                 _check_schedulable(keys, gray)
-            return attrs.evolve(
+            edited = attrs.evolve(
                 plan,
                 name=fields.get("planName", plan.name),
                 app_name=fields.get("appName", plan.app_name),
@@ -373,8 +382,27 @@ class GrayRelease:
                 start_at=start_at,
                 description=fields.get("description", plan.description),
             )
+            self._authorize_release_decisions(actor, edited)
+            return edited
 
         return self._act(plan_id, Action.UPDATE, actor, expected_version, edit, "UPDATED")
+
+    def _authorize_release_decisions(self, actor: str, plan: Plan) -> None:
+        """A draft that will start or complete by itself carries a release decision: whoever
+        writes it (and so becomes who the ticker acts for) needs the right to take it."""
+        if plan.start_at is not None:
+            self._authorize(actor, Action.SCHEDULE_START, plan)
+        schedule = self._schedule(plan)
+        if schedule is not None and schedule.auto_complete:
+            self._authorize(actor, Action.AUTO_COMPLETE, plan)
+
+    def _decided_by(self, plan: Plan) -> str:
+        """Who wrote the plan's schedule and rules: the author of its last content change
+        (only drafts change), in whose name the ticker starts or completes it."""
+        rows = self._store.list_logs(
+            plan.id, page_size=1, actions=("CREATED", "UPDATED"), newest_first=True
+        ).items
+        return rows[0].actor if rows else plan.created_by
 
     def delete_plan(self, plan_id: str, *, actor: str, expected_version: int | None = None) -> None:
         """Delete a DRAFT plan; its audit rows stay."""
@@ -531,7 +559,7 @@ class GrayRelease:
         """
         if not isinstance(reason, str) or len(reason) > 2000:
             raise ValidationError("reason", "must be a string of at most 2000 characters")
-        require_unicode(reason, "reason")
+        require_storable(reason, "reason")
 
         return self._act(
             plan_id,
@@ -722,12 +750,17 @@ class GrayRelease:
     def _start_scheduled(self, now: datetime, report: TickReport) -> None:
         for plan in self._store.scheduled_plans(now):
             assert plan.start_at is not None
-            message = f"scheduled for {timestamp(plan.start_at)} by {plan.updated_by}"
+            # The ticker acts for whoever scheduled the start, checked again now: a role
+            # revoked since then means no start.
+            scheduler = self._decided_by(plan)
+            message = (
+                f"started by the ticker as {scheduler} scheduled it for {timestamp(plan.start_at)}"
+            )
             try:
                 self._act(
                     plan.id,
                     Action.START,
-                    SYSTEM_ACTOR,
+                    scheduler,
                     plan.version,
                     self._begin,
                     "STARTED",
@@ -796,6 +829,9 @@ class GrayRelease:
     ) -> ProgressChange | None:
         """An automatic rollback or completion, saved only if nobody changed the plan since
         it was judged. When it fails, the progress to save instead (the verdict, a retry)."""
+        # A rollback on failed checks is the engine's own safety net (it never waits); an
+        # automatic completion is a release decision, taken for whoever armed it.
+        actor = SYSTEM_ACTOR
         if decision.move is Move.ROLLBACK:
             action, event, done = Action.ROLLBACK, "AUTO_ROLLBACK", report.rolled_back
             mutate: Mutation = lambda p, t: self._undo(p, t, force=False)  # noqa: E731
@@ -803,16 +839,19 @@ class GrayRelease:
         else:
             action, event, done = Action.COMPLETE, "COMPLETED", report.completed
             mutate, publish = self._finish, _gray_values
+            actor = self._decided_by(plan)
         try:
             self._act(
                 plan.id,
                 action,
-                SYSTEM_ACTOR,
+                actor,
                 plan.version,
                 mutate,
                 event,
                 publish=publish,
-                message=decision.reason,
+                message=decision.reason
+                if actor == SYSTEM_ACTOR
+                else f"by the ticker: {decision.reason}",
                 reindex=False,  # once, at the end of the tick
                 now=now,
                 progress=decision.progress,
@@ -922,7 +961,7 @@ class GrayRelease:
     ) -> LogRecord:
         if not isinstance(reason, str) or len(reason) > 2000:
             raise ValidationError("reason", "must be a string of at most 2000 characters")
-        require_unicode(reason, "reason")
+        require_storable(reason, "reason")
         plan = self._load(plan_id, None)
         stage = approval_stage(plan)
         if stage is None:
@@ -956,7 +995,7 @@ class GrayRelease:
     ) -> Grant:
         """Give ``grantee`` a role for an app and an environment (``*`` for all)."""
         scope = Scope(name_field(app_name, "appName"), name_field(environment, "environment"))
-        grantee = name_field(grantee, "actor")
+        grantee = actor_field(grantee, "actor")
         self._authorize(actor, Action.GRANT, None, scope)
         now = self.clock.now()
         grant = Grant(grantee, check_role(role), scope.app_name, scope.environment, actor, now)
@@ -1007,7 +1046,17 @@ class GrayRelease:
     ) -> tuple[str, ApiToken]:
         """A new API token for ``owner`` (default: ``actor`` itself; another's takes the
         right to grant). Returns the token, shown once, and its stored record."""
-        owner = name_field(owner, "owner") if owner is not None else actor
+        owner = actor_field(owner, "owner") if owner is not None else actor
+        if request_token_scope.get() is not None:
+            # Minting by token is refused: a token that could mint could widen its own scope,
+            # outlive its own expiry, and leave children behind when it is revoked.
+            denied = PermissionDenied(
+                "an API token may not make API tokens: sign in with a configured token, or "
+                "make it with the CLI (grayrelease token create)",
+                details={"action": "create-token", "reason": "token-mints-token"},
+            )
+            self._record_denial(actor, Action.GRANT, None, Scope(ANY, ANY), denied)
+            raise denied
         if scope not in TOKEN_SCOPES:
             raise ValidationError("scope", f"must be one of {', '.join(TOKEN_SCOPES)}", value=scope)
         days = positive_int(days, "days", maximum=MAX_TOKEN_DAYS)
@@ -1092,6 +1141,7 @@ class GrayRelease:
         (a deleted plan's too: its last ones tell of the deletion)."""
         if not isinstance(plan_id, str) or not plan_id:
             raise ValidationError("planId", "must be a non-empty string", value=plan_id)
+        storable_text(plan_id, "planId")
         found = self._store.list_notifications(plan_id, page, page_size)
         if found.total == 0:
             self._load(plan_id, None)  # a 404 unless the plan exists
@@ -1313,6 +1363,7 @@ class GrayRelease:
     def _load(self, plan_id: str, expected_version: int | None) -> Plan:
         if not isinstance(plan_id, str) or not plan_id:
             raise ValidationError("planId", "must be a non-empty string", value=plan_id)
+        storable_text(plan_id, "planId")
         plan = self._store.get_plan(plan_id)
         if plan is None:
             raise NotFound(

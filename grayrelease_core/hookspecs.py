@@ -135,6 +135,7 @@ def grayrelease_authorize(
     :param actor: who acts (a user name or token owner; ``system`` for the ticker).
     :param action: ``view``, ``create``, ``update``, ``delete``, ``start``, ``pause``,
         ``resume``, ``promote``, ``complete``, ``rollback``, ``report-metrics``,
+        ``schedule-start``, ``auto-complete``, ``write-config``,
         ``approve``, ``reject``, ``grant`` or ``audit``.
     :param plan: the plan acted on (``None`` for ``create``, grants, lists and the audit).
     :param scope: the app and environment acted in (``*`` for all of them).

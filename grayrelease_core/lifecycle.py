@@ -38,6 +38,13 @@ class Action(enum.StrEnum):
     """Manage who may do what (grants, other actors' tokens)."""
     AUDIT = "audit"
     """Check the audit chain."""
+    SCHEDULE_START = "schedule-start"
+    """Set a DRAFT's ``startAt``: the ticker will start it in this actor's name."""
+    AUTO_COMPLETE = "auto-complete"
+    """Arm a stepped plan's automatic completion: the ticker will complete it in this
+    actor's name."""
+    WRITE_CONFIG = "write-config"
+    """Write a config value directly (a host's own config API, such as the demo's)."""
 
 
 TRANSITIONS: dict[Action, tuple[frozenset[PlanStatus], PlanStatus | None]] = {

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 import attrs
 
+from .access import SYSTEM_ACTOR as SYSTEM_ACTOR
 from .judge import Outcome, Verdict
 from .models import LogRecord, Plan, Progress
 from .outbox import DeliveryReport
@@ -22,7 +23,6 @@ from .store import ProgressChange
 from .strategy import StepSchedule
 from .wire import timestamp
 
-SYSTEM_ACTOR = "system"
 """The actor of what the ticker does on its own (steps, verdicts, automatic rollbacks)."""
 DEFAULT_ANALYSIS_MINUTES = 5
 MAX_DEFAULT_MINUTES = 30

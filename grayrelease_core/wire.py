@@ -62,7 +62,7 @@ def parse_plan_body(body: Any, *, creating: bool) -> PlanDraft:
     """
     if not isinstance(body, Mapping):
         raise ValidationError("body", "must be a JSON object", value=type(body).__name__)
-    require_unicode(body, "body")
+    require_storable(body, "")
     unknown = sorted(str(key) for key in body if key not in EDITABLE_FIELDS)
     if unknown:
         raise ValidationError(
@@ -119,16 +119,37 @@ def parse_time(value: Any, field: str) -> datetime:
     return parsed.astimezone(UTC)
 
 
-def require_unicode(value: Any, field: str) -> None:
-    """Refuse text no database can store: lone surrogates (``"\\ud800"`` in JSON)."""
+def require_storable(value: Any, field: str) -> None:
+    """Refuse text some supported database cannot store, naming where it is: a NUL character
+    (PostgreSQL refuses it in text) or a lone surrogate (``"\\ud800"`` in JSON; no driver
+    encodes it). Refused on every database alike, so a plan that works on SQLite works on
+    PostgreSQL. Objects are walked: ``field`` ``""`` names their keys alone
+    (``grayValues.database.url``)."""
+    stack: list[tuple[str, Any]] = [(field, value)]
+    while stack:
+        where, item = stack.pop()
+        if isinstance(item, str):
+            storable_text(item, where or "body")
+        elif isinstance(item, Mapping):
+            for key, inner in item.items():
+                name = str(key)
+                storable_text(name, where or "body")
+                stack.append((f"{where}.{name}" if where else name, inner))
+        elif isinstance(item, list | tuple):
+            stack.extend((f"{where}[{n}]", inner) for n, inner in enumerate(item))
+
+
+def storable_text(text: str, field: str) -> str:
+    """``text`` if every supported database can store it, else a ``ValidationError``."""
+    if "\x00" in text:
+        raise ValidationError(field, "must not contain a NUL character (\\u0000)")
     try:
-        json.dumps(value, ensure_ascii=False, default=str).encode("utf-8")
+        text.encode("utf-8")
     except UnicodeEncodeError:
         raise ValidationError(
             field, "contains text that is not valid Unicode (a lone surrogate)"
         ) from None
-    except (TypeError, ValueError, RecursionError):
-        return  # other shapes are refused, by name, by the field checks
+    return text
 
 
 def name_field(value: Any, field: str) -> str:
@@ -201,7 +222,7 @@ def config_value(value: Any, field: str) -> str:
         )
     if len(value) > MAX_VALUE:
         raise ValidationError(field, f"must be at most {MAX_VALUE} characters", value=len(value))
-    return value
+    return storable_text(value, field)
 
 
 def timestamp(value: datetime | None) -> str | None:

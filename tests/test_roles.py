@@ -142,6 +142,8 @@ def test_an_emergency_rollback_never_waits_for_approval(gr: GrayRelease) -> None
 def test_the_ticker_waits_at_the_approval_gate_too(gr: GrayRelease, clock: ManualClock) -> None:
     scheduled = body(key="k.scheduled")
     scheduled["startAt"] = (clock.now() + timedelta(minutes=5)).isoformat()
+    # Scheduling a start is a release decision: an editor alone may not (test_attacks.py).
+    gr.grant(actor="root", grantee="ed", role="releaser", app_name="demo-app", environment="*")
     plan = gr.create_plan(scheduled, actor="ed")
     clock.advance(timedelta(minutes=6))
     report = gr.tick()
@@ -250,6 +252,8 @@ def test_an_automatic_completion_waits_for_its_approval(
             "bakeTime": 0,
         }
     }
+    # Arming the completion is a release decision: its author needs the releaser role too.
+    gr.grant(actor="root", grantee="ed", role="releaser", app_name="demo-app", environment="*")
     plan = gr.create_plan(canary, actor="ed")
     gr.approve(plan.id, actor="rel")
     gr.start(plan.id, actor="rel2")
@@ -261,7 +265,7 @@ def test_an_automatic_completion_waits_for_its_approval(
     assert waiting.progress.percentage == 100
     denials = gr.find_logs(LogQuery(plan_id=plan.id, actions=("DENIED",))).items
     assert denials
-    assert {row.actor for row in denials} == {"system"}
+    assert {row.actor for row in denials} == {"ed"}  # the ticker acts for who armed it
     gr.approve(plan.id, actor="rel")
     clock.advance(timedelta(minutes=1))
     gr.tick()

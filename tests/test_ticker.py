@@ -170,7 +170,8 @@ def test_a_healthy_canary_widens_step_by_step_then_completes_after_its_bake_time
     assert "ANALYSIS_FAILED" not in log
     assert log[-2:] == ["ANALYSIS_PASSED", "COMPLETED"]
     completed = tgr.plan_logs(plan.id, page_size=200).items[-1]
-    assert completed.actor == "system"
+    assert completed.actor == plan.created_by  # who armed the completion; the ticker acts
+    assert "by the ticker" in completed.message
     assert "after 60 minutes" in completed.message
     stepped = [e for e in recorder.events if e.action == "STEPPED"]
     assert [e.details["toPercentage"] for e in stepped if e.details] == [20, 40, 60, 80, 100]
@@ -341,8 +342,8 @@ def test_a_scheduled_plan_starts_when_its_time_comes(tgr: GrayRelease, clock: Ma
     started = tgr.get_plan(plan.id)
     assert (started.status, started.started_at) == (PlanStatus.ACTIVE, at)
     row = tgr.plan_logs(plan.id).items[-1]
-    assert (row.action, row.actor) == ("STARTED", "system")
-    assert "by alice" in row.message
+    assert (row.action, row.actor) == ("STARTED", "alice")  # for whoever scheduled it
+    assert "by the ticker as alice scheduled it" in row.message
     assert tgr.tick().started == []
 
 

@@ -35,6 +35,7 @@ from grayrelease_core.wire import (
     logs_to_csv,
     parse_time,
     plan_to_wire,
+    storable_text,
     timestamp,
 )
 
@@ -119,6 +120,14 @@ def page_response(page: Any, convert: Callable[[Any], dict[str, Any]]) -> Respon
 def create_api_blueprint(name: str = "grayrelease_api") -> Blueprint:
     """The REST API as a blueprint; ``init_app`` registers it under ``GRAYRELEASE_URL_PREFIX``."""
     api = Blueprint(name, __name__)
+
+    @api.url_value_preprocessor
+    def refuse_unstorable_path(endpoint: str | None, values: dict[str, Any] | None) -> None:
+        # Every id in a path, in one place: a NUL would reach the database as a 500.
+        for name, value in (values or {}).items():
+            if isinstance(value, str):  # named as the OpenAPI document names it: planId
+                head, *rest = name.split("_")
+                storable_text(value, head + "".join(part.title() for part in rest))
 
     @api.before_request
     def limit_body() -> None:

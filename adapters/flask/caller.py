@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from flask import current_app, g, request
 
-from grayrelease_core import Unauthenticated
+from grayrelease_core import PermissionDenied, Unauthenticated
+from grayrelease_core.access import is_reserved
 from grayrelease_core.context import request_source
 
 from .state import AppState
@@ -26,5 +27,11 @@ def actor() -> str:
         raise Unauthenticated(
             "this request needs an identity: send Authorization: Bearer <token> with a token "
             "from GRAYRELEASE_TOKENS or one made with POST /tokens"
+        )
+    if is_reserved(str(name)):
+        # Whoever answered the identify hook, nobody passes for the engine itself.
+        raise PermissionDenied(
+            f"the name {name!r} is reserved for the engine itself and cannot act over HTTP",
+            details={"reason": "reserved-actor"},
         )
     return str(name)

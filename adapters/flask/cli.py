@@ -29,7 +29,7 @@ from grayrelease_core import (
     ValidationError,
     migrations,
 )
-from grayrelease_core.access import ANY, MAX_TOKEN_DAYS, ROLES, TOKEN_SCOPES
+from grayrelease_core.access import ANY, MAX_TOKEN_DAYS, ROLES, TOKEN_SCOPES, is_reserved
 from grayrelease_core.migrations import MigrationSet
 from grayrelease_core.outbox import DeliveryReport
 from grayrelease_core.plugin_manager import collect, make_plugin_manager
@@ -132,6 +132,10 @@ def cli(
 ) -> None:
     """Gray release of configuration: plans, their lifecycle, and the demo config center."""
     settings = _settings_file(settings_file) if settings_file else {}
+    if actor is not None and is_reserved(actor):
+        raise click.BadParameter(
+            f"{actor!r} is reserved for the engine itself", param_hint="--actor"
+        )
     ctx.meta[OPTIONS] = Options(database_url, backend, actor or _os_user(), settings)
 
 

@@ -11,6 +11,8 @@ import secrets
 from flask import Blueprint, Flask, Response, request
 
 from grayrelease_core import ConfigRef, GrayReleaseError, Unauthenticated, ValidationError
+from grayrelease_core.access import Scope
+from grayrelease_core.lifecycle import Action
 from grayrelease_core.wire import MAX_KEY, config_value, name_field
 
 from .extension import GrayRelease
@@ -109,6 +111,9 @@ def _config_api(extension: GrayRelease) -> Blueprint:
             raise ValidationError("configKey", f"must be a string of 1 to {MAX_KEY} characters")
         if "value" not in body:
             raise ValidationError("value", "is required")
+        # Writing a value is an edit of that app's config: the editor role there, and a
+        # token of write scope at least.
+        engine.authorize(str(actor), Action.WRITE_CONFIG, scope=Scope(app_name, environment))
         ref = ConfigRef(app_name, environment, group_name, key.strip())
         value = config_value(body["value"], "value")
         engine.backend.publish(ref, value, actor=str(actor))

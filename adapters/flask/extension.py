@@ -13,6 +13,7 @@ from flask import Flask, current_app
 
 from grayrelease_core import Clock, ConfigurationError, ValidationError
 from grayrelease_core import GrayRelease as Engine
+from grayrelease_core.access import is_reserved
 from grayrelease_core.sync import BackgroundSync
 
 from .api import create_api_blueprint
@@ -284,6 +285,12 @@ def _tokens(raw: Any) -> dict[str, str]:
             raise ValidationError(field, "each token must be a string of at least 16 characters")
         if not isinstance(actor, str) or not actor.strip():
             raise ValidationError(f"{field}.<token>", "must name an actor")
+        if is_reserved(actor):
+            raise ConfigurationError(
+                f"{field}: the actor name {actor!r} is reserved for the engine itself; "
+                "give the token another name",
+                details={"field": field},
+            )
     return dict(raw)
 
 

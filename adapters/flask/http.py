@@ -24,7 +24,7 @@ from grayrelease_core import (
     Unauthenticated,
     ValidationError,
 )
-from grayrelease_core.wire import MAX_KEYS
+from grayrelease_core.wire import MAX_KEYS, storable_text
 
 log = logging.getLogger("grayrelease.http")
 
@@ -111,6 +111,7 @@ def query(
         raise ValidationError("query", f"has more than {MAX_QUERY_FIELDS} parameters") from None
     values: dict[str, Any] = {}
     for name, value in pairs:
+        storable_text(value, name)
         if name not in allowed:
             unknown = sorted({n for n, _ in pairs if n not in allowed})
             raise ValidationError(

@@ -118,7 +118,7 @@ def _plan_fields() -> dict[str, Any]:
         "autoRollback": {
             "oneOf": [
                 _ref("AutoRollback"),
-                {"type": "array", "items": _ref("Check")},
+                {"type": "array", "minItems": 1, "maxItems": MAX_CHECKS, "items": _ref("Check")},
                 {"type": "null"},
             ],
             "description": "The checks the ticker judges the plan by (docs/judge.md)",
@@ -131,7 +131,9 @@ def _plan_fields() -> dict[str, Any]:
         "startAt": {
             "type": ["string", "null"],
             "format": "date-time",
-            "description": "Start this DRAFT plan automatically at this time (with its zone)",
+            "pattern": SUPPORTED_YEAR,
+            "description": "Start this DRAFT plan automatically at this time (with its zone; "
+            "years 1970 to 9000). Setting it takes the releaser role (schedule-start)",
         },
     }
 
@@ -399,7 +401,12 @@ def _analysis_schemas() -> dict[str, Any]:
             "type": "object",
             "required": ["checks"],
             "properties": {
-                "checks": {"type": "array", "maxItems": MAX_CHECKS, "items": _ref("Check")},
+                "checks": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": MAX_CHECKS,
+                    "items": _ref("Check"),
+                },
                 "failureThreshold": {"type": "integer", "minimum": 1, "maximum": 1000},
                 "interval": minutes,
                 "alpha": {"type": "number", "exclusiveMinimum": 0, "maximum": 0.5},
@@ -948,10 +955,17 @@ def _paths() -> dict[str, Any]:
                 "parameters": [
                     PLAN_ID,
                     _query(
-                        "since", "Start (ISO 8601 with zone; default 6 h back)", format="date-time"
+                        "since",
+                        "Start (ISO 8601 with zone; default 6 h back). Must come before until, "
+                        "at most 31 days before it (400 otherwise)",
+                        format="date-time",
+                        pattern=SUPPORTED_YEAR,
                     ),
                     _query(
-                        "until", "End (ISO 8601 with zone; default now + 5 min)", format="date-time"
+                        "until",
+                        "End (ISO 8601 with zone; default now + 5 min)",
+                        format="date-time",
+                        pattern=SUPPORTED_YEAR,
                     ),
                     {
                         "name": "bucket",

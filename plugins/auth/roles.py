@@ -13,8 +13,12 @@ allows it, for the plan's app and environment (a grant's ``*`` covers all):
   reject, and report metrics;
 - ``admin``: everything, grants included. ``admins`` are admins everywhere.
 
-In an approval environment, a plan starts only once a releaser other than its author has
-approved that version of it, and completes only once one has approved its completion since
+Scheduling a start (``startAt``) and arming an automatic completion (``autoComplete``) are
+release decisions: whoever writes a draft that carries one needs the releaser role, and the
+ticker later acts in that person's name, checked again then.
+
+In an approval environment, a plan starts only once a releaser who did not write or edit it
+has approved that version of it, and completes only once one has approved its completion since
 it started; a rejection stands until a later approval. Rolling back never waits. The ticker
 (``system``) may do what its rules say, but waits at the same gates.
 """
@@ -29,7 +33,7 @@ from grayrelease_core.lifecycle import Action
 from grayrelease_core.ticker import SYSTEM_ACTOR
 
 READ = frozenset({Action.VIEW})
-EDIT = frozenset({Action.CREATE, Action.UPDATE, Action.DELETE, Action.REPORT})
+EDIT = frozenset({Action.CREATE, Action.UPDATE, Action.DELETE, Action.REPORT, Action.WRITE_CONFIG})
 RELEASE = frozenset(
     {
         Action.START,
@@ -41,6 +45,8 @@ RELEASE = frozenset(
         Action.APPROVE,
         Action.REJECT,
         Action.REPORT,
+        Action.SCHEDULE_START,
+        Action.AUTO_COMPLETE,
     }
 )
 ROLE_ACTIONS: Mapping[str, frozenset[Action]] = {
@@ -65,9 +71,10 @@ def grayrelease_authorize(
     if actor != SYSTEM_ACTOR and actor not in auth.admins:
         _require_role(actor, wanted, scope, store)
     deciding = wanted in (Action.APPROVE, Action.REJECT)
-    if plan is not None and deciding and actor == plan.created_by:
+    if plan is not None and deciding and actor in authors(plan, store):
         raise PermissionDenied(
-            f"{actor} wrote plan {plan.id} and may not {action} it: another releaser must",
+            f"{actor} wrote or edited plan {plan.id} and may not {action} it: a releaser who "
+            "did not change its content must",
             details={"action": action, "reason": "author"},
         )
     if plan is not None and wanted in GATED and plan.environment in auth.approval_environments:
@@ -101,6 +108,13 @@ def _require_approval(plan: Plan, stage: str, store: PlanStore) -> None:
         problem + "; ask for it with POST /plan/{planId}/approve",
         details={"approval": stage, "rejectedBy": decision.actor if decision else None},
     )
+
+
+def authors(plan: Plan, store: PlanStore) -> set[str]:
+    """Everyone who wrote the plan's content (keys, gray values, rules, schedule): its
+    creator and every editor of the draft. None of them may approve it."""
+    edits = store.list_logs(plan.id, page_size=1000, actions=("UPDATED",)).items
+    return {plan.created_by, *(row.actor for row in edits if row.actor != SYSTEM_ACTOR)}
 
 
 def latest_decision(plan: Plan, stage: str, store: PlanStore) -> LogRecord | None:
