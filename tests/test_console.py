@@ -562,6 +562,37 @@ def test_a_viewer_sees_the_permission_error(page: Any, console: Console) -> None
     assert "Permission denied" in problem.inner_text()
 
 
+def test_a_pending_action_is_shown_and_blocks_the_buttons_until_recovery(
+    page: Any, console: Console
+) -> None:
+    """A completion whose commit could not be written stays pending: the detail says so,
+    offers no action, and shows the outcome once a tick recovered it."""
+    draft = draft_via_api(console, "pending complete", "pending.key", percentage=10)
+    plan_id = draft["planId"]
+    console.api("POST", f"/plan/{plan_id}/start")
+    store = console.engine._store
+    real = store.commit_plan
+
+    def unreachable(*args: Any, **kwargs: Any) -> Any:
+        raise OSError("database unreachable")
+
+    store.commit_plan = unreachable  # type: ignore[method-assign]
+    try:
+        with pytest.raises(urllib.error.HTTPError):
+            console.api("POST", f"/plan/{plan_id}/complete")
+    finally:
+        store.commit_plan = real  # type: ignore[method-assign]
+    login(page, console, hash_=f"#/plans/{plan_id}")
+    banner = page.wait_for_selector("[data-testid=pending-action]")
+    assert "alice" in banner.inner_text()
+    assert "being published" in banner.inner_text()
+    assert enabled_actions(page) == []
+    assert console.engine.tick().recovered == [plan_id]
+    status_is(page, "COMPLETED")
+    page.wait_for_selector("[data-testid=pending-action]", state="detached")
+    assert console.plan(plan_id)["pendingAction"] is None
+
+
 def test_approval_by_another_releaser_before_start(page: Any, console: Console) -> None:
     draft = draft_via_api(
         console,

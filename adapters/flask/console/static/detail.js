@@ -108,7 +108,8 @@ export class DetailView {
       this.renderRules(plan);
       this.renderItems(plan);
     }
-    if (this.changed('actions', [plan.status, plan.version, approval])) this.renderActions(plan, approval);
+    const pending = plan.pendingAction ? plan.pendingAction.since : null;
+    if (this.changed('actions', [plan.status, plan.version, approval, pending])) this.renderActions(plan, approval);
     if (this.changed('timeline', this.logs.length)) this.renderProgress(plan);
     if (this.changed('instances', instances)) this.renderInstances(instances);
     if (this.changed('metrics', metrics)) this.renderCharts(metrics);
@@ -182,6 +183,7 @@ export class DetailView {
         fact(t('detail.version'), String(plan.version)),
       ),
       plan.description ? h('p', { class: 'description' }, plan.description) : null,
+      pendingNotice(plan.pendingAction),
     );
   }
 
@@ -207,14 +209,18 @@ export class DetailView {
     replace(
       this.parts.actions,
       buttons.map(([name, cls, run, transition]) => {
-        const enabled = this.allowed(transition || name, plan);
+        // While another action publishes, the server refuses every other one (409).
+        const enabled = !plan.pendingAction && this.allowed(transition || name, plan);
+        const why = plan.pendingAction
+          ? t('detail.pendingBlocks')
+          : t('detail.notAllowed', { status: label('status', plan.status) });
         return h(
           'button',
           {
             type: 'button',
             class: cls,
             disabled: !enabled,
-            title: enabled ? '' : t('detail.notAllowed', { status: label('status', plan.status) }),
+            title: enabled ? '' : why,
             dataset: { action: name },
             onClick: () => this.run(run),
           },
@@ -534,4 +540,15 @@ function detailText(row) {
   }
   if (details.action) return label('action', details.action);
   return '';
+}
+
+// A completion or rollback under way (or finished by recovery after its process stopped).
+function pendingNotice(pending) {
+  if (!pending) return null;
+  const text = t(pending.direction === 'BACK' ? 'detail.pendingBack' : 'detail.pending', {
+    action: label('action', pending.action),
+    actor: pending.actor,
+    since: fmtTime(pending.since),
+  });
+  return h('p', { class: 'banner banner-warning', role: 'status', dataset: { testid: 'pending-action' } }, text);
 }
