@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
 
 from .models import ConfigRef
 
@@ -36,3 +37,25 @@ class ConfigBackend(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class SharedDatabaseBackend(Protocol):
+    """A backend whose values live in a SQL database, which may be the plan store's own.
+
+    When it is (the same ``database_url`` as a :class:`~.store.SharedDatabaseStore`), the
+    engine publishes a plan's values inside the transaction that saves the plan's new state:
+    a completion or rollback is then one commit, with no window for a crash to split it.
+    """
+
+    name: str
+    database_url: str
+
+    def publish_in(
+        self, connection: Any, values: Mapping[ConfigRef, str | None], *, actor: str
+    ) -> None:
+        """Write ``values`` (``None`` removes a key) through ``connection``, inside the
+        caller's transaction; commit nothing. Call ``refresh()`` after the commit."""
+        ...
+
+    def refresh(self) -> None: ...

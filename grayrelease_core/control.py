@@ -26,15 +26,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 
 from . import faults, intent, lifecycle
+from .backend import SharedDatabaseBackend
 from .errors import BackendError, Conflict, GrayReleaseError
 from .intent import Direction, Intent
 from .lifecycle import Action
 from .models import ConfigRef, ItemStatus, LogRecord, Plan, PlanEvent, PlanStatus, Progress
+from .store import SharedDatabaseStore
 
 if TYPE_CHECKING:
     from .engine import GrayRelease
@@ -68,6 +70,16 @@ class ControlPath:
         self._backend = engine._backend
         self._lease = timedelta(seconds=lease)
         self._settle = timedelta(seconds=settle)
+        store, backend = self._store, self._backend
+        self._joined: SharedDatabaseBackend | None = (
+            backend
+            if isinstance(store, SharedDatabaseStore)
+            and isinstance(backend, SharedDatabaseBackend)
+            and backend.database_url == store.database_url
+            else None
+        )
+        """The backend, when it shares the store's database: then a publishing action is one
+        transaction (no claim, no intent, nothing to recover)."""
 
     # --- acting ----------------------------------------------------------------------------
 
@@ -118,7 +130,9 @@ class ControlPath:
         if values:  # processes whose backend mirror lags serve the published values meanwhile
             changed = attrs.evolve(changed, settle_until=now + self._settle)
         rows = [*leading, engine._log(plan, changed, event, actor, now, message, details)]
-        if values:
+        if values and self._joined is not None:
+            saved = self._publish_in_commit(plan, changed, values, action, rows, now)
+        elif values:
             saved = self._publish_and_commit(plan, changed, values, action, event, rows, now)
         else:
             saved = self._store.save_plan(
@@ -188,6 +202,51 @@ class ControlPath:
             return attrs.evolve(saved, epoch=claim.epoch)
         finally:
             intent.end(plan.id, claim.epoch)
+
+    def _publish_in_commit(
+        self,
+        plan: Plan,
+        changed: Plan,
+        values: Values,
+        action: Action,
+        rows: list[LogRecord],
+        now: datetime,
+    ) -> Plan:
+        """The values and the new state in one transaction of the shared database: a loser
+        of a race or a crash at any point leaves both as they were."""
+        joined = self._joined
+        assert joined is not None
+
+        def publish(connection: Any) -> None:
+            joined.publish_in(connection, values, actor=changed.updated_by)
+            faults.reach("publish.joined")
+
+        store = cast(SharedDatabaseStore, self._store)
+        faults.reach("commit.before")
+        try:
+            saved = store.save_plan(
+                changed,
+                expected_version=plan.version,
+                log=rows,
+                outbox=self._engine._outbox(rows, changed),
+                join=publish,
+            )
+        except GrayReleaseError:
+            raise  # a stale version, an overlap: refused, nothing written
+        except Exception as exc:
+            reason = f"publishing {', '.join(r.config_key for r in values)} failed: {exc}; "
+            reason += "nothing was changed"
+            self._failed(plan, FAILED[action.value], changed.updated_by, reason, now)
+            raise BackendError(reason, details={"unrestoredKeys": []}) from exc
+        faults.reach("commit.after")
+        joined.refresh()
+        return saved
+
+    def _failed(self, plan: Plan, event: str, actor: str, reason: str, now: datetime) -> None:
+        """A ``*_FAILED`` audit row for an action that changed nothing, and its event."""
+        row = _failed_row(plan, event, actor, reason, now)
+        self._store.append_log(row, self._engine._outbox([row], plan))
+        self._engine._emit(PlanEvent(event, plan, plan, actor, now, reason))
 
     def _snapshot(self, values: Values) -> Values:
         """What each key holds now: the backend is refreshed first, so a stale mirror is not
@@ -292,18 +351,8 @@ class ControlPath:
         self, plan: Plan, claim: Intent, reason: str, now: datetime, *, gone: str | None = None
     ) -> None:
         """Clear the claim with a ``*_FAILED`` audit row (no state change), and tell."""
-        row = LogRecord(
-            plan.id,
-            FAILED[claim.action],
-            claim.actor,
-            now,
-            plan.status,
-            plan.status,
-            message=reason,
-            details=_recovery_details(claim, gone) if gone else None,
-            app_name=plan.app_name,
-            environment=plan.environment,
-        )
+        details = _recovery_details(claim, gone) if gone else None
+        row = _failed_row(plan, FAILED[claim.action], claim.actor, reason, now, details)
         self._store.release_plan(
             plan.id, epoch=claim.epoch, log=[row], outbox=self._engine._outbox([row], plan)
         )
@@ -420,6 +469,29 @@ def rolled_back(plan: Plan, now: datetime) -> Plan:
         items=tuple(attrs.evolve(i, status=ItemStatus.ROLLED_BACK) for i in plan.items),
         progress=attrs.evolve(plan.progress, next_step_at=None),
         finished_at=now,
+    )
+
+
+def _failed_row(
+    plan: Plan,
+    event: str,
+    actor: str,
+    reason: str,
+    now: datetime,
+    details: Mapping[str, Any] | None = None,
+) -> LogRecord:
+    """The audit row of a publishing action that left the plan as it was."""
+    return LogRecord(
+        plan.id,
+        event,
+        actor,
+        now,
+        plan.status,
+        plan.status,
+        message=reason,
+        details=details,
+        app_name=plan.app_name,
+        environment=plan.environment,
     )
 
 

@@ -7,9 +7,9 @@ never miss a committed action.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
@@ -415,3 +415,24 @@ class PlanStore(Protocol):
     def list_tokens(self, actor: str | None = None) -> list[ApiToken]: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class SharedDatabaseStore(Protocol):
+    """A store whose transaction a backend in the same database may join (see
+    :class:`~.backend.SharedDatabaseBackend`)."""
+
+    database_url: str
+
+    def save_plan(
+        self,
+        plan: Plan,
+        *,
+        expected_version: int,
+        log: LogRecord | Sequence[LogRecord],
+        outbox: Sequence[Notification] = (),
+        join: Callable[[Any], None] | None = None,
+    ) -> Plan:
+        """As :meth:`PlanStore.save_plan`; ``join(connection)`` runs in the same transaction,
+        after the plan's version check, so the transaction commits both or neither."""
+        ...

@@ -67,6 +67,8 @@ ONE_BY_ONE = (
     "commit.after",
 )
 TOGETHER = ("claim.before", "claim.after", "publish.all", "commit.before", "commit.after")
+JOINED = ("commit.before", "publish.joined", "commit.after")
+"""The points of a backend in the store's own database: one transaction, no claim."""
 
 
 def ref(key: str) -> ConfigRef:
@@ -96,11 +98,17 @@ def prepare(gr: GrayRelease, action: str) -> str:
     return plan.id
 
 
-def assert_recovered(gr: GrayRelease, plan_id: str, action: str, point: str) -> None:
-    """RECOVERY, QUIESCENT AGREEMENT and ONE ROW PER CHANGE after a crash at ``point``."""
+def assert_recovered(
+    gr: GrayRelease, plan_id: str, action: str, point: str, *, joined: bool = False
+) -> None:
+    """RECOVERY, QUIESCENT AGREEMENT and ONE ROW PER CHANGE after a crash at ``point``.
+
+    Once claimed, an action is carried forward by recovery; in one transaction (``joined``)
+    it happened only if the crash came after the commit.
+    """
     plan = gr.get_plan(plan_id)
     assert plan.intent is None, f"RECOVERY: an intent is still open after {point}"
-    acted = point not in ("claim.before",)
+    acted = point == "commit.after" if joined else point != "claim.before"
     if action == "complete":
         expected_status = PlanStatus.COMPLETED if acted else PlanStatus.ACTIVE
         event = "COMPLETED"
@@ -118,7 +126,7 @@ def assert_recovered(gr: GrayRelease, plan_id: str, action: str, point: str) -> 
     logs = gr.plan_logs(plan_id, page_size=200).items
     rows = [log for log in logs if log.action == event]
     assert len(rows) == (1 if acted else 0), f"ONE ROW PER CHANGE after {point}: {logs}"
-    if acted and point not in ("commit.after",):
+    if acted and point != "commit.after":
         assert (rows[0].details or {}).get("recovery", {}).get("direction") == "FORWARD"
         assert rows[0].actor == "alice"  # recovery finishes in the asker's name
     assert not [log for log in logs if log.action.endswith("_FAILED")]
@@ -154,6 +162,8 @@ def crash_at_every_point(
     plugins: list[Any],
     action: str,
     points: tuple[str, ...],
+    *,
+    joined: bool = False,
 ) -> None:
     """For each point its own database (and fake server): prepare a plan, kill a child there
     (the children run side by side), then let a fresh engine recover and check it."""
@@ -176,7 +186,7 @@ def crash_at_every_point(
             with GrayRelease.from_settings(
                 settings, plugins=plugins, load_entrypoints=False
             ) as fresh:
-                assert_recovered(fresh, plan_id, action, point)
+                assert_recovered(fresh, plan_id, action, point, joined=joined)
 
 
 # --- the sql backend, on every database --------------------------------------------------------
@@ -184,11 +194,35 @@ def crash_at_every_point(
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql", "mysql"])
 @pytest.mark.parametrize("action", ["complete", "rollback"])
-def test_sql_backend_killed_at_every_point_recovers(kind: str, action: str, tmp_path: Path) -> None:
+def test_sql_backend_in_the_store_database_is_one_transaction_at_every_point(
+    kind: str, action: str, tmp_path: Path
+) -> None:
+    """The ``sql`` backend in the plan store's database: the values and the plan's state commit
+    together, so a kill before the commit leaves both as they were, and nothing is pending."""
+
     @contextmanager
     def sql_settings(folder: Path) -> Iterator[dict[str, Any]]:
         with fresh_database(kind, folder) as url:
             yield {"database_url": url, "backend": "sql", "background_sync": False}
+
+    crash_at_every_point(sql_settings, tmp_path, [], action, JOINED, joined=True)
+
+
+@pytest.mark.parametrize("action", ["complete", "rollback"])
+def test_sql_backend_in_its_own_database_killed_at_every_point_recovers(
+    action: str, tmp_path: Path
+) -> None:
+    """The ``sql`` backend with a database of its own (``sql.database_url``): claimed, then
+    recovered, like any backend outside the store."""
+
+    @contextmanager
+    def sql_settings(folder: Path) -> Iterator[dict[str, Any]]:
+        yield {
+            "database_url": f"sqlite:///{folder / 'plans.db'}",
+            "backend": "sql",
+            "sql": {"database_url": f"sqlite:///{folder / 'values.db'}"},
+            "background_sync": False,
+        }
 
     crash_at_every_point(sql_settings, tmp_path, [], action, ONE_BY_ONE)
 

@@ -7,6 +7,7 @@ is reloaded when the table's revision counter moves, at most every ``cache_ttl``
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,9 @@ class SqlBackend:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self.database_url = engine.url.render_as_string(hide_password=False)
+        """Where the values are: when the plan store is there too, the engine publishes inside
+        the store's transaction (``publish_in``)."""
         self._lock = threading.Lock()
         self._mirror: dict[ConfigRef, str] = {}
         self._revision: int | None = None
@@ -38,25 +42,29 @@ class SqlBackend:
         return self._mirror.get(ref)
 
     def publish(self, ref: ConfigRef, value: str | None, *, actor: str) -> None:
-        def work(conn: Connection) -> None:
-            if value is None:
-                conn.execute(delete(ConfigValueRow).where(*_where(ref)))
-            else:
-                # One upsert: two processes publishing a new key at once must not collide.
-                conn.execute(_upsert(conn.dialect.name, ref, value, actor))
-            conn.execute(
-                update(ConfigRevisionRow)
-                .where(ConfigRevisionRow.name == REVISION)
-                .values(value=ConfigRevisionRow.value + 1)
-            )
-
         try:
-            run_write(self._engine, work)
+            run_write(self._engine, lambda conn: self.publish_in(conn, {ref: value}, actor=actor))
         except Exception as exc:
             raise BackendError(
                 f"could not publish {ref.config_key} to the sql backend: {exc}"
             ) from exc
         self.refresh()
+
+    def publish_in(
+        self, connection: Connection, values: Mapping[ConfigRef, str | None], *, actor: str
+    ) -> None:
+        """Write ``values`` in the caller's transaction, and move the revision once."""
+        for ref, value in values.items():
+            if value is None:
+                connection.execute(delete(ConfigValueRow).where(*_where(ref)))
+            else:
+                # One upsert: two processes publishing a new key at once must not collide.
+                connection.execute(_upsert(connection.dialect.name, ref, value, actor))
+        connection.execute(
+            update(ConfigRevisionRow)
+            .where(ConfigRevisionRow.name == REVISION)
+            .values(value=ConfigRevisionRow.value + 1)
+        )
 
     def refresh(self) -> None:
         with self._lock, self._engine.connect() as conn:

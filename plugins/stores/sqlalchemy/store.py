@@ -6,7 +6,7 @@ import functools
 import hashlib
 import logging
 import operator
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -118,6 +118,8 @@ class SqlPlanStore:
     def __init__(self, engine: Engine, *, audit_key: bytes | None = None) -> None:
         self._engine = engine
         self._audit_key = audit_key
+        self.database_url = engine.url.render_as_string(hide_password=False)
+        """Where the plans are: a backend in the same database may join our transactions."""
 
     # --- reads ----------------------------------------------------------------------------
 
@@ -485,6 +487,7 @@ class SqlPlanStore:
         expected_version: int,
         log: LogRecord | Sequence[LogRecord],
         outbox: Sequence[Notification] = (),
+        join: Callable[[Connection], None] | None = None,
     ) -> Plan:
         def work(conn: Connection) -> None:
             result = conn.execute(
@@ -494,10 +497,16 @@ class SqlPlanStore:
                     PlanRow.version == expected_version,
                     PlanRow.action_intent.is_(None),  # a claimed plan is its claimer's
                 )
-                .values(**_plan_values(plan), version=expected_version + 1)
+                .values(
+                    **_plan_values(plan),
+                    version=expected_version + 1,
+                    settle_until=plan.settle_until,
+                )
             )
             if result.rowcount != 1:
                 self._raise_stale(conn, plan.id, expected_version)
+            if join is not None:  # a backend's writes, committed with the plan or not at all
+                join(conn)
             conn.execute(delete(DetailRow).where(DetailRow.plan_id == plan.id))
             self._write_details(conn, plan)
             self._finish(conn, log, outbox)
