@@ -103,9 +103,10 @@ class ControlPath:
         """Load, authorize, check the transition, mutate, then save, or claim, publish and
         commit; reindex and tell.
 
-        The ticker acts as ``system`` (authorized like anyone, so approval gates hold for it
-        too), with its own ``now``, the ``progress`` it decided and the ``leading`` audit rows
-        (its verdict) that are saved in the same transaction.
+        The ticker acts as ``system`` for automatic rollbacks, and in the name of whoever
+        scheduled a start or armed a completion (authorized like anyone, so roles and approval
+        gates hold for it too), with its own ``now``, the ``progress`` it decided and the
+        ``leading`` audit rows (its verdict) that are saved in the same transaction.
         """
         engine = self._engine
         plan = engine._load(plan_id, expected_version)
@@ -144,7 +145,9 @@ class ControlPath:
         if reindex:
             self._reindex(event)
         for row in leading:
-            engine._emit(PlanEvent(row.action, saved, plan, row.actor, row.at, row.message))
+            engine._emit(
+                PlanEvent(row.action, saved, plan, row.actor, row.at, row.message, row.details)
+            )
         engine._emit(PlanEvent(event, saved, plan, actor, now, message, details))
         return saved
 

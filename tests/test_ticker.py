@@ -202,7 +202,9 @@ def test_a_canary_whose_gray_error_rate_rises_rolls_back_on_its_own(
     assert check["pValue"] < check["alpha"] == pytest.approx(0.025 / 6)  # the second look
     assert rollback.actor == "system"
     assert "errorRate" in rollback.message
-    assert [e.action for e in recorder.events][-2:] == ["ANALYSIS_FAILED", "AUTO_ROLLBACK"]
+    told_verdict, told_rollback = recorder.events[-2:]
+    assert [told_verdict.action, told_rollback.action] == ["ANALYSIS_FAILED", "AUTO_ROLLBACK"]
+    assert told_verdict.details == verdict.details  # plugins hear the numbers, as the log has
 
 
 def test_missing_metrics_hold_the_canary_and_never_roll_it_back(
