@@ -8,10 +8,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from grayrelease_core import ConfigRef, GrayRelease, ManualClock
 
 from .databases import KINDS, fresh_database
+
+# Under CI every property and fuzz test draws the same examples each run (a failure there is
+# replayed with the seed hypothesis prints, or by running the test again); outside CI they
+# keep exploring new ones.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI") == "true":
+    hypothesis_settings.load_profile("ci")
 
 Factory = Callable[..., GrayRelease]
 

@@ -18,7 +18,7 @@ import schemathesis
 from flask import Flask
 from grayrelease_adapters.flask import GrayRelease
 from grayrelease_adapters.flask.openapi import SPACE, openapi_document
-from hypothesis import given, settings
+from hypothesis import given, reject, settings
 from hypothesis import strategies as st
 from schemathesis import Case, GenerationMode
 from schemathesis.checks import not_a_server_error
@@ -152,10 +152,17 @@ def filter_query(context: schemathesis.HookContext, query: dict[str, Any] | None
     instead of strings: sent, that is the text "true", "5" or "None", a valid key, which the
     case calls invalid.
     """
+    return sendable(context.operation, query)
+
+
+def sendable(operation: Any, query: dict[str, Any] | None, meta: Any = None) -> bool:
+    """What ``filter_query`` decides, for a case in hand, and more: a negative case whose
+    mutation changed a repeated parameter's type reaches us already turned into text (null
+    became "null", a valid key) and still counts as invalid, so it is left out by its
+    mutation (seed 175339662017615422573558994229264474357 gave one)."""
     query = query or {}
     if any(value == [] for value in query.values()):
         return False
-    operation = context.operation
     repeated = (
         {p.name for p in operation.query if p.definition.get("schema", {}).get("type") == "array"}
         if operation is not None
@@ -164,6 +171,12 @@ def filter_query(context: schemathesis.HookContext, query: dict[str, Any] | None
     for name in repeated & set(query):
         values = query[name] if isinstance(query[name], list) else [query[name]]
         if any(not isinstance(value, str) for value in values):
+            return False
+    phase_data = getattr(getattr(meta, "phase", None), "data", None)
+    for mutation in getattr(phase_data, "mutations", None) or ():
+        if getattr(mutation, "parameter", None) in repeated and "type" in (
+            getattr(mutation, "keywords", None) or ()
+        ):
             return False
     return True
 
@@ -180,6 +193,8 @@ def run(
     @given(case=cases, headers=credentials)
     @settings(max_examples=examples, deadline=None, database=None)
     def call(case: Case[Any], headers: dict[str, str]) -> None:
+        if not sendable(case.operation, case.query, case.meta):
+            reject()
         case.call_and_validate(headers=headers, checks=CHECKS)
 
     call()
@@ -194,7 +209,8 @@ def test_operation_keeps_to_the_document(api_schema: OpenApiSchema, method: str,
         generation_config=api_schema.config.generation_for(operation=operation),
     )
     for case in coverage:  # these vary the parameters; ignored_auth probes without the token
-        case.call_and_validate(headers=AUTH, checks=CHECKS)
+        if sendable(operation, case.query, case.meta):
+            case.call_and_validate(headers=AUTH, checks=CHECKS)
     examples = operation.get_strategies_from_examples()
     if examples:  # the document's sample bodies: the spec's plans, so creation succeeds too
         run(st.one_of(examples), 5 * len(examples), st.just(AUTH))

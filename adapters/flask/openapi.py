@@ -46,7 +46,9 @@ LINE = rf"^[^\x00-\x1f]*[^\x00-\x1f{SPACE}][^\x00-\x1f]*$"
 NAME = {"type": "string", "minLength": 1, "maxLength": MAX_NAME, "pattern": LINE}
 ONE_LINE = r"^[^\x00-\x1f]*$"
 """No control characters (query parameters end up in the database and in logs)."""
-LABEL = f"[^=,]*[^=,{SPACE}][^=,]*=[^,]*"
+NO_NUL = r"^[^\x00]*$"
+"""Free text: anything but NUL, which no supported database stores alike (refused with 400)."""
+LABEL = f"[^=,\\x00]*[^=,\\x00{SPACE}][^=,\\x00]*=[^,\\x00]*"
 NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
 CONFIG_VALUE = {"type": ["string", "number", "boolean"], "maxLength": MAX_VALUE}
 
@@ -54,7 +56,7 @@ PLAN_ID = {
     "name": "planId",
     "in": "path",
     "required": True,
-    "schema": {"type": "string", "minLength": 1},
+    "schema": {"type": "string", "minLength": 1, "pattern": NO_NUL},
 }
 IF_MATCH = {
     "name": "If-Match",
@@ -159,14 +161,18 @@ def _access_schemas() -> dict[str, Any]:
     return {
         "Approval": {
             "type": "object",
-            "properties": {"reason": {"type": "string", "maxLength": 2000}},
+            "properties": {"reason": {"type": "string", "maxLength": 2000, "pattern": NO_NUL}},
             "additionalProperties": False,
         },
         "Rejection": {
             "type": "object",
             "required": ["reason"],
             "properties": {
-                "reason": {"type": "string", "maxLength": 2000, "pattern": f"[^{SPACE}]"}
+                "reason": {
+                    "type": "string",
+                    "maxLength": 2000,
+                    "pattern": f"^[^\\x00]*[^\\x00{SPACE}][^\\x00]*$",
+                }
             },
             "additionalProperties": False,
         },
