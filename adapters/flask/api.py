@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, request, stream_with_context
+from flask import Blueprint, Response, current_app, request, stream_with_context
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from grayrelease_core import (
@@ -22,7 +22,6 @@ from grayrelease_core import (
     ValidationError,
 )
 from grayrelease_core.access import ANY, Scope
-from grayrelease_core.context import request_source, request_token_scope
 from grayrelease_core.lifecycle import Action
 from grayrelease_core.outbox import Notification
 from grayrelease_core.store import LogQuery
@@ -124,15 +123,6 @@ def create_api_blueprint(name: str = "grayrelease_api") -> Blueprint:
     def limit_body() -> None:
         if request.method in BODY_METHODS:  # config reads, the hot path, skip all this
             request.max_content_length = state().max_body_bytes
-
-    @api.teardown_request
-    def forget_request(error: BaseException | None) -> None:
-        source = g.pop("grayrelease_source", None)
-        if source is not None:
-            request_source.reset(source)
-        scope = g.pop("grayrelease_scope", None)
-        if scope is not None:
-            request_token_scope.reset(scope)
 
     @api.before_request
     def answer_options() -> Response | None:

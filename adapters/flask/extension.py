@@ -17,6 +17,7 @@ from grayrelease_core.sync import BackgroundSync
 
 from .api import create_api_blueprint
 from .apollo_api import create_apollo_blueprint
+from .caller import forget_request, start_request
 from .console import console_prefix, register_console
 from .identity import BearerTokenIdentity, StoredTokenIdentity
 from .session import SessionIdentity, register_session_routes, session_keys
@@ -184,6 +185,8 @@ class GrayRelease:
         self._states[app] = state
         weakref.finalize(app, state.close)
         app.extensions[EXTENSION] = self
+        app.before_request(start_request)
+        app.teardown_request(forget_request)
         api = create_api_blueprint()
         register_session_routes(api, keys, tokens)
         app.register_blueprint(api, url_prefix=prefix)
