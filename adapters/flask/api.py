@@ -51,6 +51,7 @@ from .http import (
     int_param,
     json_body,
     json_response,
+    limit_body,
     optional_text,
     query,
     required_text,
@@ -97,7 +98,6 @@ MESSAGE_ID = re.compile(r"[1-9][0-9]{0,17}")
 METRICS_PARAMS = frozenset({"since", "until", "bucket"})
 LIFECYCLE = ("start", "pause", "resume", "complete")
 ANY_METHOD = ["GET", "POST", "PUT", "DELETE", "PATCH"]
-BODY_METHODS = frozenset({"POST", "PUT", "DELETE", "PATCH"})
 
 
 def plan_response(plan: Plan, status: int = 200) -> Response:
@@ -120,9 +120,8 @@ def create_api_blueprint(name: str = "grayrelease_api") -> Blueprint:
     api = Blueprint(name, __name__)
 
     @api.before_request
-    def limit_body() -> None:
-        if request.method in BODY_METHODS:  # config reads, the hot path, skip all this
-            request.max_content_length = state().max_body_bytes
+    def limit_request_body() -> None:
+        limit_body(request, state().max_body_bytes)
 
     @api.before_request
     def answer_options() -> Response | None:

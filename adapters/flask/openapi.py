@@ -30,6 +30,7 @@ ERRORS = {
     "400": _json(ERROR, "Invalid input; details.field names the field"),
     "401": _json(ERROR, "No valid identity (Authorization: Bearer <token>)"),
     "403": _json(ERROR, "The actor may not do this"),
+    "413": _json(ERROR, "The body is over GRAYRELEASE_MAX_BODY_BYTES; details.limit says it"),
 }
 NOT_FOUND = {"404": _json(ERROR, "No such plan")}
 CONFLICT = {"409": _json(ERROR, "Not allowed in the plan's state, or the plan changed meanwhile")}
