@@ -22,6 +22,7 @@ from .console import console_prefix, register_console
 from .identity import BearerTokenIdentity, StoredTokenIdentity
 from .session import SessionIdentity, register_session_routes, session_keys
 from .state import AppState
+from .throttle import LoginThrottle
 
 EXTENSION = "grayrelease"
 log = logging.getLogger("grayrelease")
@@ -188,7 +189,7 @@ class GrayRelease:
         app.before_request(start_request)
         app.teardown_request(forget_request)
         api = create_api_blueprint()
-        register_session_routes(api, keys, tokens)
+        register_session_routes(api, keys, tokens, LoginThrottle(engine.clock))
         app.register_blueprint(api, url_prefix=prefix)
         app.register_blueprint(create_apollo_blueprint(), url_prefix=f"{prefix}/apollo")
         if console is not None:

@@ -1127,6 +1127,22 @@ def _paths() -> dict[str, Any]:
                     "201": _json(_ref("Session"), "The actor and the CSRF token"),
                     "400": ERRORS["400"],
                     "401": ERRORS["401"],
+                    "403": _json(
+                        ERROR,
+                        "Sent from another site (Origin or Sec-Fetch-Site); details.reason "
+                        "says which",
+                    ),
+                    "413": ERRORS["413"],
+                    "415": _json(ERROR, "The body is not declared application/json"),
+                    "429": {
+                        **_json(ERROR, "Too many wrong tokens from this address lately"),
+                        "headers": {
+                            "Retry-After": {
+                                "description": "Seconds to wait before the next try",
+                                "schema": {"type": "integer", "minimum": 1},
+                            }
+                        },
+                    },
                 },
             },
             "get": {
@@ -1135,7 +1151,8 @@ def _paths() -> dict[str, Any]:
                 "responses": {"200": _json(_ref("Session"), "The session"), "401": ERRORS["401"]},
             },
             "delete": {
-                "summary": "Log out: clears the session cookie",
+                "summary": "Log out: ends the session in the store (every copy of the cookie) "
+                "and clears the cookie",
                 "security": [{}],
                 "responses": {"204": {"description": "Logged out"}},
             },
