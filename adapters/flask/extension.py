@@ -102,7 +102,8 @@ class GrayRelease:
         - ``GRAYRELEASE_SESSION_HOURS``: how long a console session lasts.
         - ``GRAYRELEASE_TOKENS``: ``{"token": "actor"}`` for ``Authorization: Bearer``.
         - ``GRAYRELEASE_CLIENT_TOKENS``: tokens a config read must carry; empty = open.
-        - ``GRAYRELEASE_MAX_BODY_BYTES``: the largest request body accepted.
+        - ``GRAYRELEASE_MAX_BODY_BYTES``: the largest request body accepted; a larger one is
+          a 413, refused by its ``Content-Length`` before it is read.
         - ``GRAYRELEASE_APOLLO_HOLD``: seconds an Apollo client's notification poll is held
           when nothing changed (Apollo holds 60; 0 answers at once).
         - ``GRAYRELEASE_APOLLO_ACCESS_KEYS``: ``{"appId": "secret"}``, the access keys Apollo
