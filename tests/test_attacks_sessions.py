@@ -145,14 +145,14 @@ def test_a_tokens_scope_ends_with_its_request_on_a_one_thread_server(
 
 # --- 8: login CSRF ---------------------------------------------------------------------------
 
-ATTACKER = "=mallory-token-0123456789abcdef"
+ATTACKER = "mallory-token-0123456789abcdef"
 """The attacker's own (valid) token. A ``text/plain`` form sends ``name=value``: with the
-field name ``{"token":"`` the ``=`` lands inside the JSON string, so the attacker uses a
-token that starts with it."""
+field name ``{"token":"`` the ``=`` lands inside a first ``token`` member, and the value
+closes it and adds a second one, which JSON parsers let win."""
 
 FORM = """<!doctype html><html><body>
 <form id="f" method="POST" enctype="text/plain" action="{action}">
-<input type="hidden" name='{{"token":"' value='{value}"}}'>
+<input type="hidden" name='{{"token":"' value='","token":"{value}"}}'>
 </form>
 <script>document.getElementById("f").submit();</script>
 </body></html>"""
@@ -208,7 +208,7 @@ def test_a_cross_site_form_cannot_replace_the_console_session(
             )
             assert who == "alice"
             action = f"{victim}{API}/session"
-            with attacker_site(FORM.format(action=action, value=ATTACKER[1:])) as evil:
+            with attacker_site(FORM.format(action=action, value=ATTACKER)) as evil:
                 with page.expect_navigation(url=action, timeout=TIMEOUT):
                     page.goto(evil)
                 refused = page.evaluate("document.body.innerText")
