@@ -115,6 +115,23 @@ class ApiToken:
         }
 
 
+@attrs.frozen
+class ConsoleSession:
+    """A console login, kept in the store so that logging out ends it for every process: the
+    signed cookie names the session, and a cookie whose session ended is refused."""
+
+    id: str
+    actor: str
+    created_at: datetime
+    expires_at: datetime
+    token_id: str | None = None
+    """The stored token logged in with (its scope then limits the session), or ``None``."""
+    ended_at: datetime | None = None
+
+    def active_at(self, now: datetime) -> bool:
+        return self.ended_at is None and now < self.expires_at
+
+
 def token_hash(token: str) -> str:
     """What is stored of a token: a token is random and long, so a plain SHA-256 is enough."""
     return hashlib.sha256(token.encode()).hexdigest()

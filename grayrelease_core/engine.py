@@ -25,6 +25,7 @@ from .access import (
     MAX_TOKEN_DAYS,
     TOKEN_SCOPES,
     ApiToken,
+    ConsoleSession,
     Grant,
     Scope,
     actor_field,
@@ -1104,6 +1105,41 @@ class GrayRelease:
         """The valid (unexpired, unrevoked) token whose secret this is, if any."""
         token = self._store.token_by_hash(token_hash(secret))
         return token if token is not None and token.valid_at(self.clock.now()) else None
+
+    # --- console sessions: kept in the store so a logout holds in every process ------------
+
+    def open_session(self, actor: str, token_id: str | None, lifetime: timedelta) -> ConsoleSession:
+        """Record a console login that lasts ``lifetime``; its id goes into the cookie."""
+        now = self.clock.now()
+        session = ConsoleSession(secrets.token_hex(16), actor, now, now + lifetime, token_id)
+        self._store.add_session(session)
+        return session
+
+    def active_session(self, session_id: str) -> ConsoleSession | None:
+        """The session of this id if it has neither ended nor expired."""
+        found = self._store.get_session(session_id)
+        return found if found is not None and found.active_at(self.clock.now()) else None
+
+    def end_session(self, session_id: str) -> None:
+        """Log out: every copy of the session's cookie is refused from now on."""
+        self._store.end_session(session_id, self.clock.now())
+
+    def record_refused_login(self, source: str | None, message: str, **details: Any) -> None:
+        """A failed or throttled console login goes into the audit trail with its address
+        (as ``_record_denial`` does for refused actions); a failure to write it is logged."""
+        try:
+            self._store.append_log(
+                LogRecord(
+                    "",
+                    "LOGIN_REFUSED",
+                    "(unknown)",
+                    self.clock.now(),
+                    message=message,
+                    details={"source": source, **details},
+                )
+            )
+        except Exception:
+            log.exception("grayrelease: could not record a refused login from %s", source)
 
     def _token_log(self, event: str, token: ApiToken, actor: str, now: datetime) -> LogRecord:
         return LogRecord(

@@ -90,6 +90,30 @@ class ConfigurationError(GrayReleaseError):
     code: ClassVar[str] = "CONFIGURATION_ERROR"
 
 
+class PayloadTooLarge(GrayReleaseError):
+    """A request body is over the size limit; refused before it is read."""
+
+    code: ClassVar[str] = "PAYLOAD_TOO_LARGE"
+
+
+class UnsupportedMediaType(GrayReleaseError):
+    """A request body is not of the content type the endpoint takes."""
+
+    code: ClassVar[str] = "UNSUPPORTED_MEDIA_TYPE"
+
+
+class TooManyRequests(GrayReleaseError):
+    """The caller failed too often: asked to wait ``retry_after`` seconds before the next try."""
+
+    code: ClassVar[str] = "TOO_MANY_REQUESTS"
+
+    def __init__(
+        self, message: str, *, retry_after: int, details: Mapping[str, Any] | None = None
+    ) -> None:
+        super().__init__(message, details={"retryAfter": retry_after, **(details or {})})
+        self.retry_after = retry_after
+
+
 def _json_scalar(value: Any) -> bool:
     return (
         isinstance(value, str | int | float | bool)

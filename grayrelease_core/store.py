@@ -13,7 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
-from .access import ApiToken, Grant
+from .access import ApiToken, ConsoleSession, Grant
 from .audit import AuditReport
 from .errors import ValidationError
 from .inbox import InboxMessage
@@ -413,6 +413,18 @@ class PlanStore(Protocol):
         ...
 
     def list_tokens(self, actor: str | None = None) -> list[ApiToken]: ...
+
+    # --- console sessions -------------------------------------------------------------------
+
+    def add_session(self, session: ConsoleSession) -> None:
+        """Store a new console login; sessions long expired may be deleted on the way."""
+        ...
+
+    def get_session(self, session_id: str) -> ConsoleSession | None: ...
+
+    def end_session(self, session_id: str, at: datetime) -> None:
+        """Mark a session ended (the first time stays)."""
+        ...
 
     def close(self) -> None: ...
 

@@ -497,12 +497,13 @@ def test_malformed_bodies_are_400_naming_body(http: FlaskClient, raw: bytes, pro
     assert problem in error["message"]
 
 
-def test_oversized_bodies_are_400_naming_body(tmp_path: Path, clock: ManualClock) -> None:
+def test_oversized_bodies_are_413_naming_body_and_limit(tmp_path: Path, clock: ManualClock) -> None:
     app = make_app(tmp_path, clock, GRAYRELEASE_MAX_BODY_BYTES=4096)
     http = app.test_client()
     big = {"planName": "p", "description": "x" * 5000}
-    error = error_of(http.post(f"{API}/plan", json=big, headers=AUTH), 400)
-    assert error["details"]["field"] == "body"
+    error = error_of(http.post(f"{API}/plan", json=big, headers=AUTH), 413)
+    assert error["code"] == "PAYLOAD_TOO_LARGE"
+    assert error["details"] == {"field": "body", "limit": 4096}
     assert "larger" in error["message"]
     app.extensions["grayrelease"].close(app)
 
@@ -518,8 +519,8 @@ def test_default_body_limit_is_one_mebibyte(http: FlaskClient) -> None:
         "grayValues": {"k": "v" * (1024 * 1024)},
     }
     assert (
-        error_of(http.post(f"{API}/plan", json=body, headers=AUTH), 400)["details"]["field"]
-        == "body"
+        error_of(http.post(f"{API}/plan", json=body, headers=AUTH), 413)["details"]["limit"]
+        == 1024 * 1024
     )
 
 

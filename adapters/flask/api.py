@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, request, stream_with_context
+from flask import Blueprint, Response, current_app, request, stream_with_context
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from grayrelease_core import (
@@ -22,7 +22,6 @@ from grayrelease_core import (
     ValidationError,
 )
 from grayrelease_core.access import ANY, Scope
-from grayrelease_core.context import request_source, request_token_scope
 from grayrelease_core.lifecycle import Action
 from grayrelease_core.outbox import Notification
 from grayrelease_core.store import LogQuery
@@ -53,6 +52,7 @@ from .http import (
     int_param,
     json_body,
     json_response,
+    limit_body,
     optional_text,
     query,
     required_text,
@@ -99,7 +99,6 @@ MESSAGE_ID = re.compile(r"[1-9][0-9]{0,17}")
 METRICS_PARAMS = frozenset({"since", "until", "bucket"})
 LIFECYCLE = ("start", "pause", "resume", "complete")
 ANY_METHOD = ["GET", "POST", "PUT", "DELETE", "PATCH"]
-BODY_METHODS = frozenset({"POST", "PUT", "DELETE", "PATCH"})
 
 
 def plan_response(plan: Plan, status: int = 200) -> Response:
@@ -130,18 +129,8 @@ def create_api_blueprint(name: str = "grayrelease_api") -> Blueprint:
                 storable_text(value, head + "".join(part.title() for part in rest))
 
     @api.before_request
-    def limit_body() -> None:
-        if request.method in BODY_METHODS:  # config reads, the hot path, skip all this
-            request.max_content_length = state().max_body_bytes
-
-    @api.teardown_request
-    def forget_request(error: BaseException | None) -> None:
-        source = g.pop("grayrelease_source", None)
-        if source is not None:
-            request_source.reset(source)
-        scope = g.pop("grayrelease_scope", None)
-        if scope is not None:
-            request_token_scope.reset(scope)
+    def limit_request_body() -> None:
+        limit_body(request, state().max_body_bytes)
 
     @api.before_request
     def answer_options() -> Response | None:

@@ -34,6 +34,7 @@ from .http import (
     error_response,
     http_error_response,
     json_response,
+    limit_body,
     optional_text,
     required_text,
     unexpected_error_response,
@@ -62,6 +63,10 @@ def create_apollo_blueprint() -> Blueprint:
     api.register_error_handler(GrayReleaseError, error_response)
     api.register_error_handler(HTTPException, http_error_response)
     api.register_error_handler(Exception, unexpected_error_response)
+
+    @api.before_request
+    def limit_request_body() -> None:
+        limit_body(request, state().max_body_bytes)
 
     @api.get("/<environment>/configs/<app_id>/<cluster>/<namespace>")
     def apollo_config(environment: str, app_id: str, cluster: str, namespace: str) -> Response:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar, Token
+from typing import Any
+
 from flask import current_app, g, request
 
 from grayrelease_core import PermissionDenied, Unauthenticated
 from grayrelease_core.access import is_reserved
-from grayrelease_core.context import request_source
+from grayrelease_core.context import request_source, request_token_scope
 
 from .state import AppState
 
@@ -35,3 +38,33 @@ def actor() -> str:
             details={"reason": "reserved-actor"},
         )
     return str(name)
+
+
+REQUEST_VARS: tuple[tuple[str, ContextVar[Any]], ...] = (
+    ("grayrelease_source", request_source),
+    ("grayrelease_scope", request_token_scope),
+)
+"""The ``g`` name under which each per-request ContextVar's reset token is kept."""
+
+
+def forget_request(error: BaseException | None = None) -> None:
+    """Clear who called, whatever path the request took (registered on the app, so it runs
+    for the host's routes too: the demo's config API identifies callers with our hooks).
+
+    A server thread serves request after request in one context, so a value left behind
+    would be the next request's: a read-only token's scope refusing the admin's writes.
+    """
+    for name, var in REQUEST_VARS:
+        token: Token[Any] | None = g.pop(name, None)
+        try:
+            if token is not None:
+                var.reset(token)
+        except (ValueError, RuntimeError):  # set in another context: clear it outright
+            pass
+        var.set(None)
+
+
+def start_request() -> None:
+    """Begin every request with no identity, even if a teardown was skipped before it."""
+    for _, var in REQUEST_VARS:
+        var.set(None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 
 from flask import Blueprint, Flask, Response, request
+from werkzeug.exceptions import HTTPException
 
 from grayrelease_core import ConfigRef, GrayReleaseError, Unauthenticated, ValidationError
 from grayrelease_core.access import Scope
@@ -18,8 +19,10 @@ from grayrelease_core.wire import MAX_KEY, config_value, name_field
 from .extension import GrayRelease
 from .http import (
     error_response,
+    http_error_response,
     json_body,
     json_response,
+    limit_body,
     query,
     required_text,
     unexpected_error_response,
@@ -81,9 +84,17 @@ def _config_api(extension: GrayRelease) -> Blueprint:
     def core_error(error: GrayReleaseError) -> Response:
         return error_response(error)
 
+    @api.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Response:
+        return http_error_response(error)
+
     @api.errorhandler(Exception)
     def unexpected(error: Exception) -> Response:
         return unexpected_error_response(error)
+
+    @api.before_request
+    def limit_request_body() -> None:
+        limit_body(request, extension.state().max_body_bytes)
 
     @api.get("/item")
     def get_item() -> Response:

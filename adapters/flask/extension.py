@@ -18,10 +18,12 @@ from grayrelease_core.sync import BackgroundSync
 
 from .api import create_api_blueprint
 from .apollo_api import create_apollo_blueprint
+from .caller import forget_request, start_request
 from .console import console_prefix, register_console
 from .identity import BearerTokenIdentity, StoredTokenIdentity
 from .session import SessionIdentity, register_session_routes, session_keys
 from .state import AppState
+from .throttle import LoginThrottle
 
 EXTENSION = "grayrelease"
 log = logging.getLogger("grayrelease")
@@ -101,7 +103,8 @@ class GrayRelease:
         - ``GRAYRELEASE_SESSION_HOURS``: how long a console session lasts.
         - ``GRAYRELEASE_TOKENS``: ``{"token": "actor"}`` for ``Authorization: Bearer``.
         - ``GRAYRELEASE_CLIENT_TOKENS``: tokens a config read must carry; empty = open.
-        - ``GRAYRELEASE_MAX_BODY_BYTES``: the largest request body accepted.
+        - ``GRAYRELEASE_MAX_BODY_BYTES``: the largest request body accepted; a larger one is
+          a 413, refused by its ``Content-Length`` before it is read.
         - ``GRAYRELEASE_APOLLO_HOLD``: seconds an Apollo client's notification poll is held
           when nothing changed (Apollo holds 60; 0 answers at once).
         - ``GRAYRELEASE_APOLLO_ACCESS_KEYS``: ``{"appId": "secret"}``, the access keys Apollo
@@ -185,8 +188,10 @@ class GrayRelease:
         self._states[app] = state
         weakref.finalize(app, state.close)
         app.extensions[EXTENSION] = self
+        app.before_request(start_request)
+        app.teardown_request(forget_request)
         api = create_api_blueprint()
-        register_session_routes(api, keys, tokens)
+        register_session_routes(api, keys, tokens, LoginThrottle(engine.clock))
         app.register_blueprint(api, url_prefix=prefix)
         app.register_blueprint(create_apollo_blueprint(), url_prefix=f"{prefix}/apollo")
         if console is not None:

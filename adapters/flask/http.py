@@ -10,7 +10,8 @@ from collections.abc import Collection, Mapping
 from typing import Any, NoReturn
 from urllib.parse import parse_qsl
 
-from flask import Request, Response
+from flask import Request, Response, has_request_context
+from flask import request as current_request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from grayrelease_core import (
@@ -24,6 +25,7 @@ from grayrelease_core import (
     Unauthenticated,
     ValidationError,
 )
+from grayrelease_core.errors import PayloadTooLarge, TooManyRequests, UnsupportedMediaType
 from grayrelease_core.wire import MAX_KEYS, storable_text
 
 log = logging.getLogger("grayrelease.http")
@@ -48,6 +50,9 @@ STATUS: dict[type[GrayReleaseError], int] = {
     NotFound: 404,
     InvalidTransition: 409,
     Conflict: 409,
+    PayloadTooLarge: 413,
+    UnsupportedMediaType: 415,
+    TooManyRequests: 429,
     BackendError: 502,
     ConfigurationError: 500,
 }
@@ -64,13 +69,17 @@ def json_response(
 def error_response(error: GrayReleaseError) -> Response:
     status = next((code for cls, code in STATUS.items() if isinstance(error, cls)), 500)
     headers = {"WWW-Authenticate": 'Bearer realm="grayrelease"'} if status == 401 else {}
+    if isinstance(error, TooManyRequests):
+        headers["Retry-After"] = str(error.retry_after)
     return json_response({"error": error.to_dict()}, status, headers)
 
 
 def http_error_response(error: HTTPException) -> Response:
     """Werkzeug's errors (unknown route, wrong method, huge body) in our error shape."""
     if isinstance(error, RequestEntityTooLarge):
-        return error_response(ValidationError("body", "is larger than the allowed request size"))
+        # Werkzeug stopped reading a chunked body at the limit set by limit_body.
+        limit = current_request.max_content_length if has_request_context() else None
+        return error_response(too_large(limit))
     if (error.code or 500) >= 500:
         # Flask reports an exception raised inside an error handler as InternalServerError.
         return unexpected_error_response(getattr(error, "original_exception", None) or error)
@@ -173,6 +182,41 @@ def bool_param(values: Mapping[str, Any], name: str, default: bool) -> bool:
     if raw not in ("true", "false"):
         raise ValidationError(name, "must be true or false", value=raw)
     return bool(raw == "true")
+
+
+def limit_body(request: Request, limit: int) -> None:
+    """Refuse a body over ``limit`` bytes before reading any of it, and make sure a body
+    without a length (chunked) is not read past the limit either (Werkzeug then raises
+    ``RequestEntityTooLarge``, answered as the same 413).
+
+    Every blueprint calls this before its views, for every method: a body nobody reads
+    still costs the server its transfer.
+    """
+    environ = request.environ
+    length = environ.get("CONTENT_LENGTH")
+    if not length and "chunked" not in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+        return  # no body: a config read, the hot path, stops here
+    request.max_content_length = limit
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large(limit)
+
+
+def too_large(limit: int | None) -> PayloadTooLarge:
+    stated = f"{limit} bytes" if limit is not None else "the configured size"
+    return PayloadTooLarge(
+        f"the request body is larger than {stated} (GRAYRELEASE_MAX_BODY_BYTES)",
+        details={"field": "body", "limit": limit},
+    )
+
+
+def require_json(request: Request) -> None:
+    """A 415 unless the body is declared ``application/json`` (a form or ``text/plain``
+    body is what a cross-site page can make a browser send without asking)."""
+    if request.mimetype != "application/json":
+        raise UnsupportedMediaType(
+            "send the body as Content-Type: application/json",
+            details={"contentType": request.mimetype or None},
+        )
 
 
 def json_body(request: Request, *, optional: bool = False) -> Any:

@@ -30,6 +30,7 @@ ERRORS = {
     "400": _json(ERROR, "Invalid input; details.field names the field"),
     "401": _json(ERROR, "No valid identity (Authorization: Bearer <token>)"),
     "403": _json(ERROR, "The actor may not do this"),
+    "413": _json(ERROR, "The body is over GRAYRELEASE_MAX_BODY_BYTES; details.limit says it"),
 }
 NOT_FOUND = {"404": _json(ERROR, "No such plan")}
 CONFLICT = {"409": _json(ERROR, "Not allowed in the plan's state, or the plan changed meanwhile")}
@@ -1146,6 +1147,22 @@ def _paths() -> dict[str, Any]:
                     "201": _json(_ref("Session"), "The actor and the CSRF token"),
                     "400": ERRORS["400"],
                     "401": ERRORS["401"],
+                    "403": _json(
+                        ERROR,
+                        "Sent from another site (Origin or Sec-Fetch-Site); details.reason "
+                        "says which",
+                    ),
+                    "413": ERRORS["413"],
+                    "415": _json(ERROR, "The body is not declared application/json"),
+                    "429": {
+                        **_json(ERROR, "Too many wrong tokens from this address lately"),
+                        "headers": {
+                            "Retry-After": {
+                                "description": "Seconds to wait before the next try",
+                                "schema": {"type": "integer", "minimum": 1},
+                            }
+                        },
+                    },
                 },
             },
             "get": {
@@ -1154,7 +1171,8 @@ def _paths() -> dict[str, Any]:
                 "responses": {"200": _json(_ref("Session"), "The session"), "401": ERRORS["401"]},
             },
             "delete": {
-                "summary": "Log out: clears the session cookie",
+                "summary": "Log out: ends the session in the store (every copy of the cookie) "
+                "and clears the cookie",
                 "security": [{}],
                 "responses": {"204": {"description": "Logged out"}},
             },

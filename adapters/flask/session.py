@@ -6,6 +6,12 @@ when the request came over HTTPS. The cookie carries a CSRF token, answered once
 by ``GET /session``: every state-changing request the cookie authenticates must send it back
 in ``X-CSRF-Token``. A request with ``Authorization: Bearer`` is not a browser's and needs no
 CSRF token; a host's own login (``grayrelease_identify``) is the host's to protect.
+
+Logging in is guarded too (login CSRF: a page elsewhere logging the browser in as its author):
+``POST /session`` takes only ``application/json`` (which a cross-site form cannot send) from
+the console's own origin (``Origin`` and ``Sec-Fetch-Site`` when the browser sends them).
+Each session is a row in the store, so ``DELETE /session`` ends every copy of its cookie in
+every process on the database. Wrong tokens slow their source down (see ``throttle``).
 """
 
 from __future__ import annotations
@@ -28,10 +34,12 @@ from grayrelease_core import (
     hookimpl,
 )
 from grayrelease_core.context import request_token_scope
+from grayrelease_core.errors import TooManyRequests
 
 from .caller import state
-from .http import json_body, json_response, query
+from .http import json_body, json_response, query, require_json
 from .identity import STORED_PREFIX, bearer_token, token_matches
+from .throttle import LoginThrottle
 
 COOKIE = "grayrelease_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -69,7 +77,7 @@ class SessionIdentity:
     def grayrelease_identify(self, request: Any) -> str | None:
         if bearer_token(request) is not None:
             return None
-        session = read_session(request, self._keys)
+        session = read_session(request, self._keys, self._engine)
         if session is None:
             return None
         if request.method not in SAFE_METHODS:
@@ -90,7 +98,9 @@ class SessionIdentity:
         return str(session["actor"])
 
 
-def read_session(request: Any, keys: SessionKeys) -> dict[str, Any] | None:
+def signed_session(request: Any, keys: SessionKeys) -> dict[str, Any] | None:
+    """The cookie's content if its signature holds and it has not aged out (whether its
+    session has ended is the store's to say: see ``read_session``)."""
     raw = request.cookies.get(COOKIE)
     if not raw:
         return None
@@ -98,22 +108,59 @@ def read_session(request: Any, keys: SessionKeys) -> dict[str, Any] | None:
         data = keys.serializer.loads(raw, max_age=int(keys.lifetime.total_seconds()))
     except BadSignature:
         return None
-    return data if isinstance(data, dict) and "actor" in data and "csrf" in data else None
+    wanted = ("actor", "csrf", "sid")
+    return data if isinstance(data, dict) and all(k in data for k in wanted) else None
 
 
-def register_session_routes(api: Blueprint, keys: SessionKeys, tokens: dict[str, str]) -> None:
+def read_session(request: Any, keys: SessionKeys, engine: GrayRelease) -> dict[str, Any] | None:
+    """The cookie's session if it is still open in the store (a logout in any process, or
+    a cookie from before sessions were stored, makes it ``None``)."""
+    data = signed_session(request, keys)
+    if data is None or not isinstance(data["sid"], str):
+        return None
+    stored = engine.active_session(data["sid"])
+    if stored is None or stored.actor != data["actor"]:
+        return None
+    return {**data, "token": stored.token_id}
+
+
+def register_session_routes(
+    api: Blueprint, keys: SessionKeys, tokens: dict[str, str], throttle: LoginThrottle
+) -> None:
     @api.post("/session")
     def login() -> Response:
         query(request, ())
+        same_origin(request)
+        require_json(request)
+        engine = state().engine
+        source = request.remote_addr or ""
+        waiting = throttle.wait(source)
+        if waiting is not None:
+            seconds, first = waiting
+            if first:  # one audit row per wait, so a flood of refusals cannot flood the trail
+                engine.record_refused_login(
+                    source, "console logins from this address are throttled", retryAfter=seconds
+                )
+            raise TooManyRequests(
+                f"too many wrong tokens from this address; try again in {seconds} s",
+                retry_after=seconds,
+            )
         body = json_body(request)
         if not isinstance(body, dict) or set(body) != {"token"}:
             raise ValidationError("token", 'send {"token": "..."}: an API token to log in with')
         secret = body["token"]
         if not isinstance(secret, str) or not secret:
             raise ValidationError("token", "must be a token", value=type(secret).__name__)
-        actor, token_id = _who(secret, tokens)
+        try:
+            actor, token_id = _who(secret, tokens)
+        except Unauthenticated as refused:
+            throttle.failed(source)
+            engine.record_refused_login(source, refused.message)
+            raise
+        throttle.succeeded(source)
+        session = engine.open_session(actor, token_id, keys.lifetime)
         csrf = secrets.token_urlsafe(24)
-        cookie = keys.serializer.dumps({"actor": actor, "csrf": csrf, "token": token_id})
+        cookie = keys.serializer.dumps({"actor": actor, "csrf": csrf, "sid": session.id})
         answer = json_response({"actor": actor, "csrfToken": csrf}, 201)
         answer.set_cookie(
             COOKIE,
@@ -129,7 +176,7 @@ def register_session_routes(api: Blueprint, keys: SessionKeys, tokens: dict[str,
     @api.get("/session")
     def whoami() -> Response:
         query(request, ())
-        session = read_session(request, keys)
+        session = read_session(request, keys, state().engine)
         if session is None:
             raise Unauthenticated("no session: log in with POST /session")
         return json_response({"actor": session["actor"], "csrfToken": session["csrf"]})
@@ -137,9 +184,32 @@ def register_session_routes(api: Blueprint, keys: SessionKeys, tokens: dict[str,
     @api.delete("/session")
     def logout() -> Response:
         query(request, ())
+        signed = signed_session(request, keys)
+        if signed is not None and isinstance(signed["sid"], str):
+            state().engine.end_session(signed["sid"])
         answer = Response(status=204)
         answer.delete_cookie(COOKIE, path="/", httponly=True, samesite="Lax")
         return answer
+
+
+def same_origin(request: Any) -> None:
+    """A 403 for a login another site's page started: ``Sec-Fetch-Site`` other than
+    ``same-origin`` or ``none`` (typed in the address bar), or an ``Origin`` that is not this
+    server's. A request with neither header (curl, a script) is not a browser's and passes."""
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None and site not in ("same-origin", "none"):
+        raise PermissionDenied(
+            f"a login must come from the console's own page, not a {site} one",
+            details={"reason": "cross-site", "secFetchSite": site},
+        )
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        own = f"{request.scheme}://{request.host}"
+        if origin.lower() != own.lower():
+            raise PermissionDenied(
+                f"a login must come from this server's origin ({own}), not {origin}",
+                details={"reason": "cross-origin", "origin": origin[:200]},
+            )
 
 
 def _who(secret: str, tokens: dict[str, str]) -> tuple[str, str | None]:

@@ -49,7 +49,7 @@ from grayrelease_core import (
     PlanStatus,
     Progress,
 )
-from grayrelease_core.access import ApiToken, Grant
+from grayrelease_core.access import ApiToken, ConsoleSession, Grant
 from grayrelease_core.audit import GENESIS, AuditReport, Break, ChainedRow, link, verify
 from grayrelease_core.checks import auto_rollback_from_json
 from grayrelease_core.inbox import InboxMessage
@@ -73,6 +73,7 @@ from .tables import (
     MonitorRow,
     NotificationRow,
     PlanRow,
+    SessionRow,
     TokenRow,
     UtcDateTime,
 )
@@ -1065,6 +1066,38 @@ class SqlPlanStore:
             ).all()
         return [_token(row) for row in rows]
 
+    def add_session(self, session: ConsoleSession) -> None:
+        def work(conn: Connection) -> None:
+            # Logins prune what no cookie can still name, so the table stays bounded.
+            conn.execute(delete(SessionRow).where(SessionRow.expires_at < session.created_at))
+            conn.execute(
+                insert(SessionRow).values(
+                    id=session.id,
+                    actor=session.actor,
+                    token_id=session.token_id,
+                    created_at=session.created_at,
+                    expires_at=session.expires_at,
+                    ended_at=session.ended_at,
+                )
+            )
+
+        run_write(self._engine, work)
+
+    def get_session(self, session_id: str) -> ConsoleSession | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(SessionRow).where(SessionRow.id == session_id)).one_or_none()
+        return None if row is None else _session(row)
+
+    def end_session(self, session_id: str, at: datetime) -> None:
+        def work(conn: Connection) -> None:
+            conn.execute(
+                update(SessionRow)
+                .where(SessionRow.id == session_id, SessionRow.ended_at.is_(None))
+                .values(ended_at=at)
+            )
+
+        run_write(self._engine, work)
+
     def close(self) -> None:
         self._engine.dispose()
 
@@ -1439,6 +1472,17 @@ def _token(row: Any) -> ApiToken:
         expires_at=row.expires_at,
         revoked_at=row.revoked_at,
         name=row.name,
+    )
+
+
+def _session(row: Any) -> ConsoleSession:
+    return ConsoleSession(
+        id=row.id,
+        actor=row.actor,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        token_id=row.token_id,
+        ended_at=row.ended_at,
     )
 
 

@@ -339,3 +339,18 @@ class TokenRow(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     __table_args__ = (Index(None, "actor"),)
+
+
+class SessionRow(Base):
+    """gray_release_session: console logins, so that a logout ends a copied cookie too."""
+
+    __tablename__ = "gray_release_session"
+
+    id: Mapped[str] = mapped_column(Key(32), primary_key=True)
+    actor: Mapped[str] = mapped_column(Key(128))
+    token_id: Mapped[str | None] = mapped_column(Key(32))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    __table_args__ = (Index(None, "expires_at"),)
