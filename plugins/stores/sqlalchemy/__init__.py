@@ -8,6 +8,7 @@ from sqlalchemy import Engine
 
 from grayrelease_core import Settings, hookimpl
 from grayrelease_core.audit import audit_key
+from grayrelease_core.clock import SystemClock
 from grayrelease_core.migrations import MigrationSet, prepare_schema
 from grayrelease_core.sql import make_engine
 
@@ -31,7 +32,7 @@ def grayrelease_make_store(settings: Settings) -> SqlPlanStore:
     try:
         prepare_schema(store_migrations(engine), auto_migrate=settings.auto_migrate)
         store = SqlPlanStore(engine, audit_key=key)
-        store.start_audit_chain()
+        store.start_audit_chain(SystemClock().now())
     except BaseException:
         engine.dispose()
         raise

@@ -90,6 +90,7 @@ SAMPLE_BATCH = 5_000
 HIT_COLUMNS = ("plan_id", "instance_id", "instance_ip", "first_seen", "last_seen", "hits")
 MAX_INSTANCE_ID = 256
 log = logging.getLogger("grayrelease")
+audit_log = logging.getLogger("grayrelease.audit")
 
 
 def _storable(hit: InstanceHits) -> bool:
@@ -350,16 +351,31 @@ class SqlPlanStore:
             )
         return report
 
-    def start_audit_chain(self) -> None:
-        """Link the rows written before the chain existed (once, by the first process to
-        open the database after the upgrade; the head's row lock makes the others wait)."""
+    def start_audit_chain(self, now: datetime) -> None:
+        """Link the rows written before the chain existed: once, by the first process to open
+        a database that migration 0007 marked (the head's row lock makes the others wait).
 
-        def work(conn: Connection) -> None:
+        Rows without a place in the chain are linked only under that marker, never because
+        the head stands at zero: otherwise clearing every link and the head would have the
+        next process re-link (and, with a key, sign) whatever rows were left or changed.
+        """
+
+        def work(conn: Connection) -> int | None:
             head = conn.execute(
-                select(AuditHeadRow.seq).where(AuditHeadRow.id == HEAD).with_for_update()
-            ).scalar()
-            if head != 0:
-                return  # the chain has begun (or the schema is not there: writes say so)
+                select(AuditHeadRow.seq, AuditHeadRow.legacy_pending)
+                .where(AuditHeadRow.id == HEAD)
+                .with_for_update()
+            ).one_or_none()
+            if head is None or not head.legacy_pending:
+                return None  # linked already, or nothing to link (or no schema: writes say so)
+            begun = conn.scalar(select(LogRow.id).where(LogRow.seq.isnot(None)).limit(1))
+            if head.seq != 0 or begun is not None:
+                # The marker was set around the store on a chain that has begun: linking
+                # now would sign rows nobody vouched for. They stay a break.
+                audit_log.error(
+                    "audit: the legacy marker is set on a chain that has begun; not linking"
+                )
+                return None
             previous, seq = GENESIS, 0
             for row in self._scan(LogRow.seq.is_(None), conn):
                 seq += 1
@@ -367,14 +383,28 @@ class SqlPlanStore:
                 conn.execute(
                     update(LogRow).where(LogRow.id == row.id).values(seq=seq, row_hash=previous)
                 )
-            if seq:
-                conn.execute(
-                    update(AuditHeadRow)
-                    .where(AuditHeadRow.id == HEAD)
-                    .values(seq=seq, row_hash=previous)
+            conn.execute(
+                update(AuditHeadRow)
+                .where(AuditHeadRow.id == HEAD)
+                .values(
+                    seq=seq,
+                    row_hash=previous,
+                    legacy_pending=False,
+                    legacy_seq=seq,
+                    legacy_at=now,
                 )
+            )
+            return seq
 
-        run_write(self._engine, work)
+        linked = run_write(self._engine, work)
+        if linked is not None:
+            # Once per installation: a second one in the log means the marker was set again.
+            audit_log.warning(
+                "audit: linked %d rows from before the chain (seq 1-%d) at %s",
+                linked,
+                linked,
+                now.isoformat(),
+            )
 
     def _scan(self, where: Any, conn: Connection | None = None) -> Iterator[Any]:
         """Log rows matching ``where`` in insertion order, in chunks."""
