@@ -3,7 +3,9 @@
 Each row of ``gray_release_log`` gets a sequence number and a hash of its own content and of
 the previous row's hash, so that changing a row, deleting one or slipping one in without the
 store breaks the chain at that row. The store keeps the chain's head (the last sequence number
-and hash) beside the rows: deleting the newest rows is caught too.
+and hash) beside the rows: deleting the newest rows is caught too, unless the head was moved
+back with them; that, and deleting every row, only a checkpoint kept outside the database
+shows (``grayrelease_core.checkpoint``).
 
 Anyone who can write the database can also recompute a whole chain. With ``audit.key`` set
 (a secret kept outside the database) the links are HMACs that only a holder of the key can
@@ -21,6 +23,7 @@ from typing import Any
 
 import attrs
 
+from .checkpoint import CheckpointCheck
 from .errors import ValidationError
 from .models import LogRecord
 from .rules import rules_object
@@ -100,20 +103,22 @@ class Break:
 
 @attrs.frozen
 class AuditReport:
-    """What ``verify`` found: ``ok``, or the first break."""
+    """What ``verify`` found: ``ok``, or the first break (and how each checkpoint held)."""
 
     rows: int
     """Rows checked."""
     checked_at: datetime
     first_break: Break | None = None
+    checkpoints: tuple[CheckpointCheck, ...] = ()
+    """The checkpoints given to the check (``grayrelease_core.checkpoint``), in their order."""
 
     @property
     def ok(self) -> bool:
-        return self.first_break is None
+        return self.first_break is None and all(found.ok for found in self.checkpoints)
 
     def to_wire(self) -> dict[str, Any]:
         found = self.first_break
-        return {
+        wire: dict[str, Any] = {
             "ok": self.ok,
             "rows": self.rows,
             "checkedAt": self.checked_at.isoformat(),
@@ -126,6 +131,9 @@ class AuditReport:
                 "detail": found.detail,
             },
         }
+        if self.checkpoints:
+            wire["checkpoints"] = [held.to_wire() for held in self.checkpoints]
+        return wire
 
 
 @attrs.frozen

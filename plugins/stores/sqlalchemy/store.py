@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import logging
 import operator
 from collections.abc import Collection, Iterable, Iterator, Sequence
@@ -51,6 +52,7 @@ from grayrelease_core import (
 )
 from grayrelease_core.access import ApiToken, Grant
 from grayrelease_core.audit import GENESIS, AuditReport, Break, ChainedRow, link, verify
+from grayrelease_core.checkpoint import Checkpoint, check_all
 from grayrelease_core.checks import auto_rollback_from_json
 from grayrelease_core.inbox import InboxMessage
 from grayrelease_core.intent import Intent, busy_error
@@ -312,7 +314,40 @@ class SqlPlanStore:
             yield from map(_log_record, rows)
             last = rows[-1].id
 
-    def verify_audit(self, now: datetime) -> AuditReport:
+    def verify_audit(self, now: datetime, checkpoints: Sequence[Checkpoint] = ()) -> AuditReport:
+        report = self._verify_chain(now)
+        if not checkpoints:
+            return report
+        # Read after the walk: a row committed since has a higher number and moves the head
+        # forward, never back, so a checkpoint that held during the walk still holds here.
+        with self._engine.connect() as conn:
+            head_seq = conn.scalar(select(AuditHeadRow.seq).where(AuditHeadRow.id == HEAD))
+            wanted = sorted({cp.seq for cp in checkpoints})
+            hashes = {
+                row.seq: row.row_hash
+                for row in conn.execute(
+                    select(LogRow.seq, LogRow.row_hash).where(LogRow.seq.in_(wanted))
+                )
+                if row.row_hash is not None
+            }
+        held = check_all(checkpoints, int(head_seq or 0), hashes, self._audit_key)
+        return attrs.evolve(report, checkpoints=held)
+
+    def audit_checkpoint(self, now: datetime) -> Checkpoint:
+        with self._engine.connect() as conn:
+            head = conn.execute(
+                select(AuditHeadRow.seq, AuditHeadRow.row_hash).where(AuditHeadRow.id == HEAD)
+            ).one_or_none()
+        if head is None:
+            raise ConfigurationError(
+                "gray_release_audit_head has no row; run `grayrelease db upgrade`"
+            )
+        checkpoint = Checkpoint.take(head.seq, head.row_hash, now, self._audit_key)
+        # Log shipping keeps a copy off the database; `audit verify --checkpoint` reads it.
+        audit_log.info("audit checkpoint %s", json.dumps(checkpoint.to_wire()))
+        return checkpoint
+
+    def _verify_chain(self, now: datetime) -> AuditReport:
         with self._engine.connect() as conn:
             head = conn.execute(
                 select(AuditHeadRow.seq, AuditHeadRow.row_hash).where(AuditHeadRow.id == HEAD)
