@@ -26,7 +26,7 @@ import attrs
 from .checkpoint import CheckpointCheck
 from .errors import ValidationError
 from .models import LogRecord
-from .rules import rules_object
+from .rules import positive_int, rules_object
 
 GENESIS = "0" * 64
 """The "previous hash" of the first row."""
@@ -75,9 +75,12 @@ def link(previous: str, row: LogRecord, seq: int, key: bytes | None) -> str:
     return hashlib.sha256(message).hexdigest()
 
 
+AUDIT_SETTINGS = ("key", "checkpoint_every")
+
+
 def audit_key(section: Mapping[str, Any]) -> bytes | None:
     """The ``audit`` settings section's ``key`` (``None``: plain SHA-256 links)."""
-    data = rules_object(section, allowed=("key",), required=(), field="settings.audit")
+    data = rules_object(section, allowed=AUDIT_SETTINGS, required=(), field="settings.audit")
     key = data.get("key")
     if key is None:
         return None
@@ -86,6 +89,16 @@ def audit_key(section: Mapping[str, Any]) -> bytes | None:
             "settings.audit.key", f"must be a secret of at least {MIN_KEY} characters"
         )
     return key.encode()
+
+
+def checkpoint_every(section: Mapping[str, Any]) -> int | None:
+    """The ``audit`` settings section's ``checkpoint_every``: log a checkpoint of the chain
+    to ``grayrelease.audit`` each time its length passes a multiple of it (``None``: never)."""
+    data = rules_object(section, allowed=AUDIT_SETTINGS, required=(), field="settings.audit")
+    every = data.get("checkpoint_every")
+    if every is None:
+        return None
+    return positive_int(every, "settings.audit.checkpoint_every")
 
 
 @attrs.frozen

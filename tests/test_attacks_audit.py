@@ -27,7 +27,7 @@ from grayrelease_core import GrayRelease, ManualClock
 from grayrelease_core.audit import GENESIS, link
 from grayrelease_core.checkpoint import Checkpoint, read_checkpoints
 from grayrelease_core.migrations import upgrade
-from grayrelease_core.sql import make_engine
+from grayrelease_core.sql import after_commit, make_engine, run_write
 
 from .databases import fresh_database
 from .test_audit import walk_a_plan
@@ -415,3 +415,59 @@ def test_the_http_api_fails_a_checkpoint_the_chain_no_longer_holds(
         assert refused.json["error"]["details"]["field"] == "checkpoint[0]"
     finally:
         app.extensions["grayrelease"].close(app)
+
+
+def test_checkpoints_logged_every_n_rows_catch_a_truncation_without_a_manual_one(
+    url: str, tmp_path: Path, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = {
+        "database_url": url,
+        "background_sync": False,
+        "audit": {"key": KEY, "checkpoint_every": 3},
+    }
+    with (
+        caplog.at_level(logging.INFO, logger="grayrelease.audit"),
+        GrayRelease.from_settings(settings, clock=clock, load_entrypoints=False) as gr,
+    ):
+        walk_a_plan(gr, clock, "a")  # rows 1-4
+        walk_a_plan(gr, clock, "b")  # rows 5-8
+    shipped = tmp_path / "app.log"
+    shipped.write_text(
+        "".join(f"INFO {r.name}: {r.getMessage()}\n" for r in caplog.records), encoding="utf-8"
+    )
+    logged = [cp for _, cp in read_checkpoints(shipped.read_text(encoding="utf-8"), "log")]
+    assert [cp.seq for cp in logged] == [3, 6]
+    assert all(cp.signature for cp in logged)
+    held = grayrelease(url, tmp_path, KEY, "audit", "verify", "--checkpoint", str(shipped))
+    assert held.exit_code == 0, held.output
+
+    kept = scalar(url, "SELECT row_hash FROM gray_release_log WHERE seq = 4")
+    sql(
+        url,
+        "DELETE FROM gray_release_log WHERE seq > 4",
+        "UPDATE gray_release_audit_head SET seq = 4, row_hash = :h",
+        h=kept,
+    )
+    caught = grayrelease(url, tmp_path, KEY, "audit", "verify", "--checkpoint", str(shipped))
+    assert caught.exit_code == 1
+    assert f"{shipped}:2: deleted: checkpoint seq 6" in caught.output
+
+
+def test_a_checkpoint_is_logged_only_for_rows_that_committed(url: str) -> None:
+    # The hook the store logs periodic checkpoints through: a rolled-back write says nothing.
+    told: list[str] = []
+    engine = make_engine(url)
+    try:
+
+        def fails(conn: Any) -> None:
+            assert after_commit(conn, lambda: told.append("rolled back"))
+            raise RuntimeError("the write fails after the rows were linked")
+
+        with pytest.raises(RuntimeError):
+            run_write(engine, fails)
+        assert run_write(engine, lambda conn: after_commit(conn, lambda: told.append("ok")))
+        with engine.connect() as conn:
+            assert not after_commit(conn, lambda: told.append("outside run_write"))
+    finally:
+        engine.dispose()
+    assert told == ["ok"]

@@ -60,7 +60,7 @@ from grayrelease_core.models import ConfigRef, InstanceHits, Sample
 from grayrelease_core.notify import Message
 from grayrelease_core.outbox import Attempt, DeliveryState, Notification
 from grayrelease_core.routing import routing_from_json
-from grayrelease_core.sql import run_write
+from grayrelease_core.sql import after_commit, run_write
 from grayrelease_core.store import LogQuery, ProgressChange
 
 from .tables import (
@@ -110,6 +110,11 @@ def _storable(hit: InstanceHits) -> bool:
     return True
 
 
+def _log_checkpoint(checkpoint: Checkpoint) -> None:
+    """Log shipping keeps a copy off the database; `audit verify --checkpoint` reads it."""
+    audit_log.info("audit checkpoint %s", json.dumps(checkpoint.to_wire(), sort_keys=True))
+
+
 def live_key(ref: ConfigRef) -> str:
     """A fixed-length digest of a key's coordinates, unique-indexed while a plan holds it."""
     return hashlib.sha256("\x1f".join(ref).encode()).hexdigest()
@@ -118,9 +123,16 @@ def live_key(ref: ConfigRef) -> str:
 class SqlPlanStore:
     """The built-in store; every write is one transaction with its audit row."""
 
-    def __init__(self, engine: Engine, *, audit_key: bytes | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        audit_key: bytes | None = None,
+        checkpoint_every: int | None = None,
+    ) -> None:
         self._engine = engine
         self._audit_key = audit_key
+        self._checkpoint_every = checkpoint_every
 
     # --- reads ----------------------------------------------------------------------------
 
@@ -343,8 +355,7 @@ class SqlPlanStore:
                 "gray_release_audit_head has no row; run `grayrelease db upgrade`"
             )
         checkpoint = Checkpoint.take(head.seq, head.row_hash, now, self._audit_key)
-        # Log shipping keeps a copy off the database; `audit verify --checkpoint` reads it.
-        audit_log.info("audit checkpoint %s", json.dumps(checkpoint.to_wire()))
+        _log_checkpoint(checkpoint)
         return checkpoint
 
     def _verify_chain(self, now: datetime) -> AuditReport:
@@ -1157,9 +1168,14 @@ class SqlPlanStore:
             select(AuditHeadRow.seq, AuditHeadRow.row_hash).where(AuditHeadRow.id == HEAD)
         ).one()
         rows = []
+        every = self._checkpoint_every
         for number, entry in enumerate(logs, start=seq - len(logs) + 1):
             previous = link(previous, entry, number, self._audit_key)
             rows.append({**_log_values(entry), "seq": number, "row_hash": previous})
+            if every and number % every == 0:
+                checkpoint = Checkpoint.take(number, previous, entry.at, self._audit_key)
+                # Only once committed: a checkpoint of rows rolled back would never hold.
+                after_commit(conn, functools.partial(_log_checkpoint, checkpoint))
         conn.execute(insert(LogRow), rows)
         conn.execute(update(AuditHeadRow).where(AuditHeadRow.id == HEAD).values(row_hash=previous))
 
