@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -148,12 +150,29 @@ def test_rows_without_a_place_in_the_chain_are_never_relinked_by_the_next_proces
         f"UPDATE gray_release_audit_head SET seq = 0, row_hash = '{GENESIS}'",
         id=first + 1,
     )
-    with caplog.at_level(logging.INFO, logger="grayrelease.audit"):
-        verified = grayrelease(url, tmp_path, key, "audit", "verify", "--json")
-    assert verified.exit_code == 1
-    found = json.loads(verified.output)["firstBreak"]
+    # The next process: the real console script, a process of its own.
+    verified = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("grayrelease")),
+            "--database-url",
+            url,
+            *settings_file(tmp_path, key),
+            "audit",
+            "verify",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert verified.returncode == 1, verified.stderr
+    found = json.loads(verified.stdout)["firstBreak"]
     assert (found["problem"], found["logId"], found["seq"]) == ("inserted", first, 1)
     assert scalar(url, "SELECT COUNT(*) FROM gray_release_log WHERE seq IS NOT NULL") == 0
+    assert "rows from before the chain" not in verified.stderr
+    with caplog.at_level(logging.INFO, logger="grayrelease.audit"):
+        assert grayrelease(url, tmp_path, key, "audit", "verify").exit_code == 1
     assert "rows from before the chain" not in caplog.text
 
     # The process goes on writing: its rows are linked, the cleared ones stay a break.
