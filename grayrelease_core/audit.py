@@ -3,7 +3,9 @@
 Each row of ``gray_release_log`` gets a sequence number and a hash of its own content and of
 the previous row's hash, so that changing a row, deleting one or slipping one in without the
 store breaks the chain at that row. The store keeps the chain's head (the last sequence number
-and hash) beside the rows: deleting the newest rows is caught too.
+and hash) beside the rows: deleting the newest rows is caught too, unless the head was moved
+back with them; that, and deleting every row, only a checkpoint kept outside the database
+shows (``grayrelease_core.checkpoint``).
 
 Anyone who can write the database can also recompute a whole chain. With ``audit.key`` set
 (a secret kept outside the database) the links are HMACs that only a holder of the key can
@@ -21,9 +23,10 @@ from typing import Any
 
 import attrs
 
+from .checkpoint import CheckpointCheck
 from .errors import ValidationError
 from .models import LogRecord
-from .rules import rules_object
+from .rules import positive_int, rules_object
 
 GENESIS = "0" * 64
 """The "previous hash" of the first row."""
@@ -72,9 +75,12 @@ def link(previous: str, row: LogRecord, seq: int, key: bytes | None) -> str:
     return hashlib.sha256(message).hexdigest()
 
 
+AUDIT_SETTINGS = ("key", "checkpoint_every")
+
+
 def audit_key(section: Mapping[str, Any]) -> bytes | None:
     """The ``audit`` settings section's ``key`` (``None``: plain SHA-256 links)."""
-    data = rules_object(section, allowed=("key",), required=(), field="settings.audit")
+    data = rules_object(section, allowed=AUDIT_SETTINGS, required=(), field="settings.audit")
     key = data.get("key")
     if key is None:
         return None
@@ -83,6 +89,16 @@ def audit_key(section: Mapping[str, Any]) -> bytes | None:
             "settings.audit.key", f"must be a secret of at least {MIN_KEY} characters"
         )
     return key.encode()
+
+
+def checkpoint_every(section: Mapping[str, Any]) -> int | None:
+    """The ``audit`` settings section's ``checkpoint_every``: log a checkpoint of the chain
+    to ``grayrelease.audit`` each time its length passes a multiple of it (``None``: never)."""
+    data = rules_object(section, allowed=AUDIT_SETTINGS, required=(), field="settings.audit")
+    every = data.get("checkpoint_every")
+    if every is None:
+        return None
+    return positive_int(every, "settings.audit.checkpoint_every")
 
 
 @attrs.frozen
@@ -100,20 +116,22 @@ class Break:
 
 @attrs.frozen
 class AuditReport:
-    """What ``verify`` found: ``ok``, or the first break."""
+    """What ``verify`` found: ``ok``, or the first break (and how each checkpoint held)."""
 
     rows: int
     """Rows checked."""
     checked_at: datetime
     first_break: Break | None = None
+    checkpoints: tuple[CheckpointCheck, ...] = ()
+    """The checkpoints given to the check (``grayrelease_core.checkpoint``), in their order."""
 
     @property
     def ok(self) -> bool:
-        return self.first_break is None
+        return self.first_break is None and all(found.ok for found in self.checkpoints)
 
     def to_wire(self) -> dict[str, Any]:
         found = self.first_break
-        return {
+        wire: dict[str, Any] = {
             "ok": self.ok,
             "rows": self.rows,
             "checkedAt": self.checked_at.isoformat(),
@@ -126,6 +144,9 @@ class AuditReport:
                 "detail": found.detail,
             },
         }
+        if self.checkpoints:
+            wire["checkpoints"] = [held.to_wire() for held in self.checkpoints]
+        return wire
 
 
 @attrs.frozen

@@ -37,6 +37,7 @@ from .access import (
 from .analysis import analyze
 from .audit import AuditReport
 from .backend import ConfigBackend
+from .checkpoint import Checkpoint
 from .checks import AutoRollback, parse_auto_rollback
 from .clock import Clock, SystemClock
 from .context import request_source, request_token_scope
@@ -443,10 +444,16 @@ class GrayRelease:
         """Every audit row ``query`` matches (its paging ignored), read a chunk at a time."""
         return self._store.each_log(query)
 
-    def verify_audit(self) -> AuditReport:
+    def verify_audit(self, checkpoints: Sequence[Checkpoint] = ()) -> AuditReport:
         """Walk the audit chain; the report names the first row altered, deleted or added
-        around the store, if any."""
-        return self._store.verify_audit(self.clock.now())
+        around the store, if any, and each checkpoint the chain no longer holds (the newest
+        rows deleted with the head moved back, which the chain alone cannot show)."""
+        return self._store.verify_audit(self.clock.now(), checkpoints)
+
+    def audit_checkpoint(self) -> Checkpoint:
+        """The audit chain's head now, signed with ``audit.key``: keep it outside the
+        database and give it to ``verify_audit`` later."""
+        return self._store.audit_checkpoint(self.clock.now())
 
     def plan_instances(
         self, plan_id: str, page: int = 1, page_size: int = 50

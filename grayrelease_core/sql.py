@@ -21,6 +21,7 @@ from sqlalchemy.pool import StaticPool
 from .errors import ValidationError
 
 IMMEDIATE = "grayrelease_immediate"
+AFTER_COMMIT = "grayrelease_after_commit"
 RETRYABLE = frozenset({"40P01", "40001", 1213})
 """PostgreSQL deadlock / serialization failure; MySQL deadlock. (Not MySQL's lock wait
 timeout: after 50 s of waiting, waiting again only makes a caller wait minutes.)"""
@@ -49,14 +50,34 @@ def run_write(engine: Engine, work: Callable[[Connection], T], *, attempts: int 
     a deadlock or serialization victim (InnoDB does so when two inserts meet on one unique
     index). Each attempt is the whole transaction, so optimistic checks run again too."""
     for attempt in range(1, attempts + 1):
+        committed: list[Callable[[], None]] = []  # an attempt rolled back drops its own
         try:
             with writing(engine) as conn:
-                return work(conn)
+                conn.info[AFTER_COMMIT] = committed
+                try:
+                    result = work(conn)
+                finally:  # the pool keeps ``info`` with the connection for its next user
+                    conn.info.pop(AFTER_COMMIT, None)
         except DBAPIError as exc:
             if attempt == attempts or not _victim(exc):
                 raise
             time.sleep(random.uniform(0.005, 0.03) * attempt)
+            continue
+        for callback in committed:
+            callback()
+        return result
     raise AssertionError("unreachable")
+
+
+def after_commit(conn: Connection, callback: Callable[[], None]) -> bool:
+    """Call ``callback`` once the ``run_write`` transaction of ``conn`` has committed (never
+    if it rolls back): for telling the world what is durable. ``False`` outside
+    ``run_write``, and the callback is dropped."""
+    pending = conn.info.get(AFTER_COMMIT)
+    if pending is None:
+        return False
+    pending.append(callback)
+    return True
 
 
 def _victim(exc: DBAPIError) -> bool:

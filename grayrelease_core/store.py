@@ -15,6 +15,7 @@ import attrs
 
 from .access import ApiToken, ConsoleSession, Grant
 from .audit import AuditReport
+from .checkpoint import Checkpoint
 from .errors import ValidationError
 from .inbox import InboxMessage
 from .intent import Intent
@@ -288,8 +289,14 @@ class PlanStore(Protocol):
         export of any size in bounded memory."""
         ...
 
-    def verify_audit(self, now: datetime) -> AuditReport:
-        """Walk the audit chain; the first row where it breaks (``grayrelease_core.audit``)."""
+    def verify_audit(self, now: datetime, checkpoints: Sequence[Checkpoint] = ()) -> AuditReport:
+        """Walk the audit chain; the first row where it breaks (``grayrelease_core.audit``),
+        and whether the chain still holds each checkpoint (``grayrelease_core.checkpoint``)."""
+        ...
+
+    def audit_checkpoint(self, now: datetime) -> Checkpoint:
+        """The chain's head now, signed with the audit key if there is one, for the operator
+        to keep outside the database (also logged to ``grayrelease.audit``)."""
         ...
 
     def record_samples(self, samples: Sequence[Sample]) -> None:

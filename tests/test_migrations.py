@@ -72,7 +72,7 @@ def test_upgrade_downgrade_upgrade_on_an_empty_database(engine: Engine) -> None:
     assert current(store) is None
     upgrade(store)
     upgrade(backend)
-    assert current(store) == head(store) == "0007"
+    assert current(store) == head(store) == "0008"
     assert current(backend) == head(backend)
     assert tables(engine) >= STORE_TABLES | BACKEND_TABLES
 
@@ -117,7 +117,7 @@ def test_a_schema_behind_is_refused_when_auto_migrate_is_off(db_url: str) -> Non
     with pytest.raises(ConfigurationError) as caught:
         GrayRelease.from_settings(settings, load_entrypoints=False)
     assert "grayrelease db upgrade" in caught.value.message
-    assert caught.value.details == {"current": None, "head": "0007"}
+    assert caught.value.details == {"current": None, "head": "0008"}
 
 
 def insert_old_plan(conn: Connection) -> None:
@@ -191,8 +191,8 @@ def test_0004_chains_the_rows_written_before_it_and_names_their_app(engine: Engi
         )
     upgrade(migrations)
     store = SqlPlanStore(engine)
-    store.start_audit_chain()
-    store.start_audit_chain()  # a second process starting: nothing changes
+    store.start_audit_chain(datetime(2026, 2, 1, tzinfo=UTC))
+    store.start_audit_chain(datetime(2026, 2, 2, tzinfo=UTC))  # a second process: no change
     rows = store.find_logs(LogQuery(newest_first=False)).items
     assert [(r.seq, r.app_name, r.environment) for r in rows] == [
         (1, "shop", "prod"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +23,7 @@ from grayrelease_core import (
     ValidationError,
 )
 from grayrelease_core.access import ANY, Scope
+from grayrelease_core.checkpoint import Checkpoint
 from grayrelease_core.lifecycle import Action
 from grayrelease_core.outbox import Notification
 from grayrelease_core.store import LogQuery
@@ -405,10 +407,14 @@ def create_api_blueprint(name: str = "grayrelease_api") -> Blueprint:
     @api.get("/audit/verify")
     def verify_audit() -> Response:
         who = actor()
-        query(request, ())
+        given = query(request, ("checkpoint",), repeatable=("checkpoint",))
+        checkpoints = [
+            Checkpoint.from_wire(_json_param(raw, f"checkpoint[{n}]"), f"checkpoint[{n}]")
+            for n, raw in enumerate(given.get("checkpoint", []))
+        ]
         engine = state().engine
         engine.authorize(who, Action.AUDIT)
-        return json_response(engine.verify_audit().to_wire())
+        return json_response(engine.verify_audit(checkpoints).to_wire())
 
     @api.get("/notifications")
     def notifications() -> Response:
@@ -488,6 +494,15 @@ def create_api_blueprint(name: str = "grayrelease_api") -> Blueprint:
         raise _no_endpoint()
 
     return api
+
+
+def _json_param(raw: str, field: str) -> Any:
+    """A query parameter that holds a JSON value (a checkpoint as `audit checkpoint` prints
+    it); malformed JSON is a 400 naming the parameter."""
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        raise ValidationError(field, "must be a JSON object") from None
 
 
 def _action(value: str) -> str:

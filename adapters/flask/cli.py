@@ -30,6 +30,8 @@ from grayrelease_core import (
     migrations,
 )
 from grayrelease_core.access import ANY, MAX_TOKEN_DAYS, ROLES, TOKEN_SCOPES, is_reserved
+from grayrelease_core.audit import AuditReport
+from grayrelease_core.checkpoint import read_checkpoints
 from grayrelease_core.migrations import MigrationSet
 from grayrelease_core.outbox import DeliveryReport
 from grayrelease_core.plugin_manager import collect, make_plugin_manager
@@ -654,32 +656,78 @@ def _echo_delivery(report: DeliveryReport) -> None:
 
 @cli.group()
 def audit() -> None:
-    """The audit trail: check its chain, export it."""
+    """The audit trail: check its chain, take checkpoints of it, export it."""
 
 
 @audit.command("verify")
 @click.pass_context
 @reporting_errors
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def audit_verify(ctx: click.Context, as_json: bool) -> None:
+@click.option(
+    "--checkpoint",
+    "checkpoint_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A file of checkpoints from `audit checkpoint`, one a line (repeatable): "
+    "fail when the chain no longer holds one.",
+)
+def audit_verify(ctx: click.Context, as_json: bool, checkpoint_files: tuple[Path, ...]) -> None:
     """Walk the audit chain; exit status 1 at the first row altered, deleted or inserted
-    around the store."""
+    around the store, or at a checkpoint the chain no longer holds (its newest rows deleted
+    and the head moved back: only a checkpoint kept outside the database shows that)."""
+    sources = [
+        found
+        for path in checkpoint_files
+        for found in read_checkpoints(path.read_text(encoding="utf-8"), str(path))
+    ]
     with engine_for(ctx) as engine:
-        report = engine.verify_audit()
+        report = engine.verify_audit([checkpoint for _, checkpoint in sources])
     if as_json:
         echo_json(report.to_wire())
-    elif report.first_break is None:
-        click.echo(f"grayrelease: audit chain intact: {report.rows} rows")
     else:
-        found = report.first_break
+        _echo_report(report, [where for where, _ in sources])
+    if not report.ok:
+        ctx.exit(1)
+
+
+def _echo_report(report: AuditReport, sources: list[str]) -> None:
+    found = report.first_break
+    if found is not None:
         where = f"row {found.log_id}" if found.log_id is not None else "the newest rows"
         click.echo(
             f"grayrelease: audit chain broken at {where} (seq {found.seq}): "
             f"{found.problem}: {found.detail}",
             err=True,
         )
-    if not report.ok:
-        ctx.exit(1)
+    for where, held in zip(sources, report.checkpoints, strict=True):
+        if not held.ok:
+            click.echo(f"grayrelease: {where}: {held.problem}: {held.detail}", err=True)
+    if report.ok:
+        held_note = f", {len(sources)} checkpoints held" if sources else ""
+        click.echo(f"grayrelease: audit chain intact: {report.rows} rows{held_note}")
+
+
+@audit.command("checkpoint")
+@click.pass_context
+@reporting_errors
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Append the checkpoint to this file (one a line) instead of printing it.",
+)
+def audit_checkpoint(ctx: click.Context, out: Path | None) -> None:
+    """The audit chain's head now ({seq, rowHash, at, signature}; signed with audit.key), as
+    one JSON line. Keep it outside the database: `audit verify --checkpoint FILE` then fails
+    if the rows up to it were deleted or rewritten, even with the head moved back."""
+    with engine_for(ctx) as engine:
+        checkpoint = engine.audit_checkpoint()
+    line = json.dumps(checkpoint.to_wire(), sort_keys=True)
+    if out is None:
+        click.echo(line)
+        return
+    with out.open("a", encoding="utf-8") as kept:
+        kept.write(line + "\n")
+    click.echo(f"grayrelease: checkpoint seq {checkpoint.seq} appended to {out}", err=True)
 
 
 @audit.command("export")

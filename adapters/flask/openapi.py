@@ -702,6 +702,37 @@ def _schemas() -> dict[str, Any]:
                         },
                     ]
                 },
+                "checkpoints": {
+                    "type": "array",
+                    "description": "Only when checkpoints were given: how each held",
+                    "items": {
+                        "type": "object",
+                        "required": ["checkpoint", "ok", "problem", "detail"],
+                        "properties": {
+                            "checkpoint": _ref("Checkpoint"),
+                            "ok": {"type": "boolean"},
+                            "problem": {
+                                "type": ["string", "null"],
+                                "enum": ["deleted", "altered", "signature", None],
+                            },
+                            "detail": {"type": "string"},
+                        },
+                    },
+                },
+            },
+        },
+        "Checkpoint": {
+            "type": "object",
+            "required": ["seq", "rowHash", "at", "signature"],
+            "properties": {
+                "seq": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+                "rowHash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                "at": {
+                    "type": "string",
+                    "format": "date-time",
+                    "pattern": "^(19[7-9][0-9]|[2-8][0-9]{3})-",  # the years 1970-8999
+                },
+                "signature": {"type": ["string", "null"]},
             },
         },
         "Instance": {
@@ -1061,7 +1092,18 @@ def _paths() -> dict[str, Any]:
         "/audit/verify": {
             "get": {
                 "summary": "Check the audit chain: the first row altered, deleted or inserted "
-                "around the store",
+                "around the store, and the checkpoints given",
+                "parameters": [
+                    {
+                        "name": "checkpoint",
+                        "in": "query",
+                        "required": False,
+                        "description": "A checkpoint as `grayrelease audit checkpoint` prints "
+                        "it, as JSON (repeatable): the report fails if the chain no longer "
+                        "holds it",
+                        "content": {"application/json": {"schema": _ref("Checkpoint")}},
+                    }
+                ],
                 "responses": {"200": _json(_ref("AuditReport"), "The report"), **ERRORS},
             }
         },

@@ -7,7 +7,8 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from grayrelease_core import Settings, hookimpl
-from grayrelease_core.audit import audit_key
+from grayrelease_core.audit import audit_key, checkpoint_every
+from grayrelease_core.clock import SystemClock
 from grayrelease_core.migrations import MigrationSet, prepare_schema
 from grayrelease_core.sql import make_engine
 
@@ -27,11 +28,12 @@ def store_migrations(engine: Engine) -> MigrationSet:
 def grayrelease_make_store(settings: Settings) -> SqlPlanStore:
     """The store of last resort: any SQLAlchemy URL (another plugin may claim a URL first)."""
     key = audit_key(settings.section("audit"))
+    every = checkpoint_every(settings.section("audit"))
     engine = make_engine(settings.database_url)
     try:
         prepare_schema(store_migrations(engine), auto_migrate=settings.auto_migrate)
-        store = SqlPlanStore(engine, audit_key=key)
-        store.start_audit_chain()
+        store = SqlPlanStore(engine, audit_key=key, checkpoint_every=every)
+        store.start_audit_chain(SystemClock().now())
     except BaseException:
         engine.dispose()
         raise

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import logging
 import operator
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
@@ -51,6 +52,7 @@ from grayrelease_core import (
 )
 from grayrelease_core.access import ApiToken, ConsoleSession, Grant
 from grayrelease_core.audit import GENESIS, AuditReport, Break, ChainedRow, link, verify
+from grayrelease_core.checkpoint import Checkpoint, check_all
 from grayrelease_core.checks import auto_rollback_from_json
 from grayrelease_core.inbox import InboxMessage
 from grayrelease_core.intent import Intent, busy_error
@@ -58,7 +60,7 @@ from grayrelease_core.models import ConfigRef, InstanceHits, Sample
 from grayrelease_core.notify import Message
 from grayrelease_core.outbox import Attempt, DeliveryState, Notification
 from grayrelease_core.routing import routing_from_json
-from grayrelease_core.sql import run_write
+from grayrelease_core.sql import after_commit, run_write
 from grayrelease_core.store import LogQuery, ProgressChange
 
 from .tables import (
@@ -91,6 +93,7 @@ SAMPLE_BATCH = 5_000
 HIT_COLUMNS = ("plan_id", "instance_id", "instance_ip", "first_seen", "last_seen", "hits")
 MAX_INSTANCE_ID = 256
 log = logging.getLogger("grayrelease")
+audit_log = logging.getLogger("grayrelease.audit")
 
 
 def _storable(hit: InstanceHits) -> bool:
@@ -108,6 +111,11 @@ def _storable(hit: InstanceHits) -> bool:
     return True
 
 
+def _log_checkpoint(checkpoint: Checkpoint) -> None:
+    """Log shipping keeps a copy off the database; `audit verify --checkpoint` reads it."""
+    audit_log.info("audit checkpoint %s", json.dumps(checkpoint.to_wire(), sort_keys=True))
+
+
 def live_key(ref: ConfigRef) -> str:
     """A fixed-length digest of a key's coordinates, unique-indexed while a plan holds it."""
     return hashlib.sha256("\x1f".join(ref).encode()).hexdigest()
@@ -116,11 +124,18 @@ def live_key(ref: ConfigRef) -> str:
 class SqlPlanStore:
     """The built-in store; every write is one transaction with its audit row."""
 
-    def __init__(self, engine: Engine, *, audit_key: bytes | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        audit_key: bytes | None = None,
+        checkpoint_every: int | None = None,
+    ) -> None:
         self._engine = engine
         self._audit_key = audit_key
         self.database_url = engine.url.render_as_string(hide_password=False)
         """Where the plans are: a backend in the same database may join our transactions."""
+        self._checkpoint_every = checkpoint_every
 
     # --- reads ----------------------------------------------------------------------------
 
@@ -314,7 +329,39 @@ class SqlPlanStore:
             yield from map(_log_record, rows)
             last = rows[-1].id
 
-    def verify_audit(self, now: datetime) -> AuditReport:
+    def verify_audit(self, now: datetime, checkpoints: Sequence[Checkpoint] = ()) -> AuditReport:
+        report = self._verify_chain(now)
+        if not checkpoints:
+            return report
+        # Read after the walk: a row committed since has a higher number and moves the head
+        # forward, never back, so a checkpoint that held during the walk still holds here.
+        with self._engine.connect() as conn:
+            head_seq = conn.scalar(select(AuditHeadRow.seq).where(AuditHeadRow.id == HEAD))
+            wanted = sorted({cp.seq for cp in checkpoints})
+            hashes = {
+                row.seq: row.row_hash
+                for row in conn.execute(
+                    select(LogRow.seq, LogRow.row_hash).where(LogRow.seq.in_(wanted))
+                )
+                if row.row_hash is not None
+            }
+        held = check_all(checkpoints, int(head_seq or 0), hashes, self._audit_key)
+        return attrs.evolve(report, checkpoints=held)
+
+    def audit_checkpoint(self, now: datetime) -> Checkpoint:
+        with self._engine.connect() as conn:
+            head = conn.execute(
+                select(AuditHeadRow.seq, AuditHeadRow.row_hash).where(AuditHeadRow.id == HEAD)
+            ).one_or_none()
+        if head is None:
+            raise ConfigurationError(
+                "gray_release_audit_head has no row; run `grayrelease db upgrade`"
+            )
+        checkpoint = Checkpoint.take(head.seq, head.row_hash, now, self._audit_key)
+        _log_checkpoint(checkpoint)
+        return checkpoint
+
+    def _verify_chain(self, now: datetime) -> AuditReport:
         with self._engine.connect() as conn:
             head = conn.execute(
                 select(AuditHeadRow.seq, AuditHeadRow.row_hash).where(AuditHeadRow.id == HEAD)
@@ -353,16 +400,31 @@ class SqlPlanStore:
             )
         return report
 
-    def start_audit_chain(self) -> None:
-        """Link the rows written before the chain existed (once, by the first process to
-        open the database after the upgrade; the head's row lock makes the others wait)."""
+    def start_audit_chain(self, now: datetime) -> None:
+        """Link the rows written before the chain existed: once, by the first process to open
+        a database that migration 0008 marked (the head's row lock makes the others wait).
 
-        def work(conn: Connection) -> None:
+        Rows without a place in the chain are linked only under that marker, never because
+        the head stands at zero: otherwise clearing every link and the head would have the
+        next process re-link (and, with a key, sign) whatever rows were left or changed.
+        """
+
+        def work(conn: Connection) -> int | None:
             head = conn.execute(
-                select(AuditHeadRow.seq).where(AuditHeadRow.id == HEAD).with_for_update()
-            ).scalar()
-            if head != 0:
-                return  # the chain has begun (or the schema is not there: writes say so)
+                select(AuditHeadRow.seq, AuditHeadRow.legacy_pending)
+                .where(AuditHeadRow.id == HEAD)
+                .with_for_update()
+            ).one_or_none()
+            if head is None or not head.legacy_pending:
+                return None  # linked already, or nothing to link (or no schema: writes say so)
+            begun = conn.scalar(select(LogRow.id).where(LogRow.seq.isnot(None)).limit(1))
+            if head.seq != 0 or begun is not None:
+                # The marker was set around the store on a chain that has begun: linking
+                # now would sign rows nobody vouched for. They stay a break.
+                audit_log.error(
+                    "audit: the legacy marker is set on a chain that has begun; not linking"
+                )
+                return None
             previous, seq = GENESIS, 0
             for row in self._scan(LogRow.seq.is_(None), conn):
                 seq += 1
@@ -370,14 +432,28 @@ class SqlPlanStore:
                 conn.execute(
                     update(LogRow).where(LogRow.id == row.id).values(seq=seq, row_hash=previous)
                 )
-            if seq:
-                conn.execute(
-                    update(AuditHeadRow)
-                    .where(AuditHeadRow.id == HEAD)
-                    .values(seq=seq, row_hash=previous)
+            conn.execute(
+                update(AuditHeadRow)
+                .where(AuditHeadRow.id == HEAD)
+                .values(
+                    seq=seq,
+                    row_hash=previous,
+                    legacy_pending=False,
+                    legacy_seq=seq,
+                    legacy_at=now,
                 )
+            )
+            return seq
 
-        run_write(self._engine, work)
+        linked = run_write(self._engine, work)
+        if linked is not None:
+            # Once per installation: a second one in the log means the marker was set again.
+            audit_log.warning(
+                "audit: linked %d rows from before the chain (seq 1-%d) at %s",
+                linked,
+                linked,
+                now.isoformat(),
+            )
 
     def _scan(self, where: Any, conn: Connection | None = None) -> Iterator[Any]:
         """Log rows matching ``where`` in insertion order, in chunks."""
@@ -1134,9 +1210,14 @@ class SqlPlanStore:
             select(AuditHeadRow.seq, AuditHeadRow.row_hash).where(AuditHeadRow.id == HEAD)
         ).one()
         rows = []
+        every = self._checkpoint_every
         for number, entry in enumerate(logs, start=seq - len(logs) + 1):
             previous = link(previous, entry, number, self._audit_key)
             rows.append({**_log_values(entry), "seq": number, "row_hash": previous})
+            if every and number % every == 0:
+                checkpoint = Checkpoint.take(number, previous, entry.at, self._audit_key)
+                # Only once committed: a checkpoint of rows rolled back would never hold.
+                after_commit(conn, functools.partial(_log_checkpoint, checkpoint))
         conn.execute(insert(LogRow), rows)
         conn.execute(update(AuditHeadRow).where(AuditHeadRow.id == HEAD).values(row_hash=previous))
 

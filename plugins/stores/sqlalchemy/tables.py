@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -189,6 +190,15 @@ class AuditHeadRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     seq: Mapped[int] = mapped_column(BigInteger)
     row_hash: Mapped[str] = mapped_column(String(64))
+    legacy_pending: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    """Rows from before the chain wait to be linked. Only migration 0008 sets it (on a database
+    that holds such rows); the store clears it when it links them. Without it, a row with no
+    place in the chain is a break, never linked."""
+    legacy_seq: Mapped[int | None] = mapped_column(BigInteger)
+    """The last sequence number given to a row from before the chain (NULL: none were linked
+    since migration 0008)."""
+    legacy_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    """When those rows were linked."""
 
 
 class MonitorRow(Base):
