@@ -153,6 +153,30 @@ def test_an_edit_made_in_nacos_shows_through_the_listener(
     assert len([r for r in nacos.requests[requests:] if r.method == "GET"]) == 0
 
 
+def test_a_watch_read_answered_before_our_publish_does_not_overwrite_it(
+    nacos: FakeNacos, engine: GrayRelease
+) -> None:
+    """The watcher read the old value, then our publish stored the new one, then the read
+    came back: the mirror keeps what we published (a stale mirror made rollbacks see drift)."""
+    nacos.set("prod", "default", "late.key", "old")
+    ref = ConfigRef("shop", "prod", "default", "late.key")
+    backend = engine.backend
+    assert isinstance(backend, NacosBackend)
+    assert backend.get(ref) == "old"
+    config, _ = backend.settings.locate(ref)
+    polled = backend._mirror[config].md5
+    backend.publish(ref, "new", actor="alice")
+    real_get = backend._client.get
+    backend._client.get = lambda config: "old"  # type: ignore[method-assign]  # answered late
+    try:
+        backend._reload(config, polled)
+    finally:
+        backend._client.get = real_get  # type: ignore[method-assign]
+    assert backend.get(ref) == "new"
+    nacos.set("prod", "default", "late.key", "edited")  # a real change after it still shows
+    eventually(lambda: backend.get(ref) == "edited")
+
+
 def test_a_concurrent_edit_in_nacos_is_refused_not_overwritten(
     nacos: FakeNacos, tmp_path: Path
 ) -> None:

@@ -196,6 +196,16 @@ class NacosBackend:
         entry = _entry(self._client.get(config), file)
         return self._store(config, entry, file)
 
+    def _reload(self, config: ConfigId, polled: str | None) -> None:
+        """Read a config the watch says changed, and keep it only if the mirror still holds
+        what was polled: a publish of ours that landed meanwhile stored the newer value, and
+        the read may have been answered before it (the next poll compares again anyway)."""
+        entry = _entry(self._client.get(config), self._formats.get(config))
+        with self._lock:
+            current = self._mirror.get(config)
+            if current is None or current.md5 == polled:
+                self._mirror[config] = entry
+
     def _store(self, config: ConfigId, entry: Entry, file: KeyFile | None) -> Entry:
         with self._lock:
             self._mirror[config] = entry
@@ -217,7 +227,7 @@ class NacosBackend:
                 changed = self._client.listen(md5s, self.settings.poll_timeout)
                 for config in changed:
                     if config in md5s:
-                        self._load(config, self._formats.get(config))
+                        self._reload(config, md5s[config])
                 backoff = 1.0
             except Exception as exc:
                 if self._stopped.is_set():
