@@ -116,7 +116,11 @@ def _plan_fields() -> dict[str, Any]:
             "description": "IP_WHITELIST, USER_WHITELIST, PERCENTAGE, CANARY, LABEL or a plugin's",
         },
         "grayRules": {"type": "object", "description": "The strategy's rules (docs/concepts.md)"},
-        "description": {"type": ["string", "null"], "maxLength": MAX_DESCRIPTION},
+        "description": {
+            "type": ["string", "null"],
+            "maxLength": MAX_DESCRIPTION,
+            "pattern": NO_NUL,
+        },
         "grayValues": {"type": "object", "additionalProperties": CONFIG_VALUE},
         "autoRollback": {
             "oneOf": [
@@ -519,7 +523,7 @@ def _schemas() -> dict[str, Any]:
         "Rollback": {
             "type": "object",
             "properties": {
-                "reason": {"type": "string", "maxLength": 2000},
+                "reason": {"type": "string", "maxLength": 2000, "pattern": NO_NUL},
                 "force": {
                     "type": "boolean",
                     "description": "Roll back a completed plan despite drift",
