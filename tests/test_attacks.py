@@ -276,6 +276,31 @@ def test_the_demo_config_api_needs_the_editor_role_and_write_scope(demo: FlaskCl
     assert got == {"value": "jdbc:mysql://eddie-write:3306/x"}
 
 
+def test_the_demo_config_api_refuses_the_reserved_actor_and_a_nul_key(demo: FlaskClient) -> None:
+    """Invariant: the host's config API identifies callers as the plan API does (no identity
+    hook answer passes for ``system``) and refuses keys a database cannot store."""
+    item = {"appName": "shop", "environment": "prod", "groupName": "default", "value": "x"}
+
+    class Impostor:
+        @hookimpl(tryfirst=True)
+        def grayrelease_identify(self, request: Any) -> str | None:
+            return "system" if request.headers.get("X-Impostor") else None
+
+    engine_of(demo.application).plugin_manager.register(Impostor())
+    forged = demo.put(
+        "/api/config/item", headers={"X-Impostor": "1"}, json={**item, "configKey": "a"}
+    )
+    assert forged.status_code == 403, forged.json
+    assert json_of(forged)["error"]["details"]["reason"] == "reserved-actor"
+    nul = demo.put(
+        "/api/config/item",
+        headers=bearer("admin-token-0123456789"),
+        json={**item, "configKey": "a\x00b"},
+    )
+    assert nul.status_code == 400, nul.json
+    assert json_of(nul)["error"]["details"]["field"] == "configKey"
+
+
 # --- 9. text a database cannot store is a 400 naming the field, never a 500 --------------------
 
 

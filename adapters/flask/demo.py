@@ -11,11 +11,12 @@ import secrets
 from flask import Blueprint, Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from grayrelease_core import ConfigRef, GrayReleaseError, Unauthenticated, ValidationError
+from grayrelease_core import ConfigRef, GrayReleaseError, ValidationError
 from grayrelease_core.access import Scope
 from grayrelease_core.lifecycle import Action
-from grayrelease_core.wire import MAX_KEY, config_value, name_field
+from grayrelease_core.wire import MAX_KEY, config_value, name_field, storable_text
 
+from . import caller
 from .extension import GrayRelease
 from .http import (
     error_response,
@@ -107,9 +108,7 @@ def _config_api(extension: GrayRelease) -> Blueprint:
     def put_item() -> Response:
         query(request, ())
         engine = extension.engine
-        actor = engine.plugin_manager.hook.grayrelease_identify(request=request)
-        if not actor:
-            raise Unauthenticated("writing config needs Authorization: Bearer <admin token>")
+        actor = caller.actor()  # the API's own check: 401 with no identity, reserved names refused
         body = json_body(request)
         if not isinstance(body, dict):
             raise ValidationError("body", "must be a JSON object")
@@ -120,14 +119,15 @@ def _config_api(extension: GrayRelease) -> Blueprint:
         key = body.get("configKey")
         if not isinstance(key, str) or not key.strip() or len(key) > MAX_KEY:
             raise ValidationError("configKey", f"must be a string of 1 to {MAX_KEY} characters")
+        storable_text(key, "configKey")
         if "value" not in body:
             raise ValidationError("value", "is required")
         # Writing a value is an edit of that app's config: the editor role there, and a
         # token of write scope at least.
-        engine.authorize(str(actor), Action.WRITE_CONFIG, scope=Scope(app_name, environment))
+        engine.authorize(actor, Action.WRITE_CONFIG, scope=Scope(app_name, environment))
         ref = ConfigRef(app_name, environment, group_name, key.strip())
         value = config_value(body["value"], "value")
-        engine.backend.publish(ref, value, actor=str(actor))
+        engine.backend.publish(ref, value, actor=actor)
         return json_response({"value": value})
 
     return api
