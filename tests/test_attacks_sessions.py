@@ -21,6 +21,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from grayrelease_adapters.flask.demo import create_demo_app
+from grayrelease_adapters.flask.throttle import LoginThrottle
 
 from grayrelease_core import GrayRelease as Engine
 from grayrelease_core import ManualClock
@@ -348,6 +349,33 @@ def test_wrong_login_tokens_are_throttled_per_source_with_growing_waits(
         throttled = [row for row in rows if "retryAfter" in row.details]
         assert len(failures) == 5 + 4 + 5  # every wrong token checked is a row
         assert len(throttled) == 1 + 4 + 1  # one per wait, not one per refused try
+
+
+def test_guesses_sent_at_once_are_counted_before_any_is_checked(clock: ManualClock) -> None:
+    """Invariant: however many tries arrive together, no more than the free failures reach
+    the token check before the first wait. (Checking the wait and counting the failure in
+    two steps let a parallel burst through whole.)"""
+    throttle = LoginThrottle(clock)
+    admitted = 0
+    barrier = threading.Barrier(20)
+
+    def guess() -> None:
+        nonlocal admitted
+        barrier.wait()
+        if throttle.attempt("203.0.113.9") is None:
+            with lock:
+                admitted += 1
+        # no outcome yet: the tries are all in flight at once
+
+    lock = threading.Lock()
+    workers = [threading.Thread(target=guess) for _ in range(20)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert admitted == 5
+    throttle.succeeded("203.0.113.9")  # a right token among them clears the count
+    assert throttle.attempt("203.0.113.9") is None
 
 
 def test_the_login_wait_is_capped_and_forgotten_after_an_hour(

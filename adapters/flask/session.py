@@ -133,8 +133,14 @@ def register_session_routes(
         same_origin(request)
         require_json(request)
         engine = state().engine
+        body = json_body(request)
+        if not isinstance(body, dict) or set(body) != {"token"}:
+            raise ValidationError("token", 'send {"token": "..."}: an API token to log in with')
+        secret = body["token"]
+        if not isinstance(secret, str) or not secret:
+            raise ValidationError("token", "must be a token", value=type(secret).__name__)
         source = request.remote_addr or ""
-        waiting = throttle.wait(source)
+        waiting = throttle.attempt(source)
         if waiting is not None:
             seconds, first = waiting
             if first:  # one audit row per wait, so a flood of refusals cannot flood the trail
@@ -145,16 +151,9 @@ def register_session_routes(
                 f"too many wrong tokens from this address; try again in {seconds} s",
                 retry_after=seconds,
             )
-        body = json_body(request)
-        if not isinstance(body, dict) or set(body) != {"token"}:
-            raise ValidationError("token", 'send {"token": "..."}: an API token to log in with')
-        secret = body["token"]
-        if not isinstance(secret, str) or not secret:
-            raise ValidationError("token", "must be a token", value=type(secret).__name__)
         try:
             actor, token_id = _who(secret, tokens)
-        except Unauthenticated as refused:
-            throttle.failed(source)
+        except Unauthenticated as refused:  # already counted by attempt()
             engine.record_refused_login(source, refused.message)
             raise
         throttle.succeeded(source)

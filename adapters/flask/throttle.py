@@ -49,23 +49,21 @@ class LoginThrottle:
     _sources: OrderedDict[str, _Failures] = attrs.field(factory=OrderedDict, init=False)
     _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
 
-    def wait(self, source: str) -> tuple[int, bool] | None:
-        """Seconds ``source`` must still wait before its next try (``None``: it may try now),
-        and whether this is the first refusal of the current wait."""
-        now = self.clock.now()
-        with self._lock:
-            failures = self._current(source, now)
-            if failures is None or now >= failures.locked_until:
-                return None
-            failures.refused += 1
-            seconds = max(1, math.ceil((failures.locked_until - now).total_seconds()))
-            return seconds, failures.refused == 1
+    def attempt(self, source: str) -> tuple[int, bool] | None:
+        """Let ``source`` try a token now (``None``), or the seconds it must still wait and
+        whether this is the first refusal of the current wait.
 
-    def failed(self, source: str) -> None:
-        """Count a wrong token from ``source``; past the free ones, it must wait."""
+        An attempt let through counts as a failure at once, under the lock, until
+        :meth:`succeeded` clears it: many guesses sent at the same moment cannot all pass
+        the check before any of them is counted.
+        """
         now = self.clock.now()
         with self._lock:
             failures = self._current(source, now)
+            if failures is not None and now < failures.locked_until:
+                failures.refused += 1
+                seconds = max(1, math.ceil((failures.locked_until - now).total_seconds()))
+                return seconds, failures.refused == 1
             count = 1 if failures is None else failures.count + 1
             extra = count - FREE_FAILURES + 1
             wait = (
@@ -77,9 +75,10 @@ class LoginThrottle:
             self._sources.move_to_end(source)
             while len(self._sources) > MAX_SOURCES:
                 self._sources.popitem(last=False)
+            return None
 
     def succeeded(self, source: str) -> None:
-        """A right token clears the source's count."""
+        """A right token clears the source's count (its own attempt included)."""
         with self._lock:
             self._sources.pop(source, None)
 
