@@ -19,7 +19,7 @@ from flask.testing import FlaskClient
 
 from grayrelease_core import GrayRelease as Engine
 from grayrelease_core import ManualClock, PlanStatus, hookimpl
-from grayrelease_core.errors import ConfigurationError, ValidationError
+from grayrelease_core.errors import ConfigurationError, PermissionDenied, ValidationError
 
 from .conftest import spec_body
 from .databases import fresh_database
@@ -207,6 +207,19 @@ def test_an_editor_of_the_plan_cannot_approve_it(http: FlaskClient, app: Flask) 
     )
     assert http.post(f"{API}/plan/{plan_id}/complete", headers=auth("bob")).status_code == 403
     assert engine_of(app).get_plan(plan_id).status is PlanStatus.ACTIVE
+
+
+def test_an_early_editor_cannot_approve_after_a_thousand_later_edits(app: Flask) -> None:
+    """Invariant: every editor counts, not a first page of edits. (Only the oldest 1000
+    UPDATED rows were read: an editor after them was never seen and could approve.)"""
+    engine = engine_of(app)
+    plan = engine.create_plan(body(env="prod"), actor="eddie")
+    for n in range(1000):
+        engine.update_plan(plan.id, {"description": f"edit {n}"}, actor="eddie")
+    engine.update_plan(plan.id, {"description": "the last word"}, actor="bob")
+    with pytest.raises(PermissionDenied) as refused:
+        engine.approve(plan.id, actor="bob")
+    assert refused.value.details["reason"] == "author"
 
 
 # --- 4. "system" is the engine's name, nobody else's -------------------------------------------

@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from grayrelease_core import LogRecord, PermissionDenied, Plan, PlanStore, Settings, hookimpl
 from grayrelease_core.access import ROLES, Scope, parse_auth_settings
 from grayrelease_core.lifecycle import Action
+from grayrelease_core.store import LogQuery
 from grayrelease_core.ticker import SYSTEM_ACTOR
 
 READ = frozenset({Action.VIEW})
@@ -113,7 +114,8 @@ def _require_approval(plan: Plan, stage: str, store: PlanStore) -> None:
 def authors(plan: Plan, store: PlanStore) -> set[str]:
     """Everyone who wrote the plan's content (keys, gray values, rules, schedule): its
     creator and every editor of the draft. None of them may approve it."""
-    edits = store.list_logs(plan.id, page_size=1000, actions=("UPDATED",)).items
+    # Every edit, however many: a thousand small edits must not hide the author of the last.
+    edits = store.each_log(LogQuery(plan_id=plan.id, actions=("UPDATED",)))
     return {plan.created_by, *(row.actor for row in edits if row.actor != SYSTEM_ACTOR)}
 
 
