@@ -765,6 +765,9 @@ class GrayRelease:
                 f"started by the ticker as {scheduler} scheduled it for {timestamp(plan.start_at)}"
             )
             try:
+                # The decision itself (a role may allow starting but not scheduling), then
+                # the start, with its approval gate, inside _act.
+                self._authorize(scheduler, Action.SCHEDULE_START, plan)
                 self._act(
                     plan.id,
                     Action.START,
@@ -849,6 +852,8 @@ class GrayRelease:
             mutate, publish = self._finish, _gray_values
             actor = self._decided_by(plan)
         try:
+            if actor != SYSTEM_ACTOR:  # whoever armed it must still hold that right
+                self._authorize(actor, Action.AUTO_COMPLETE, plan)
             self._act(
                 plan.id,
                 action,

@@ -182,6 +182,53 @@ def test_the_ticker_starts_a_scheduled_plan_as_its_scheduler_and_rechecks_the_ro
     assert engine.plan_logs(second["planId"]).items[-1].action == "START_FAILED"
 
 
+class DenyDecisions:
+    """A host policy that lets bob start and complete by hand, but no longer take the
+    decisions he left to the ticker (a custom authorize hook tells the actions apart)."""
+
+    @hookimpl(tryfirst=True)
+    def grayrelease_authorize(self, actor: str, action: str) -> bool | None:
+        if actor == "bob" and action in ("schedule-start", "auto-complete"):
+            return False
+        return None
+
+
+def test_the_ticker_rechecks_the_decision_it_carries_out_not_only_the_action(
+    http: FlaskClient, app: Flask, clock: ManualClock
+) -> None:
+    """Invariant: at tick time the ticker checks the very right checked when the decision
+    was set (schedule-start, auto-complete), not just start or complete."""
+    engine = engine_of(app)
+    start_at = (clock.now() + timedelta(seconds=3)).isoformat()
+    scheduled = json_of(http.post(f"{API}/plan", json=body(startAt=start_at), headers=auth("bob")))
+    canary = body(
+        appName="other-app",
+        grayStrategy="CANARY",
+        grayRules={
+            "canary": {
+                "canaryInstances": ["i-1"],
+                "stepPercentage": 100,
+                "stepInterval": 1,
+                "autoComplete": True,
+                "bakeTime": 0,
+            }
+        },
+    )
+    armed = json_of(http.post(f"{API}/plan", json=canary, headers=auth("bob")))
+    assert http.post(f"{API}/plan/{armed['planId']}/start", headers=auth("bob")).status_code == 200
+    engine.plugin_manager.register(DenyDecisions())
+    for _ in range(6):
+        clock.advance(timedelta(minutes=2))
+        engine.tick()
+    refused = engine.get_plan(scheduled["planId"])
+    assert (refused.status, refused.start_at) == (PlanStatus.DRAFT, None)
+    assert engine.plan_logs(scheduled["planId"]).items[-1].action == "START_FAILED"
+    assert engine.get_plan(armed["planId"]).status is not PlanStatus.COMPLETED
+    # By hand, bob still may.
+    done = http.post(f"{API}/plan/{armed['planId']}/complete", headers=auth("bob"))
+    assert done.status_code == 200, done.json
+
+
 # --- 3. four eyes: nobody who changed the content approves it ----------------------------------
 
 
