@@ -38,6 +38,12 @@ class ConfigBackend(Protocol):
 
     def close(self) -> None: ...
 
+    # A backend whose mirror is kept current by a watcher (Nacos's long polling, Apollo's
+    # notifications) may also offer a ``before_change`` attribute (``None`` at first): the
+    # engine sets it to a function that the watcher calls before it lets a pushed change into
+    # the mirror. The engine then reads the store first, so that a plan whose publish is under
+    # way is served from its intent for every key before any one of them changes here.
+
 
 @runtime_checkable
 class SharedDatabaseBackend(Protocol):
@@ -49,7 +55,9 @@ class SharedDatabaseBackend(Protocol):
     """
 
     name: str
-    database_url: str
+    database_url: str | None
+    """The database's name (no password), compared with the store's; ``None`` when no
+    other engine can reach it (an in-memory SQLite database)."""
 
     def publish_in(
         self, connection: Any, values: Mapping[ConfigRef, str | None], *, actor: str

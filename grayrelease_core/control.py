@@ -47,6 +47,10 @@ Mutation = Callable[[Plan, datetime], Plan]
 Values = dict[ConfigRef, str | None]
 FAILED = {"complete": "COMPLETE_FAILED", "rollback": "ROLLBACK_FAILED"}
 """The audit action of a publishing action that was undone, by the engine's action."""
+GIVE_UP_LEASES = 10
+"""Recovery carries an action forward for this many leases after its claim (10 minutes by
+default); a backend that still refuses it then is taken to refuse it for good, and the
+action is undone instead, so that no plan stays pending for ever."""
 
 
 @attrs.define
@@ -70,11 +74,13 @@ class ControlPath:
         self._backend = engine._backend
         self._lease = timedelta(seconds=lease)
         self._settle = timedelta(seconds=settle)
+        self._give_up = GIVE_UP_LEASES * self._lease
         store, backend = self._store, self._backend
         self._joined: SharedDatabaseBackend | None = (
             backend
             if isinstance(store, SharedDatabaseStore)
             and isinstance(backend, SharedDatabaseBackend)
+            and backend.database_url is not None
             and backend.database_url == store.database_url
             else None
         )
@@ -186,9 +192,14 @@ class ControlPath:
                 plan.id, expected_version=plan.version, expected_epoch=plan.epoch, intent=claim
             )
             faults.reach("claim.after")
+            # This process's readers take the intent's values for every key before the
+            # first write: a reader never sees one key published and another not yet.
+            # (Other processes see the claim at their next sync, whose backend refresh
+            # comes first, or before a watcher lets a pushed change into their mirror.)
+            self._reindex("claim")
             written: list[ConfigRef] = []
             try:
-                self._write(plan.id, claim.epoch, values, actor, _title(plan, action), written)
+                claim = self._write(plan.id, claim, values, _title(plan, action), written)
             except Conflict:
                 raise  # our claim was taken over: whoever holds it now decides
             except Exception as exc:
@@ -242,7 +253,12 @@ class ControlPath:
             self._failed(plan, FAILED[action.value], changed.updated_by, reason, now)
             raise BackendError(reason, details={"unrestoredKeys": []}) from exc
         faults.reach("commit.after")
-        joined.refresh()
+        try:
+            joined.refresh()
+        except Exception:
+            # Committed: the next sync refreshes the mirror (the settle overlay serves the
+            # new values meanwhile).
+            log.exception("grayrelease: backend refresh after publishing plan %s failed", plan.id)
         return saved
 
     def _failed(self, plan: Plan, event: str, actor: str, reason: str, now: datetime) -> None:
@@ -260,34 +276,47 @@ class ControlPath:
     def _write(
         self,
         plan_id: str,
-        epoch: int,
+        claim: Intent,
         values: Values,
-        actor: str,
         title: str,
         written: list[ConfigRef],
-    ) -> None:
+    ) -> Intent:
         """Publish ``values``, all together where the backend can, else key by key; the
-        claim is checked before each write so a writer that lost it stops."""
+        claim is checked (and its lease renewed) before each write, so a writer that lost
+        it stops. Returns the claim as it now stands."""
+        actor = claim.actor
         together = getattr(self._backend, "publish_all", None)
         if together is not None:
-            self._fence(plan_id, epoch)
+            claim = self._fence(plan_id, claim)
             together(values, actor=actor, title=title)
             written.extend(values)
             faults.reach("publish.all")
-            return
+            return claim
         for n, (ref, value) in enumerate(values.items(), start=1):
-            self._fence(plan_id, epoch)
+            claim = self._fence(plan_id, claim)
             self._backend.publish(ref, value, actor=actor)
             written.append(ref)
             faults.reach(f"publish.key.{n}")
+        return claim
 
-    def _fence(self, plan_id: str, epoch: int) -> None:
-        if not self._store.holds_claim(plan_id, epoch):
-            raise Conflict(
-                f"plan {plan_id}: this action's claim (epoch {epoch}) was taken over by "
-                "recovery; nothing more was published. Reload the plan to see how it ended",
-                details={"planId": plan_id, "epoch": epoch},
-            )
+    def _fence(self, plan_id: str, claim: Intent) -> Intent:
+        """Check the claim is still ours; past half its lease, renew it, so a slow backend
+        does not let a process on another host take a live holder for a dead one."""
+        now = self._engine.clock.now()
+        try:
+            if claim.lease_until - now < self._lease / 2:
+                renewed = attrs.evolve(claim, lease_until=now + self._lease)
+                self._store.replace_intent(plan_id, expected_epoch=claim.epoch, intent=renewed)
+                return renewed
+            if self._store.holds_claim(plan_id, claim.epoch):
+                return claim
+        except Conflict:
+            pass
+        raise Conflict(
+            f"plan {plan_id}: this action's claim (epoch {claim.epoch}) was taken over by "
+            "recovery; nothing more was published. Reload the plan to see how it ended",
+            details={"planId": plan_id, "epoch": claim.epoch},
+        )
 
     def _go_back(
         self, plan: Plan, claim: Intent, written: list[ConfigRef], exc: Exception, now: datetime
@@ -301,7 +330,9 @@ class ControlPath:
         failing = next((ref for ref in targets if ref not in written), None)
         keys = [failing] if failing is not None else plan.refs
         what = ", ".join(ref.config_key for ref in keys)
-        back = attrs.evolve(claim, direction=Direction.BACK)
+        back = attrs.evolve(
+            claim, direction=Direction.BACK, lease_until=self._engine.clock.now() + self._lease
+        )
         try:
             self._store.replace_intent(plan.id, expected_epoch=claim.epoch, intent=back)
         except Exception as store_exc:
@@ -359,7 +390,7 @@ class ControlPath:
         self._store.release_plan(
             plan.id, epoch=claim.epoch, log=[row], outbox=self._engine._outbox([row], plan)
         )
-        self._engine._emit(PlanEvent(row.action, plan, plan, claim.actor, now, reason))
+        self._engine._emit(PlanEvent(row.action, plan, plan, claim.actor, now, reason, row.details))
 
     def _reindex(self, event: str) -> None:
         try:
@@ -392,10 +423,18 @@ class ControlPath:
                     self._store.replace_intent(plan.id, expected_epoch=plan.epoch, intent=claim)
                 except Conflict:
                     continue  # another process is recovering it
+                self._reindex("recovery claim")  # this process's readers: the overlay
                 faults.reach("recover.before")
                 if claim.direction is Direction.FORWARD:
-                    self._roll_forward(plan, claim, held.owner, now)
-                    done.finished.append(plan.id)
+                    try:
+                        self._roll_forward(plan, claim, held.owner, now)
+                    except Exception as exc:
+                        if now - claim.claimed_at < self._give_up:
+                            raise
+                        self._give_up_forward(plan, claim, held.owner, exc, now)
+                        done.undone.append(plan.id)
+                    else:
+                        done.finished.append(plan.id)
                 else:
                     self._roll_back(plan, claim, held.owner, now)
                     done.undone.append(plan.id)
@@ -416,7 +455,7 @@ class ControlPath:
         values = claim.refs(plan.app_name, plan.environment, plan.group_name)
         self._backend.refresh()
         action = Action(claim.action)
-        self._write(plan.id, claim.epoch, values, claim.actor, _title(plan, action), [])
+        claim = self._write(plan.id, claim, values, _title(plan, action), [])
         ended = finished if claim.status_after is PlanStatus.COMPLETED else rolled_back
         changed = attrs.evolve(
             ended(plan, now),
@@ -440,18 +479,49 @@ class ControlPath:
         saved = self._store.commit_plan(
             changed, epoch=claim.epoch, log=[row], outbox=engine._outbox([row], changed)
         )
-        engine._emit(PlanEvent(claim.event, saved, plan, claim.actor, now, message))
+        before = attrs.evolve(plan, intent=None)
+        engine._emit(PlanEvent(claim.event, saved, before, claim.actor, now, message, row.details))
 
-    def _roll_back(self, plan: Plan, claim: Intent, gone: str, now: datetime) -> None:
+    def _give_up_forward(
+        self, plan: Plan, claim: Intent, gone: str, exc: Exception, now: datetime
+    ) -> None:
+        """The backend has refused the action for ``GIVE_UP_LEASES`` leases: record that it
+        goes back, then restore the snapshot (a failure there is retried, backwards, at the
+        next tick)."""
+        back = attrs.evolve(claim, direction=Direction.BACK)
+        self._store.replace_intent(plan.id, expected_epoch=claim.epoch, intent=back)
+        log.error(
+            "grayrelease: plan %s: %s could not be finished since %s (%s); undoing it",
+            plan.id,
+            claim.action,
+            claim.claimed_at.isoformat(),
+            exc,
+        )
+        reason = (
+            f"recovery undid {claim.action}: the backend refused it from "
+            f"{claim.claimed_at.isoformat()} on (last: {exc}), after {gone} stopped half-way"
+        )
+        self._roll_back(plan, back, gone, now, reason)
+
+    def _roll_back(
+        self, plan: Plan, claim: Intent, gone: str, now: datetime, reason: str = ""
+    ) -> None:
         restore = claim.restores(plan.app_name, plan.environment, plan.group_name)
-        self._fence(plan.id, claim.epoch)
+        claim = self._fence(plan.id, claim)
+        # Which keys the stopped actor wrote is unknown: restore those that differ (a key
+        # never written, on a backend that refuses it, must not block the undo).
+        self._backend.refresh()
+        restore = {
+            ref: value for ref, value in restore.items() if self._engine._read_backend(ref) != value
+        }
         unrestored = self._restore(
             restore, claim.actor, f"undo {_title(plan, Action(claim.action))}"
         )
         if unrestored:
             raise BackendError(f"restoring {', '.join(unrestored)} failed")
         keys = ", ".join(sorted(claim.before))
-        reason = f"recovery restored {keys}: {gone} stopped while undoing a failed publish"
+        if not reason:
+            reason = f"recovery restored {keys}: {gone} stopped while undoing a failed publish"
         self._release(plan, claim, reason, now, gone=gone)
 
 

@@ -172,6 +172,8 @@ class GrayRelease:
         self._settling: dict[ConfigRef, tuple[str | None, datetime]] = {}
         """Keys served from a settling plan's overlay: the value and until when."""
         self._control = ControlPath(self, lease=settings.action_lease, settle=settings.settle_time)
+        if hasattr(backend, "before_change"):
+            backend.before_change = self._backend_changing
         self.refresh_index()
         self._recover_quietly(clock.now())
         self._sync = (
@@ -1283,6 +1285,17 @@ class GrayRelease:
         except Exception:
             # The read path keeps serving the last good index; the next sync tries again.
             log.exception("grayrelease: sync failed; serving the last known plans")
+
+    def _backend_changing(self) -> None:
+        """A watcher is about to let a change pushed by the config center into the backend's
+        mirror: look at the store first. A publishing action claims its plan before its first
+        write, so the claim's overlay serves every key here before any of them changes."""
+        if self._closed:
+            return
+        try:
+            self.refresh_index(only_if_changed=True)
+        except Exception:
+            log.exception("grayrelease: index refresh before a pushed change failed")
 
     def refresh_index(self, *, only_if_changed: bool = False) -> None:
         """Rebuild the read path's index from the store's live plans (with ``only_if_changed``:

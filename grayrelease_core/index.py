@@ -94,24 +94,34 @@ def build_entries(
       no reader sees some keys old and some new while they are published one by one.
     - A live plan: its strategy decides.
     - A plan that ended by publishing and is still settling: every client gets what it
-      published, for the keys this process's backend does not show yet.
+      published, for the keys this process's backend does not show yet and no plan that
+      ended later covers.
     """
     entries: dict[ConfigRef, IndexEntry] = {}
-    # Settling plans first: a plan started since on the same keys overrides them.
-    for plan in sorted(plans, key=lambda p: p.status.is_live or p.intent is not None):
+    acting = [plan for plan in plans if plan.status.is_live or _forward(plan)]
+    # Settling plans first, newest first: a key that a later plan published is that plan's
+    # alone (an older plan's value there is history, even where the backend lags); live and
+    # pending plans after them override both.
+    settling = sorted(
+        (plan for plan in plans if not (plan.status.is_live or _forward(plan))),
+        key=lambda plan: (plan.finished_at or plan.updated_at, plan.updated_at),
+        reverse=True,
+    )
+    covered: set[ConfigRef] = set()
+    for plan in settling:
+        if plan.settle_until is not None and backend_get is not None:
+            lagging = {
+                key: value
+                for key, value in published_values(plan).items()
+                if _ref(plan, key) not in covered and _read(backend_get, plan, key) != value
+            }
+            entries.update(overlay_entries(plan, lagging, False, None))
+        covered.update(plan.refs)
+    for plan in acting:
         pending = plan.intent
-        if pending is not None and pending.direction is Direction.FORWARD:
+        if pending is not None and _forward(plan):
             gray = pending.status_after is PlanStatus.COMPLETED
             entries.update(overlay_entries(plan, pending.values, gray, plan.id))
-            continue
-        if not plan.status.is_live:
-            if plan.settle_until is not None and backend_get is not None:
-                lagging = {
-                    key: value
-                    for key, value in published_values(plan).items()
-                    if _read(backend_get, plan, key) != value
-                }
-                entries.update(overlay_entries(plan, lagging, False, None))
             continue
         try:
             matcher = strategies.get(plan.strategy).compile(plan)
@@ -134,10 +144,19 @@ def build_entries(
     return entries
 
 
+def _forward(plan: Plan) -> bool:
+    """Whether the plan has an open intent going forward (its values are being published)."""
+    return plan.intent is not None and plan.intent.direction is Direction.FORWARD
+
+
+def _ref(plan: Plan, key: str) -> ConfigRef:
+    return ConfigRef(plan.app_name, plan.environment, plan.group_name, key)
+
+
 def _read(backend_get: Callable[[ConfigRef], str | None], plan: Plan, key: str) -> object:
     """The backend's value, or a marker that matches nothing when it cannot be read."""
     try:
-        return backend_get(ConfigRef(plan.app_name, plan.environment, plan.group_name, key))
+        return backend_get(_ref(plan, key))
     except Exception:
         return _UNREADABLE
 

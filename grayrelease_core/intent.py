@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import os
+import secrets
 import socket
 from collections.abc import Mapping
 from datetime import datetime
@@ -47,11 +48,11 @@ class Intent:
     actor: str
     """Who asked for the action; recovery commits in their name."""
     owner: str
-    """The process holding the claim (``host:pid:start``)."""
+    """The process holding the claim (:func:`owner_id`)."""
     claimed_at: datetime
     lease_until: datetime
     """After this, a holder on another host counts as gone (same-host holders are checked
-    by process id)."""
+    by process id). The holder renews it while it writes."""
     status_before: PlanStatus
     status_after: PlanStatus
     values: Mapping[str, str | None]
@@ -130,9 +131,39 @@ def end(plan_id: str, epoch: int) -> None:
 
 
 def owner_id() -> str:
-    """This process, as ``host:pid:start``: the start time tells a reused pid apart."""
+    """This process, as ``machine:pid:start:nonce``.
+
+    ``machine`` is the host name, the kernel's boot id and the pid namespace: two
+    containers may share a host name and both run as pid 1, but not a pid namespace. The
+    start time tells a reused pid apart; the nonce, drawn when the process starts (again in
+    a forked child), tells this process from any other that shows the same pid.
+    """
     pid = os.getpid()
-    return f"{socket.gethostname()}:{pid}:{_start_time(pid)}"
+    return f"{_machine()}:{pid}:{_start_time(pid)}:{_nonce[0]}"
+
+
+def _machine() -> str:
+    """Where pids mean the same thing: host name, boot id, pid namespace (Linux)."""
+    parts = [socket.gethostname()]
+    for path in ("/proc/sys/kernel/random/boot_id", "/proc/self/ns/pid"):
+        try:
+            if path.endswith("boot_id"):
+                with open(path, encoding="ascii") as boot:
+                    parts.append(boot.read().strip()[:8])
+            else:  # "pid:[4026531836]"
+                parts.append(os.readlink(path).strip("pid:[]"))
+        except OSError:
+            parts.append("")
+    return "/".join(parts)
+
+
+def _new_nonce() -> None:
+    _nonce[0] = secrets.token_hex(4)
+
+
+_nonce = [""]
+_new_nonce()
+os.register_at_fork(after_in_child=_new_nonce)
 
 
 def _start_time(pid: int) -> str:
@@ -148,19 +179,18 @@ def _start_time(pid: int) -> str:
 def holder_alive(intent: Intent, plan_id: str, now: datetime) -> bool:
     """Whether the intent's holder may still be carrying it out.
 
-    The same process: only if one of its threads has it in flight. Another process on this
-    host: if that process (same pid, same start time) still runs. Another host: until the
-    lease runs out.
+    This process: only if one of its threads has it in flight. Another process where pids
+    mean what they mean here (same host, boot and pid namespace): if a process with that
+    pid and start time still runs. Anywhere else, or an owner this cannot read: until the
+    lease runs out (the holder renews it while it writes).
     """
-    host, _, rest = intent.owner.partition(":")
-    pid_text, _, start = rest.partition(":")
-    if host != socket.gethostname() or not pid_text.isdigit():
+    parts = intent.owner.rsplit(":", 3)
+    if len(parts) != 4 or parts[0] != _machine() or not parts[1].isdigit() or not parts[2]:
         return now < intent.lease_until
+    _, pid_text, start, nonce = parts
     pid = int(pid_text)
-    if pid == os.getpid():
-        return (plan_id, intent.epoch) in _in_flight
-    if not start:
-        return now < intent.lease_until
+    if pid == os.getpid():  # with another nonce: an earlier process that had our pid
+        return nonce == _nonce[0] and (plan_id, intent.epoch) in _in_flight
     return _start_time(pid) == start
 
 

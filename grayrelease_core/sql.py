@@ -45,6 +45,16 @@ def make_engine(url: str, field: str = "settings.database_url") -> Engine:
     return engine
 
 
+def shared_name(engine: Engine) -> str | None:
+    """The engine's database as a name another engine's can be compared with (the password
+    left out), or ``None`` when no other engine can reach it: an in-memory SQLite database
+    lives only in the engine that made it."""
+    url = engine.url
+    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+        return None
+    return url.render_as_string(hide_password=True)
+
+
 def run_write(engine: Engine, work: Callable[[Connection], T], *, attempts: int = 5) -> T:
     """Run ``work`` in a write transaction, again from the start if the database chose it as
     a deadlock or serialization victim (InnoDB does so when two inserts meet on one unique

@@ -441,7 +441,8 @@ class SharedDatabaseStore(Protocol):
     """A store whose transaction a backend in the same database may join (see
     :class:`~.backend.SharedDatabaseBackend`)."""
 
-    database_url: str
+    database_url: str | None
+    """The database's name (no password), or ``None`` if no other engine can reach it."""
 
     def save_plan(
         self,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import attrs
 
@@ -68,6 +68,9 @@ class ApolloBackend:
         self._stopped = threading.Event()
         self._watchers: dict[tuple[str, str], threading.Thread] = {}
         self._unwatched_warned: set[str] = set()
+        self.before_change: Callable[[], None] | None = None
+        """Called by the watcher before a change pushed by Apollo enters the mirror (the
+        engine looks at the store first: see ``ConfigBackend``)."""
 
     # --- the ConfigBackend protocol -------------------------------------------------------
 
@@ -271,7 +274,10 @@ class ApolloBackend:
                     if ns.env == env and ns.app_id == app_id
                 }
             try:
-                for name, notification_id in service.notifications(app_id, cluster, ids).items():
+                changed = service.notifications(app_id, cluster, ids)
+                if self.before_change is not None and any(name in ids for name in changed):
+                    self.before_change()
+                for name, notification_id in changed.items():
                     if name in ids:
                         self._load(NamespaceId(env, app_id, cluster, name), notification_id)
                 backoff = 1.0

@@ -20,7 +20,7 @@ import ipaddress
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import attrs
 
@@ -79,6 +79,9 @@ class NacosBackend:
         self._stopped = threading.Event()
         self._watching = threading.Event()
         self._watcher: threading.Thread | None = None
+        self.before_change: Callable[[], None] | None = None
+        """Called by the watcher before a change pushed by Nacos enters the mirror (the
+        engine looks at the store first: see ``ConfigBackend``)."""
         self._betas_due: dict[ConfigId, Beta | None] = {}
         """Betas to publish (or, ``None``, to stop) that Nacos has not taken yet."""
         self._beta_retry_at = 0.0
@@ -225,6 +228,8 @@ class NacosBackend:
                 continue
             try:
                 changed = self._client.listen(md5s, self.settings.poll_timeout)
+                if self.before_change is not None and any(c in md5s for c in changed):
+                    self.before_change()
                 for config in changed:
                     if config in md5s:
                         self._reload(config, md5s[config])

@@ -16,7 +16,7 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from grayrelease_core import BackendError, ConfigRef, Settings, hookimpl
 from grayrelease_core.migrations import MigrationSet, prepare_schema
-from grayrelease_core.sql import make_engine, run_write
+from grayrelease_core.sql import make_engine, run_write, shared_name
 
 from .tables import REVISION, ConfigRevisionRow, ConfigValueRow
 
@@ -30,9 +30,10 @@ class SqlBackend:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self.database_url = engine.url.render_as_string(hide_password=False)
+        self.database_url = shared_name(engine)
         """Where the values are: when the plan store is there too, the engine publishes inside
-        the store's transaction (``publish_in``)."""
+        the store's transaction (``publish_in``). ``None`` for in-memory SQLite, which the
+        store's engine cannot see."""
         self._lock = threading.Lock()
         self._mirror: dict[ConfigRef, str] = {}
         self._revision: int | None = None

@@ -60,7 +60,7 @@ from grayrelease_core.models import ConfigRef, InstanceHits, Sample
 from grayrelease_core.notify import Message
 from grayrelease_core.outbox import Attempt, DeliveryState, Notification
 from grayrelease_core.routing import routing_from_json
-from grayrelease_core.sql import after_commit, run_write
+from grayrelease_core.sql import after_commit, run_write, shared_name
 from grayrelease_core.store import LogQuery, ProgressChange
 
 from .tables import (
@@ -133,7 +133,7 @@ class SqlPlanStore:
     ) -> None:
         self._engine = engine
         self._audit_key = audit_key
-        self.database_url = engine.url.render_as_string(hide_password=False)
+        self.database_url = shared_name(engine)
         """Where the plans are: a backend in the same database may join our transactions."""
         self._checkpoint_every = checkpoint_every
 
