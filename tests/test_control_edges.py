@@ -90,7 +90,7 @@ def test_a_watching_process_sees_the_claim_before_the_pushed_change(
     intent for every key, though its own sync has not run. (It served k1 new beside k2 and
     k3 old until its next sync.)"""
     with nacos_settings(tmp_path) as settings:
-        plugins = [nacos_plugin]
+        plugins: list[object] = [nacos_plugin]
         acting = GrayRelease.from_settings(settings, plugins=plugins, load_entrypoints=False)
         plan_id = prepare(acting, "complete")
         with GrayRelease.from_settings(settings, plugins=plugins, load_entrypoints=False) as other:
