@@ -47,7 +47,8 @@ bench-tick: $(VENV)/.installed
 
 # Needs the loopback PostgreSQL (or --database-url): complete and rollback beside pause/resume.
 bench-actions: $(VENV)/.installed
-	$(BIN)/python benchmarks/action_bench.py
+	$(BIN)/python benchmarks/action_bench.py --layout joined
+	$(BIN)/python benchmarks/action_bench.py --layout claimed
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache

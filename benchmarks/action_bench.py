@@ -1,7 +1,9 @@
 """Latency of the publishing actions on a three-key plan, beside an action that publishes nothing.
 
 Run: ``make bench-actions`` (or ``.venv/bin/python benchmarks/action_bench.py [--rounds N]
-[--database-url URL]``; the default URL is the loopback PostgreSQL of the project's machines).
+[--database-url URL] [--layout joined|claimed]``; the default URL is the loopback PostgreSQL
+of the project's machines). ``joined``: the values in the store's database, one transaction;
+``claimed``: the values in a schema of their own, so the action claims, publishes, commits.
 
 Each round creates a plan on three keys of the ``sql`` backend, starts it, and times:
 - baseline: ``pause`` then ``resume`` (two one-transaction actions, no backend write), halved;
@@ -43,8 +45,10 @@ def pause_and_resume(gr: GrayRelease, plan_id: str) -> None:
     gr.resume(plan_id, actor="bench")
 
 
-def run(url: str, rounds: int) -> dict[str, list[float]]:
-    settings = {"database_url": url, "backend": "sql", "background_sync": False}
+def run(url: str, rounds: int, values_url: str | None) -> dict[str, list[float]]:
+    settings: dict[str, Any] = {"database_url": url, "backend": "sql", "background_sync": False}
+    if values_url is not None:
+        settings["sql"] = {"database_url": values_url}
     figures: dict[str, list[float]] = {"baseline": [], "complete": [], "rollback": []}
     with GrayRelease.from_settings(settings, load_entrypoints=False) as gr:
         for n in range(rounds):
@@ -76,24 +80,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--database-url", default=POSTGRES)
+    parser.add_argument("--layout", choices=("joined", "claimed"), default="joined")
     options = parser.parse_args()
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    schemas = [f"bench_{uuid.uuid4().hex[:12]}" for _ in range(2)]
     admin = create_engine(options.database_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = (
+        for schema in schemas:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    plans_url, values_url = (
         make_url(options.database_url)
         .update_query_dict({"options": f"-csearch_path={schema}"})
         .render_as_string(hide_password=False)
+        for schema in schemas
     )
     try:
-        figures = run(url, options.rounds)
+        figures = run(
+            plans_url, options.rounds, values_url if options.layout == "claimed" else None
+        )
     finally:
         with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            for schema in schemas:
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         admin.dispose()
     base = statistics.median(figures["baseline"])
-    print(f"3-key plan, sql backend on PostgreSQL, median of {options.rounds} rounds")
+    print(
+        f"3-key plan, sql backend on PostgreSQL ({options.layout}), "
+        f"median of {options.rounds} rounds"
+    )
     for name, values in figures.items():
         middle = statistics.median(values)
         label = "pause/resume (baseline)" if name == "baseline" else name
