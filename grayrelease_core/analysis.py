@@ -1,20 +1,28 @@
 """One tick's analysis: ask every due check's metric source (once per source), then judge.
 
+A look never straddles a step: it judges only samples taken since the current stage began
+(``Progress.stage_started_at``). Within the stage, a value check reads its ``window`` (at
+most the analysis interval) and a rate check reads what arrived since the last look, so the
+sequential test adds each request once.
+
 A source that is missing, raises, or answers something other than an ``Observation`` of
 numbers makes its checks inconclusive; one plan whose judging fails makes only that plan
-inconclusive. Nothing here writes: the ticker saves the verdicts.
+inconclusive. Nothing here writes: the ticker saves the verdicts and the evidence.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
-from .judge import CheckResult, Outcome, Verdict, combine, judge_check
+from .checks import Check
+from .judge import CheckResult, Outcome, Verdict, combine, evidence_key, judge_check
 from .metrics import MetricQuery, MetricSource, MetricSourceError, Observation
 from .models import Plan
+from .sequential import Counts, Evidence
 from .store import PlanStore
 from .strategy import StepSchedule
 from .ticker import analysis_interval
@@ -36,8 +44,9 @@ def analyze(
     verdicts: dict[str, Verdict] = {}
     for plan, schedule in plans:
         assert plan.auto_rollback is not None
-        look = plan.progress.analyses + 1
         interval = analysis_interval(plan, schedule)
+        look = plan.progress.analyses + 1
+        stored = plan.progress.evidence or {}
         try:
             results: list[CheckResult] = [
                 judge_check(
@@ -47,6 +56,8 @@ def analyze(
                     alpha=plan.auto_rollback.alpha,
                     gray_instances=recorded.get(plan.id, 0),
                     everyone_gray=plan.progress.percentage >= 100,
+                    evidence=Evidence.from_json(stored.get(evidence_key(index, check))),
+                    stage_looks=stage_looks(plan, check, interval, now),
                 )
                 for index, check in enumerate(plan.auto_rollback.checks)
             ]
@@ -56,8 +67,35 @@ def analyze(
                 CheckResult(check, Outcome.INCONCLUSIVE, f"judging failed: {exc}")
                 for check in plan.auto_rollback.checks
             ]
-        verdicts[plan.id] = combine(results, look, now - interval, now)
+        verdicts[plan.id] = combine(results, look, stage_start(plan, now), now)
     return verdicts
+
+
+def stage_start(plan: Plan, now: datetime) -> datetime:
+    """When the current exposure began (plans saved before the column: the last analysis)."""
+    return plan.progress.stage_started_at or plan.progress.analyzed_at or plan.started_at or now
+
+
+def stage_looks(plan: Plan, check: Check, interval: timedelta, now: datetime) -> float:
+    """How many of this look's windows the current stage spans (at least 1)."""
+    start, end = look_window(plan, check, interval, now)
+    if end <= start:
+        return 1.0
+    return max(1.0, (end - stage_start(plan, now)) / (end - start))
+
+
+def look_window(
+    plan: Plan, check: Check, interval: timedelta, now: datetime
+) -> tuple[datetime, datetime]:
+    """``(start, now]`` of one check's look: nothing from before the stage began."""
+    since = stage_start(plan, now)
+    if check.is_rate:
+        last = plan.progress.analyzed_at
+        start = max(since, last) if last is not None else since
+    else:
+        window = min(timedelta(minutes=check.window), interval) if check.window else interval
+        start = max(since, now - window)
+    return min(start, now), now
 
 
 def _ask(
@@ -76,12 +114,12 @@ def _ask(
             source = sources.get(check.source)
             if members is None and getattr(source, "wants_instances", True):
                 members = store.instance_addresses(plan.id)
-            window = timedelta(minutes=check.window) if check.window else interval
+            start, end = look_window(plan, check, interval, now)
             query = MetricQuery(
                 plan=plan,
                 check=check,
-                start=now - window,
-                end=now,
+                start=start,
+                end=end,
                 gray_instances=frozenset(members or ()),
                 gray_ips=frozenset(ip for ip in (members or {}).values() if ip),
             )
@@ -118,13 +156,28 @@ def _checked(source: str, answer: object) -> Observation | Exception:
     """A source's answer for one slot, or the error that makes that slot inconclusive."""
     if isinstance(answer, Exception):
         return answer
-    if not isinstance(answer, Observation) or not all(
-        isinstance(value, int | float) and not isinstance(value, bool)
-        for group in (answer.gray, answer.baseline)
-        for value in group
+    if not isinstance(answer, Observation) or not (
+        all(_is_number(value) for group in (answer.gray, answer.baseline) for value in group)
+        and all(_counts_ok(counts) for counts in (answer.gray_counts, answer.baseline_counts))
     ):
         return MetricSourceError(
             f"metric source {source} answered {type(answer).__name__}, not an Observation "
             "of numbers"
         )
     return answer
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _counts_ok(counts: object) -> bool:
+    """No counts, or events and totals per instance: finite, not negative, paired."""
+    if counts is None:
+        return True
+    if not isinstance(counts, Counts) or len(counts.events) != len(counts.totals):
+        return False
+    return all(
+        _is_number(value) and math.isfinite(value) and value >= 0
+        for value in (*counts.events, *counts.totals)
+    )

@@ -17,6 +17,9 @@ BUILTIN_METRICS = ("errorRate", "responseTimeP99", "cpuUsage", "memoryUsage")
 """Metric names every source understands by convention: a fraction of failed requests,
 the 99th percentile response time in milliseconds, CPU and memory use as fractions (0-1)."""
 DIRECTIONS = ("increase", "decrease")
+MEASURES = ("value", "rate")
+"""``value``: one number per instance (its mean over the window), judged by a rank test;
+``rate``: events out of a total (errors of requests), judged on the counts."""
 DEFAULT_ALPHA = 0.025
 """One-sided 2.5%: with every look spending its share, fewer than 1 in 40 harmless releases
 is ever rolled back by a relative check, however long it runs."""
@@ -34,6 +37,7 @@ CHECK_FIELDS = (
     "critical",
     "query",
     "baselineQuery",
+    "measure",
 )
 
 
@@ -62,6 +66,14 @@ class Check:
     """Source-specific query template for the gray group (PromQL for ``prometheus``)."""
     baseline_query: str | None = None
     """Source-specific query template for the baseline group."""
+    measure: str = "value"
+    """``value`` or ``rate`` (see ``MEASURES``). A rate check reads counts: a relative one is
+    an anytime-valid sequential test of the rate ratio (:mod:`~.sequential`); an absolute
+    one compares the gray group's pooled rate (events over total) with ``threshold``."""
+
+    @property
+    def is_rate(self) -> bool:
+        return self.measure == "rate"
 
     def to_wire(self) -> dict[str, Any]:
         wire: dict[str, Any] = {
@@ -71,6 +83,8 @@ class Check:
             "minSamples": self.min_samples,
             "critical": self.critical,
         }
+        if self.is_rate:
+            wire["measure"] = self.measure
         for name, value in (
             ("threshold", self.threshold),
             ("maxIncrease", self.max_increase),
@@ -183,6 +197,21 @@ def parse_check(raw: Any, field: str) -> Check:
     critical = data.get("critical", False)
     if not isinstance(critical, bool):
         raise ValidationError(f"{field}.critical", "must be true or false", value=critical)
+    measure = data.get("measure", "value")
+    if measure not in MEASURES:
+        raise ValidationError(
+            f"{field}.measure", f"must be one of {', '.join(MEASURES)}", value=measure
+        )
+    if measure == "rate" and direction != "increase":
+        raise ValidationError(
+            f"{field}.direction",
+            "a rate check counts bad events (errors of requests): its direction is increase",
+            value=direction,
+        )
+    if measure == "rate" and threshold is not None and not 0 <= threshold <= 1:
+        raise ValidationError(
+            f"{field}.threshold", "a rate check's threshold is a fraction from 0 to 1"
+        )
     return Check(
         metric=metric.strip(),
         source=source,
@@ -198,6 +227,7 @@ def parse_check(raw: Any, field: str) -> Check:
         critical=critical,
         query=_query(data, "query", field),
         baseline_query=_query(data, "baselineQuery", field),
+        measure=measure,
     )
 
 

@@ -501,6 +501,7 @@ class GrayRelease:
                 percentage=strategy.initial_percentage(plan.rules),
                 next_step_at=strategy.next_step_at(plan.rules, now),
                 analyzed_at=now,
+                stage_started_at=now,
             ),
         )
 
@@ -530,7 +531,11 @@ class GrayRelease:
             return attrs.evolve(
                 plan,
                 progress=attrs.evolve(
-                    progress, next_step_at=next_at, analyzed_at=now, top_reached_at=top
+                    progress,
+                    next_step_at=next_at,
+                    analyzed_at=now,
+                    top_reached_at=top,
+                    stage_started_at=now,
                 ),
             )
 
@@ -901,7 +906,9 @@ class GrayRelease:
         """Store samples that instances or agents report for a live plan.
 
         ``body`` is ``{"samples": [...]}`` or a list of samples, each ``{"instanceId",
-        "metric", "value"[, "gray"][, "timestamp"]}``. A sample without ``gray`` counts as gray
+        "metric", "value"[, "gray"][, "timestamp"]}``, or a counted one with ``"events"`` and
+        ``"total"`` (errors of requests since the instance's last sample; ``value`` then
+        defaults to their ratio) for rate checks. A sample without ``gray`` counts as gray
         when its instance is recorded as having received the plan's gray value.
 
         :returns: how many samples were stored.

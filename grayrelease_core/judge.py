@@ -1,15 +1,21 @@
 """The judge: one analysis interval's samples in, a verdict out (pass, inconclusive, fail).
 
-Absolute checks compare the gray group's mean with a fixed threshold. Relative checks compare
-the gray group with the baseline over the same window, as Kayenta does: a one-sided
-Mann-Whitney U test says whether the gray samples tend to be worse, and the difference of the
-means must also exceed the allowed increase. The judge looks again at every interval, so each
-look spends a share of the plan's ``alpha`` (:func:`~grayrelease_core.stats.alpha_for_look`):
-however many intervals a plan runs, the chance that a harmless change is ever rolled back by
-a relative check stays at most ``alpha``.
+Absolute checks compare the gray group with a fixed threshold: a value check its mean, a rate
+check its pooled rate (all its events over all its requests). Relative checks compare the gray
+group with the baseline:
 
-Missing data is never a pass: too few samples, or a source that failed, makes the check
-inconclusive, and the plan holds.
+- a **rate** check (``measure: rate``: errors of requests) adds each look's counts to an
+  anytime-valid sequential test of the rate ratio (:mod:`~grayrelease_core.sequential`). It
+  may be looked at after every interval, for the plan's whole life, with at most ``alpha``
+  chance of ever rolling back a harmless release, and it weighs instances by their traffic;
+- a **value** check (one number per instance, e.g. a latency percentile) runs a one-sided
+  Mann-Whitney U test per look, exact under ties, spending a share of ``alpha`` per look
+  (:func:`~grayrelease_core.stats.alpha_for_look`); the means must also differ by more than
+  the allowed increase.
+
+Missing data is never a pass: a failed source, no gray instance, no requests or too few
+instances makes a check inconclusive, and the plan holds. A relative check at 100% (no
+baseline left) is skipped, and a verdict of skipped checks only is inconclusive too.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import attrs
 
 from .checks import Check
 from .metrics import Observation
+from .sequential import Counts, Evidence, observe
 from .stats import alpha_for_look, mann_whitney_greater
 from .wire import timestamp
 
@@ -36,8 +43,8 @@ class Outcome(enum.StrEnum):
     INCONCLUSIVE = "INCONCLUSIVE"
     FAIL = "FAIL"
     SKIPPED = "SKIPPED"
-    """A relative check that cannot apply at this exposure (no baseline at 100%, or too few
-    gray instances to compare); not part of the verdict."""
+    """A relative check at 100%: no baseline is left to compare with. Not a pass: a verdict
+    whose every check is skipped is inconclusive."""
 
 
 @attrs.frozen
@@ -48,19 +55,35 @@ class CheckResult:
     outcome: Outcome
     reason: str
     gray_count: int = 0
+    """Gray instances that reported (with requests, for a rate check)."""
     baseline_count: int = 0
     gray_mean: float | None = None
+    """The gray group's mean value, or pooled rate for a rate check."""
     baseline_mean: float | None = None
     u: float | None = None
     p_value: float | None = None
     alpha: float | None = None
-    """The significance level this look spent (relative checks)."""
+    """The significance level this look spent (relative value checks), or the plan's whole
+    ``alpha`` (relative rate checks: the sequential test spends nothing per look)."""
+    gray_events: float | None = None
+    gray_total: float | None = None
+    baseline_events: float | None = None
+    baseline_total: float | None = None
+    dispersion: float | None = None
+    evidence: Evidence | None = None
+    """A relative rate check's sequential state after this look (saved with the plan)."""
+
+    @property
+    def spent_alpha(self) -> bool:
+        """Whether a per-look test ran, which counts as a look for alpha spending."""
+        return self.p_value is not None and not self.check.is_rate
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        wire: dict[str, Any] = {
             "metric": self.check.metric,
             "source": self.check.source,
             "kind": "relative" if self.check.max_increase is not None else "absolute",
+            "measure": self.check.measure,
             "critical": self.check.critical,
             "outcome": self.outcome.value,
             "reason": self.reason,
@@ -74,6 +97,23 @@ class CheckResult:
             "pValue": self.p_value,
             "alpha": self.alpha,
         }
+        if self.check.is_rate:
+            wire |= {
+                "grayEvents": self.gray_events,
+                "grayTotal": self.gray_total,
+                "baselineEvents": self.baseline_events,
+                "baselineTotal": self.baseline_total,
+                "dispersion": self.dispersion,
+            }
+            if self.evidence is not None:
+                wire |= {
+                    "looks": self.evidence.looks,
+                    "eValue": _e_value(self.evidence),
+                    "ratio": _finite(self.evidence.ratio),
+                    "grayEventsSoFar": self.evidence.worse_events,
+                    "eventsSoFar": self.evidence.events,
+                }
+        return wire
 
 
 @attrs.frozen
@@ -93,8 +133,8 @@ class Verdict:
 
     @property
     def tested(self) -> bool:
-        """Whether a relative test ran: what counts as a look for alpha spending."""
-        return any(r.p_value is not None for r in self.results)
+        """Whether a per-look relative test ran: what counts as a look for alpha spending."""
+        return any(r.spent_alpha for r in self.results)
 
     @property
     def failed(self) -> tuple[CheckResult, ...]:
@@ -116,13 +156,19 @@ class Verdict:
         }
 
 
+def evidence_key(index: int, check: Check) -> str:
+    """Where a check's sequential evidence is kept in ``Progress.evidence``: a changed check
+    starts its evidence afresh rather than take over another's."""
+    return f"{index}:{check.metric}:{check.max_increase}"
+
+
 def combine(results: Sequence[CheckResult], look: int, start: datetime, end: datetime) -> Verdict:
-    """Any failed check fails the interval; otherwise any inconclusive one holds it. Skipped
-    checks do not count; with no check at all there is nothing to pass."""
+    """Any failed check fails the interval; otherwise any inconclusive one holds it, and so
+    does a verdict with no check that decided (none, or every one skipped)."""
     outcomes = {result.outcome for result in results}
     if Outcome.FAIL in outcomes:
         outcome = Outcome.FAIL
-    elif Outcome.INCONCLUSIVE in outcomes or not results:
+    elif Outcome.INCONCLUSIVE in outcomes or Outcome.PASS not in outcomes:
         outcome = Outcome.INCONCLUSIVE
     else:
         outcome = Outcome.PASS
@@ -137,27 +183,22 @@ def judge_check(
     alpha: float,
     gray_instances: int | None = None,
     everyone_gray: bool = False,
+    evidence: Evidence | None = None,
+    stage_looks: float = 1.0,
 ) -> CheckResult:
     """The outcome of ``check`` given what its source answered for this interval.
 
-    Values are one per instance (see :class:`Observation`), so ``minSamples`` counts
-    instances. ``gray_instances`` is how many instances are recorded as having received the
-    gray value (``None``: unknown). A relative check is skipped while fewer than
-    ``minSamples`` exist, or when everyone is gray (no baseline): no test could tell, and a
-    canary of two instances must still be able to take its first step on its absolute checks.
-    With no gray instance at all, nothing is judged and the check is inconclusive.
+    ``gray_instances`` is how many instances are recorded as having received the gray value
+    (``None``: unknown); with none, nothing is judged. ``evidence`` is a relative rate check's
+    sequential state from the looks before this one, ``stage_looks`` how many looks' worth of
+    time the current stage has lasted (see :func:`~grayrelease_core.sequential.observe`).
+    Every path that lacks the data to decide ends inconclusive: the checks before the
+    statistics are the promise that missing data never passes.
     """
     relative = check.max_increase is not None
     if relative and everyone_gray:
         return CheckResult(
             check, Outcome.SKIPPED, "every client gets the gray value: no baseline to compare"
-        )
-    if relative and gray_instances is not None and 0 < gray_instances < check.min_samples:
-        return CheckResult(
-            check,
-            Outcome.SKIPPED,
-            f"only {gray_instances} gray instances, fewer than minSamples {check.min_samples}: "
-            "too few to compare (absolute checks still apply)",
         )
     if isinstance(observed, Exception):
         return CheckResult(
@@ -167,6 +208,21 @@ def judge_check(
         return CheckResult(
             check, Outcome.INCONCLUSIVE, "no instance has received the gray value yet"
         )
+    if check.is_rate:
+        return _judge_rate(
+            check,
+            observed,
+            alpha=alpha,
+            evidence=evidence or Evidence(),
+            stage_looks=stage_looks,
+        )
+    return _judge_values(check, observed, look=look, alpha=alpha, gray_instances=gray_instances)
+
+
+def _judge_values(
+    check: Check, observed: Observation, *, look: int, alpha: float, gray_instances: int | None
+) -> CheckResult:
+    """A value check: one number per instance (its mean over the window)."""
     gray = [value for value in observed.gray if math.isfinite(value)]
     baseline = [value for value in observed.baseline if math.isfinite(value)]
     gray_mean = _mean(gray)
@@ -179,7 +235,9 @@ def judge_check(
         gray_mean=gray_mean,
         baseline_mean=baseline_mean,
     )
-    # An absolute check of a canary smaller than minSamples waits for all of its instances.
+    relative = check.max_increase is not None
+    # An absolute check of a canary smaller than minSamples waits for all of its instances;
+    # a relative one needs minSamples on each side, or the rank test cannot tell anything.
     needed = (
         check.min_samples
         if relative
@@ -236,6 +294,100 @@ def judge_check(
         p_value=test.p_value,
         alpha=spent,
     )
+
+
+def _judge_rate(
+    check: Check, observed: Observation, *, alpha: float, evidence: Evidence, stage_looks: float
+) -> CheckResult:
+    """A rate check: events out of requests, pooled over each group's instances."""
+    gray = observed.gray_counts
+    baseline = observed.baseline_counts or Counts((), ())
+    if gray is None:
+        return CheckResult(
+            check,
+            Outcome.INCONCLUSIVE,
+            f"metric source {check.source} sent no counts (events and totals) for this rate check",
+        )
+    result = functools.partial(
+        CheckResult,
+        check,
+        gray_count=sum(1 for total in gray.totals if total > 0),
+        baseline_count=sum(1 for total in baseline.totals if total > 0),
+        gray_mean=gray.rate,
+        baseline_mean=baseline.rate,
+        gray_events=gray.event_sum,
+        gray_total=gray.total_sum,
+        baseline_events=baseline.event_sum,
+        baseline_total=baseline.total_sum,
+    )
+    if gray.total_sum <= 0:
+        return result(Outcome.INCONCLUSIVE, "no gray requests counted in this interval")
+    gray_rate = gray.event_sum / gray.total_sum
+    if check.max_increase is None:
+        assert check.threshold is not None
+        beyond = gray_rate > check.threshold
+        return result(
+            Outcome.FAIL if beyond else Outcome.PASS,
+            f"gray rate {gray_rate:.6g} ({gray.event_sum:g} of {gray.total_sum:g}) "
+            f"{'>' if beyond else '<='} threshold {check.threshold:.6g}",
+        )
+    if baseline.total_sum <= 0:
+        return result(Outcome.INCONCLUSIVE, "no baseline requests counted in this interval")
+    look = observe(
+        evidence,
+        gray,
+        baseline,
+        max_increase=check.max_increase,
+        alpha=alpha,
+        stage_looks=stage_looks,
+    )
+    after = look.evidence
+    overall = _pooled(after.worse_events, after.worse_total)
+    other = _pooled(after.events - after.worse_events, after.other_total)
+    ratio = after.ratio
+    shown = "n/a" if ratio is None else f"{ratio:.3g}x"
+    so_far = (
+        f"gray rate {overall:.6g} vs baseline {other:.6g} over {after.looks} looks (ratio {shown})"
+    )
+    needed = 1.0 / alpha
+    e_value = _e_value(after)
+    allowed = f"{check.max_increase:.0%}"
+    if look.beyond:
+        outcome = Outcome.FAIL
+        reason = (
+            f"{so_far}: a proven increase beyond the allowed {allowed} "
+            f"(evidence {e_value:.3g} >= {needed:.3g})"
+        )
+    elif look.rejected:
+        outcome = Outcome.PASS
+        reason = f"{so_far}: a proven increase, but within the allowed {allowed}"
+    else:
+        outcome = Outcome.PASS
+        reason = (
+            f"{so_far}: no evidence of an increase (evidence {e_value:.3g}, "
+            f"fails at {needed:.3g} with a ratio above {1 + check.max_increase:.3g}x)"
+        )
+    return result(
+        outcome,
+        reason,
+        p_value=after.p_value(),
+        alpha=alpha,
+        dispersion=look.dispersion,
+        evidence=after,
+    )
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is None or math.isfinite(value) else None
+
+
+def _pooled(events: float, total: float) -> float:
+    return events / total if total > 0 else 0.0
+
+
+def _e_value(evidence: Evidence) -> float:
+    """The mixture likelihood ratio, capped for JSON (``inf`` is not a JSON number)."""
+    return math.exp(min(evidence.log_mixture, 700.0))
 
 
 def _mean(values: Sequence[float]) -> float | None:

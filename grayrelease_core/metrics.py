@@ -16,8 +16,9 @@ import attrs
 from .checks import Check
 from .errors import GrayReleaseError
 from .models import Plan
+from .sequential import Counts
 
-__all__ = ["Check", "MetricQuery", "MetricSource", "MetricSourceError", "Observation"]
+__all__ = ["Check", "Counts", "MetricQuery", "MetricSource", "MetricSourceError", "Observation"]
 
 
 class MetricSourceError(GrayReleaseError):
@@ -28,7 +29,11 @@ class MetricSourceError(GrayReleaseError):
 
 @attrs.frozen
 class MetricQuery:
-    """One question to a metric source: ``check`` of ``plan`` over ``[start, end)``."""
+    """One question to a metric source: ``check`` of ``plan`` over ``(start, end]``.
+
+    ``start`` is never before the plan's current stage began (its last step), so a look
+    judges one exposure; for a rate check it is the previous look, so each event counts once.
+    """
 
     plan: Plan
     check: Check
@@ -53,6 +58,10 @@ class Observation:
 
     gray: tuple[float, ...]
     baseline: tuple[float, ...]
+    gray_counts: Counts | None = None
+    """For a rate check (``measure: rate``): each gray instance's events and requests over
+    the window; the judge tests the counts, not the values."""
+    baseline_counts: Counts | None = None
 
 
 @runtime_checkable

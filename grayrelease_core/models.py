@@ -143,6 +143,15 @@ class Progress:
     """When the analysis clock last started: the last analysis, the start or the resume."""
     top_reached_at: datetime | None = None
     """When the canary reached its ``maxPercentage``: the bake time counts from here."""
+    stage_started_at: datetime | None = None
+    """When the current percentage took effect (start, step, promotion, resume): a look
+    judges only samples taken since, so a window never mixes two exposures."""
+    passed_at: datetime | None = None
+    """When an analysis last passed. A plan with checks steps, and completes by itself, only
+    after a pass taken in its current stage: missing data never moves it."""
+    evidence: Mapping[str, Any] | None = None
+    """The sequential evidence of rate checks, by check index
+    (:mod:`grayrelease_core.sequential`); ``None`` before the first look."""
 
 
 @attrs.frozen
@@ -271,6 +280,10 @@ class Sample(NamedTuple):
     """Whether the instance was in the plan's gray group when it reported."""
     instance_id: str | None
     at: datetime
+    events: float | None = None
+    """For a counted sample: the events (errors) among ``total`` (requests) in its interval;
+    ``value`` is then their ratio."""
+    total: float | None = None
 
 
 @attrs.frozen

@@ -28,7 +28,7 @@ MAX_MAGNITUDE = 1e15
 MAX_INSTANCE = 256
 FUTURE_SLACK = timedelta(minutes=5)
 """How far ahead of the server's clock a sample's timestamp may be (clock skew)."""
-SAMPLE_FIELDS = ("instanceId", "metric", "value", "gray", "timestamp")
+SAMPLE_FIELDS = ("instanceId", "metric", "value", "gray", "timestamp", "events", "total")
 VERDICT_ACTIONS = ("ANALYSIS_PASSED", "ANALYSIS_INCONCLUSIVE", "ANALYSIS_FAILED")
 STEP_ACTIONS = ("STARTED", "STEPPED", "PROMOTED", "HELD", "AUTO_ROLLBACK", "COMPLETED")
 MAX_SERIES_SAMPLES = 200_000
@@ -70,13 +70,12 @@ def parse_samples(
         raw = rules_object(raw, allowed=SAMPLE_FIELDS, required=(), field=field)
         instance = _text(raw.get("instanceId"), f"{field}.instanceId", MAX_INSTANCE)
         metric = _text(raw.get("metric"), f"{field}.metric", MAX_METRIC)
-        value = raw.get("value")
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValidationError(f"{field}.value", "must be a number", value=value)
-        if not abs(value) <= MAX_MAGNITUDE:  # before float(): a huge integer overflows it
-            raise ValidationError(
-                f"{field}.value", "must be a finite number within ±1e15", value=str(value)
-            )
+        events, total = _counts(raw, field)
+        if "value" in raw or total is None:
+            value = _number(raw.get("value"), f"{field}.value")
+        else:
+            assert events is not None
+            value = events / total if total > 0 else 0.0
         gray = raw.get("gray")
         if gray is None:
             known = members() if known is None else known
@@ -92,8 +91,34 @@ def parse_samples(
             raise ValidationError(
                 f"{field}.timestamp", "is older than the metric retention", value=str(at)
             )
-        samples.append(Sample(plan_id, metric, float(value), gray, instance, at))
+        samples.append(Sample(plan_id, metric, value, gray, instance, at, events, total))
     return samples
+
+
+def _number(value: Any, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValidationError(field, "must be a number", value=value)
+    if not abs(value) <= MAX_MAGNITUDE:  # before float(): a huge integer overflows it
+        raise ValidationError(field, "must be a finite number within ±1e15", value=str(value))
+    return float(value)
+
+
+def _counts(raw: Mapping[str, Any], field: str) -> tuple[float | None, float | None]:
+    """A counted sample's ``events`` of ``total`` (errors of requests over its interval)."""
+    if "events" not in raw and "total" not in raw:
+        return None, None
+    for name in ("events", "total"):
+        if name not in raw:
+            raise ValidationError(f"{field}.{name}", "is required with events and total")
+    events = _number(raw["events"], f"{field}.events")
+    total = _number(raw["total"], f"{field}.total")
+    if total < 0:
+        raise ValidationError(f"{field}.total", "must not be negative", value=total)
+    if not 0 <= events <= total:
+        raise ValidationError(
+            f"{field}.events", "must be from 0 to total (errors among the requests)", value=events
+        )
+    return events, total
 
 
 def _text(value: Any, field: str, limit: int) -> str:

@@ -30,6 +30,7 @@ from .models import (
     Sample,
 )
 from .outbox import Attempt, DeliveryState, Notification
+from .sequential import Counts
 
 
 def _status(value: PlanStatus | str | None) -> PlanStatus | None:
@@ -318,9 +319,18 @@ class PlanStore(Protocol):
     def sample_values(
         self, plan_ids: Collection[str], metrics: Collection[str], since: datetime, until: datetime
     ) -> dict[tuple[str, str], tuple[list[float], list[float]]]:
-        """``{(plan id, metric): (gray means, baseline means)}`` over ``[since, until)``: one
+        """``{(plan id, metric): (gray means, baseline means)}`` over ``(since, until]`` (a
+        sample stamped at a look's moment covers the minute before it, so belongs to it): one
         value per instance, the mean of its samples, since an instance's samples are not
         independent of each other and the judge compares instances."""
+        ...
+
+    def sample_counts(
+        self, plan_ids: Collection[str], metrics: Collection[str], since: datetime, until: datetime
+    ) -> dict[tuple[str, str], tuple[Counts, Counts]]:
+        """``{(plan id, metric): (gray counts, baseline counts)}`` over ``(since, until]``: per
+        instance, the sums of the events and totals of its counted samples (those pushed with
+        ``events`` and ``total``), for rate checks."""
         ...
 
     def instance_counts(self, plan_ids: Collection[str]) -> dict[str, int]:

@@ -2,21 +2,24 @@
 the time: the engine does the reading and writing around them.
 
 A plan is analyzed every analysis interval (``autoRollback.interval``, else the canary's
-``stepInterval`` up to 30 minutes, else 5 minutes). A stepped plan (``CANARY``) takes its
-next step when the step is due *and* the analysis run at that moment passed; an inconclusive
-or failed analysis holds it. Failed intervals count towards ``failureThreshold``; a failed
-critical check rolls the plan back at once.
+``stepInterval`` up to 30 minutes, else 5 minutes). A stepped plan (``CANARY``) with checks
+takes its next step when the step is due *and* an analysis has passed since the current stage
+began; completes by itself only after a pass since it reached the top. An inconclusive or
+failed analysis, or none, holds it: missing data never moves a plan. Failed intervals count
+towards ``failureThreshold``; a failed critical check rolls the plan back at once.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 import attrs
 
 from .access import SYSTEM_ACTOR as SYSTEM_ACTOR
-from .judge import Outcome, Verdict
+from .judge import Outcome, Verdict, evidence_key
 from .models import LogRecord, Plan, Progress
 from .outbox import DeliveryReport
 from .store import ProgressChange
@@ -129,9 +132,13 @@ def decide(
     """Roll back, complete, step, hold, or only record the verdict."""
     progress = plan.progress
     if verdict is not None:
-        # Only a look at which a relative test ran spends alpha, so only it is counted.
+        # Only a look at which a per-look relative test ran spends alpha, so only it counts.
         progress = attrs.evolve(
-            progress, analyses=progress.analyses + int(verdict.tested), analyzed_at=now
+            progress,
+            analyses=progress.analyses + int(verdict.tested),
+            analyzed_at=now,
+            passed_at=now if verdict.outcome is Outcome.PASS else progress.passed_at,
+            evidence=_evidence_after(progress, verdict),
         )
         if verdict.outcome is Outcome.FAIL:
             progress = attrs.evolve(progress, failures=progress.failures + 1)
@@ -148,6 +155,21 @@ def decide(
                 )
     if not when.step or schedule is None:
         return Decision(Move.WAIT, progress)
+    guarded = plan.auto_rollback is not None and bool(plan.auto_rollback.checks)
+    at_top = progress.percentage >= schedule.max_percentage
+    # The stage starts at every step, at the top, and at a resume (the paused time was not
+    # watched): a pass from before it says nothing about what clients get now.
+    since = progress.stage_started_at or (progress.top_reached_at if at_top else None)
+    passed = progress.passed_at is not None and (since is None or progress.passed_at > since)
+    if guarded and (verdict is None or verdict.outcome is not Outcome.PASS) and not passed:
+        retry = now + min(timedelta(minutes=schedule.interval), analysis_interval(plan, schedule))
+        what = verdict.outcome.value.lower() if verdict is not None else "not run"
+        return Decision(
+            Move.HOLD,
+            attrs.evolve(progress, next_step_at=retry),
+            f"{'completion' if at_top else 'step'} held: analysis {what}, and none has "
+            f"passed since this stage began",
+        )
     if verdict is not None and verdict.outcome is not Outcome.PASS:
         retry = now + min(timedelta(minutes=schedule.interval), analysis_interval(plan, schedule))
         return Decision(
@@ -155,7 +177,7 @@ def decide(
             attrs.evolve(progress, next_step_at=retry),
             f"step held: analysis {verdict.outcome.value.lower()}",
         )
-    if progress.percentage >= schedule.max_percentage:
+    if at_top:
         bake_end = (progress.top_reached_at or now) + timedelta(minutes=schedule.bake_time)
         if schedule.auto_complete and now >= bake_end:
             return Decision(
@@ -180,6 +202,7 @@ def advance(progress: Progress, schedule: StepSchedule, now: datetime) -> Progre
         step=step,
         percentage=percentage,
         next_step_at=now + timedelta(minutes=schedule.interval),
+        stage_started_at=now,
     )
 
 
@@ -194,7 +217,20 @@ def to_top(
         percentage=percentage,
         top_reached_at=now,
         next_step_at=now + bake if auto else None,
+        stage_started_at=now,
     )
+
+
+def _evidence_after(progress: Progress, verdict: Verdict) -> Mapping[str, Any] | None:
+    """The rate checks' sequential evidence with this look's added (others kept as they were)."""
+    updated = {
+        evidence_key(index, result.check): result.evidence.to_json()
+        for index, result in enumerate(verdict.results)
+        if result.evidence is not None
+    }
+    if not updated:
+        return progress.evidence
+    return {**(progress.evidence or {}), **updated}
 
 
 def _why(verdict: Verdict) -> str:

@@ -15,11 +15,14 @@ import pytest
 
 from grayrelease_core import Plan, PlanItem, PlanStatus, Progress
 from grayrelease_core.checks import AutoRollback, Check
-from grayrelease_core.judge import Outcome, combine, judge_check
+from grayrelease_core.judge import Outcome, combine, evidence_key, judge_check
 from grayrelease_core.metrics import MetricSourceError, Observation
+from grayrelease_core.sequential import Counts, Evidence
 from grayrelease_core.stats import mann_whitney_greater
 from grayrelease_core.strategy import StepSchedule
 from grayrelease_core.ticker import Move, decide, due
+
+from .judge_sim import poisson
 
 RELATIVE = Check("errorRate", max_increase=0.1, min_samples=5)
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -78,32 +81,41 @@ def test_a_decrease_check_fails_when_the_gray_group_drops() -> None:
     )
 
 
-def test_relative_checks_are_skipped_where_no_comparison_can_be_made() -> None:
+def test_missing_data_never_passes_a_check_or_a_verdict() -> None:
+    """Invariant: a check that lacks the data to decide is INCONCLUSIVE, never PASS, and a
+    verdict with no check that decided is INCONCLUSIVE (issue 17: a relative check of a
+    two-instance canary was SKIPPED, and all-skipped combined to PASS)."""
     rng = random.Random(14)
     baseline = tuple(rng.gauss(100, 5) for _ in range(40))
     worse = tuple(rng.gauss(150, 5) for _ in range(40))
     everyone = judge_check(
         RELATIVE, Observation(worse, ()), look=1, alpha=0.025, everyone_gray=True
     )
-    assert everyone.outcome is Outcome.SKIPPED
+    assert everyone.outcome is Outcome.SKIPPED  # no baseline left at 100%
     few = judge_check(
         RELATIVE, Observation(worse[:2], baseline), look=1, alpha=0.025, gray_instances=2
     )
-    assert few.outcome is Outcome.SKIPPED
-    assert "only 2 gray instances" in few.reason
+    assert few.outcome is Outcome.INCONCLUSIVE
+    assert "2 gray instances reported, fewer than 5" in few.reason
     judged = judge_check(
         RELATIVE, Observation(worse, baseline), look=1, alpha=0.025, gray_instances=40
     )
     assert judged.outcome is Outcome.FAIL
     nobody = judge_check(RELATIVE, Observation((), baseline), look=1, alpha=0.025, gray_instances=0)
     assert nobody.outcome is Outcome.INCONCLUSIVE  # no gray instance yet: nothing passes
+    failed = judge_check(RELATIVE, MetricSourceError("down"), look=1, alpha=0.025)
+    assert failed.outcome is Outcome.INCONCLUSIVE
     cap = Check("errorRate", threshold=120, min_samples=3)
     small = judge_check(cap, Observation(worse[:2], ()), look=1, alpha=0.025, gray_instances=2)
     assert small.outcome is Outcome.FAIL  # absolute checks judge a canary of two
     waiting = judge_check(cap, Observation(worse[:1], ()), look=1, alpha=0.025, gray_instances=2)
     assert waiting.outcome is Outcome.INCONCLUSIVE  # ...once both have reported
-    assert combine([everyone, few], 1, T0, T0).outcome is Outcome.PASS
+    assert combine([everyone], 1, T0, T0).outcome is Outcome.INCONCLUSIVE
+    assert combine([], 1, T0, T0).outcome is Outcome.INCONCLUSIVE
+    assert combine([everyone, few], 1, T0, T0).outcome is Outcome.INCONCLUSIVE
     assert combine([everyone, waiting], 1, T0, T0).outcome is Outcome.INCONCLUSIVE
+    passed = judge_check(cap, Observation(baseline[:3], ()), look=1, alpha=0.025)
+    assert combine([everyone, passed], 1, T0, T0).outcome is Outcome.PASS
     assert not combine([everyone, small], 1, T0, T0).tested
 
 
@@ -120,33 +132,79 @@ def test_later_looks_spend_less_alpha() -> None:
     assert late.outcome is Outcome.PASS
 
 
+# --- rate checks: counts, pooled, tested sequentially -----------------------------------------
+
+RATE = Check("errorRate", max_increase=0.2, measure="rate")
+
+
+def counts(events: list[float], per_instance: float) -> Counts:
+    return Counts(tuple(events), (per_instance,) * len(events))
+
+
+def test_a_rate_check_weighs_instances_by_their_requests() -> None:
+    """A busy instance's 30 errors of 3000 and an idle one's 0 of 10 pool to 1%: not the
+    unweighted mean of 0.5% the per-instance means would give."""
+    cap = Check("errorRate", threshold=0.008, measure="rate")
+    gray = Counts((30.0, 0.0), (3000.0, 10.0))
+    result = judge_check(cap, Observation((), (), gray, None), look=1, alpha=0.025)
+    assert result.outcome is Outcome.FAIL
+    assert result.gray_mean == pytest.approx(30 / 3010)
+
+
+def test_a_rate_check_without_requests_or_counts_is_inconclusive() -> None:
+    nothing = Counts((), ())
+    cases = [
+        Observation((0.01,), (0.01,)),  # values but no counts: a source that cannot count
+        Observation((), (), nothing, counts([1.0], 600)),  # no gray requests
+        Observation((), (), counts([1.0], 600), nothing),  # no baseline requests
+        Observation((), (), counts([0.0], 0), counts([1.0], 600)),  # gray instance idle
+    ]
+    for observed in cases:
+        result = judge_check(RATE, observed, look=1, alpha=0.025, gray_instances=1)
+        assert result.outcome is Outcome.INCONCLUSIVE, observed
+        assert result.evidence is None  # nothing added to the sequential test
+
+
+def test_a_rate_check_accumulates_evidence_across_looks_until_it_fails() -> None:
+    """Doubled errors on 2 gray instances against 20: no single look is decisive, the sum is."""
+    rng = random.Random(5)
+    evidence = Evidence()
+    outcomes = []
+    for _ in range(30):
+        gray = counts([float(poisson(rng, 6.0)) for _ in range(2)], 600)
+        baseline = counts([float(poisson(rng, 3.0)) for _ in range(20)], 600)
+        result = judge_check(
+            RATE, Observation((), (), gray, baseline), look=1, alpha=0.025, evidence=evidence
+        )
+        assert result.evidence is not None
+        evidence = result.evidence
+        outcomes.append(result.outcome)
+        if result.outcome is Outcome.FAIL:
+            break
+    assert outcomes[0] is Outcome.PASS
+    assert outcomes[-1] is Outcome.FAIL
+    assert 1 < len(outcomes) < 30
+    assert evidence.looks == len(outcomes)
+
+
 # --- simulated canaries --------------------------------------------------------------------
 
 INSTANCES = 100
 CANARY_INSTANCES = 2
 MINUTES = 5
-"""The analysis interval; each instance reports its error rate once a minute."""
-REQUESTS = 600
-"""Requests per instance and minute."""
+"""The analysis interval."""
+REQUESTS = 20
+"""Requests per instance and minute: a quiet service."""
 BASE_ERROR_RATE = 0.01
 SPREAD = 0.25
 """Instances differ: each has its own error rate, log-normally around the fleet's (±25%)."""
 
 
-def interval_rate(rng: random.Random, rate: float) -> float:
-    """One instance's error rate over an interval: the mean of its per-minute rates (errors
-    out of ``REQUESTS``, a normal approximation of the binomial, at least zero)."""
-    requests = REQUESTS * MINUTES
-    mean = requests * rate
-    errors = max(0.0, rng.gauss(mean, math.sqrt(mean * (1 - rate))))
-    return errors / requests
-
-
 def simulate(rng: random.Random, factor: float, *, intervals: int = 20) -> float | None:
     """One canary (2 canary instances, then 20% steps every interval) judged each interval by
-    the real judge and the real ticker decisions, on one value per instance as the sources
-    give it. The gray instances' error rate is ``factor`` times their own. Returns the
-    percentage the canary was rolled back at, or ``None``."""
+    the real judge and the real ticker decisions, on each instance's error and request counts.
+    The gray instances' error rate is ``factor`` times their own. Returns the percentage the
+    canary was rolled back at, or ``None``."""
     levels = [BASE_ERROR_RATE * math.exp(rng.gauss(0, SPREAD)) for _ in range(INSTANCES)]
     schedule = StepSchedule(step_percentage=20, interval=MINUTES, max_percentage=100)
     plan = Plan(
@@ -159,25 +217,34 @@ def simulate(rng: random.Random, factor: float, *, intervals: int = 20) -> float
         strategy="CANARY",
         rules={},
         status=PlanStatus.ACTIVE,
-        auto_rollback=AutoRollback(checks=(RELATIVE,)),
+        auto_rollback=AutoRollback(checks=(RATE,)),
         started_at=T0,
-        progress=Progress(analyzed_at=T0, next_step_at=T0 + timedelta(minutes=MINUTES)),
+        progress=Progress(
+            analyzed_at=T0, stage_started_at=T0, next_step_at=T0 + timedelta(minutes=MINUTES)
+        ),
     )
+    requests = REQUESTS * MINUTES
     now = T0
     for _ in range(intervals):
         now += timedelta(minutes=MINUTES)
         share = plan.progress.percentage / 100
         gray_count = CANARY_INSTANCES + round(share * (INSTANCES - CANARY_INSTANCES))
-        gray = tuple(interval_rate(rng, levels[i] * factor) for i in range(gray_count))
-        baseline = tuple(interval_rate(rng, levels[i]) for i in range(gray_count, INSTANCES))
+        events = [
+            float(poisson(rng, requests * level * (factor if i < gray_count else 1.0)))
+            for i, level in enumerate(levels)
+        ]
         look = plan.progress.analyses + 1
+        stored = plan.progress.evidence or {}
         result = judge_check(
-            RELATIVE,
-            Observation(gray, baseline),
+            RATE,
+            Observation(
+                (), (), counts(events[:gray_count], requests), counts(events[gray_count:], requests)
+            ),
             look=look,
             alpha=0.025,
             gray_instances=gray_count,
             everyone_gray=share >= 1,
+            evidence=Evidence.from_json(stored.get(evidence_key(0, RATE))),
         )
         verdict = combine([result], look, now - timedelta(minutes=MINUTES), now)
         decision = decide(plan, schedule, verdict, due(plan, schedule, now), now)
@@ -189,21 +256,21 @@ def simulate(rng: random.Random, factor: float, *, intervals: int = 20) -> float
 
 def test_with_no_real_difference_fewer_than_5_percent_of_canaries_roll_back() -> None:
     rng = random.Random(20261126)
-    runs = 500
+    runs = 400
     rolled = sum(simulate(rng, 1.0) is not None for _ in range(runs))
     assert rolled / runs < 0.05
 
 
 def test_naive_repeated_looks_would_raise_false_alarms_far_above_5_percent() -> None:
-    """Why the judge spends alpha: testing each of 20 looks at 0.05 alarms several times more
-    healthy canaries than 5% (about a quarter here; fewer than with independent looks, since
-    the same instances are gray at every look)."""
+    """Why the per-look rank test spends alpha: testing each of 20 looks at 0.05 alarms
+    several times more healthy canaries than 5% (about a quarter here; fewer than with
+    independent looks, since the same instances are gray at every look)."""
     rng = random.Random(4)
     runs, alarmed = 200, 0
     for _ in range(runs):
         levels = [BASE_ERROR_RATE * math.exp(rng.gauss(0, SPREAD)) for _ in range(INSTANCES)]
         for _ in range(20):
-            rates = [interval_rate(rng, level) for level in levels]
+            rates = [poisson(rng, 3000 * level) / 3000 for level in levels]
             if mann_whitney_greater(rates[:20], rates[20:]).p_value < 0.05:
                 alarmed += 1
                 break
@@ -211,6 +278,8 @@ def test_naive_repeated_looks_would_raise_false_alarms_far_above_5_percent() -> 
 
 
 def test_a_doubled_error_rate_rolls_back_more_than_95_percent_of_canaries_before_50() -> None:
+    """At 20 requests a minute per instance (issue 17: the per-instance rank test caught
+    80.5% before 50% exposure)."""
     rng = random.Random(20261127)
     runs = 300
     outcomes = [simulate(rng, 2.0) for _ in range(runs)]

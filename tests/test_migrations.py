@@ -72,7 +72,7 @@ def test_upgrade_downgrade_upgrade_on_an_empty_database(engine: Engine) -> None:
     assert current(store) is None
     upgrade(store)
     upgrade(backend)
-    assert current(store) == head(store) == "0008"
+    assert current(store) == head(store) == "0009"
     assert current(backend) == head(backend)
     assert tables(engine) >= STORE_TABLES | BACKEND_TABLES
 
@@ -117,7 +117,7 @@ def test_a_schema_behind_is_refused_when_auto_migrate_is_off(db_url: str) -> Non
     with pytest.raises(ConfigurationError) as caught:
         GrayRelease.from_settings(settings, load_entrypoints=False)
     assert "grayrelease db upgrade" in caught.value.message
-    assert caught.value.details == {"current": None, "head": "0008"}
+    assert caught.value.details == {"current": None, "head": "0009"}
 
 
 def insert_old_plan(conn: Connection) -> None:

@@ -52,6 +52,8 @@ def canary_body(*, checks: list[dict[str, Any]] | None = None, **canary: Any) ->
 
 
 ERROR_RATE = {"metric": "errorRate", "maxIncrease": 0.2, "minSamples": 10}
+ERROR_CAP = {"metric": "errorRate", "threshold": 0.05}
+"""An absolute check: it still decides at 100%, where the relative one has no baseline."""
 
 
 class Recorder:
@@ -144,7 +146,7 @@ def actions(gr: GrayRelease, plan_id: str) -> list[str]:
 def test_a_healthy_canary_widens_step_by_step_then_completes_after_its_bake_time(
     tgr: GrayRelease, clock: ManualClock, recorder: Recorder
 ) -> None:
-    body = canary_body(checks=[ERROR_RATE], autoComplete=True, bakeTime=60)
+    body = canary_body(checks=[ERROR_RATE, ERROR_CAP], autoComplete=True, bakeTime=60)
     plan = tgr.start(tgr.create_plan(body, actor="alice").id, actor="alice")
     rng = random.Random(7)
     assert gray_share(tgr) == set()
@@ -575,3 +577,163 @@ def test_a_failing_automatic_completion_is_retried_an_interval_later_not_every_t
     clock.advance(timedelta(minutes=30))
     tgr.tick()
     assert tgr.get_plan(plan.id).status is PlanStatus.COMPLETED
+
+
+# --- issue 17: missing data never moves a plan; looks never straddle a step --------------------
+
+RATE = {"metric": "errorRate", "maxIncrease": 0.2, "measure": "rate"}
+
+
+def counted(gr: GrayRelease, plan_id: str, *, gray: int, base: int, at_gray: bool = True) -> None:
+    """One minute of counted samples: 2 canary instances and 8 baseline ones, 600 requests each,
+    ``gray``/``base`` errors per instance."""
+    samples = [
+        {
+            "instanceId": f"g{n}",
+            "gray": at_gray,
+            "metric": "errorRate",
+            "events": gray,
+            "total": 600,
+        }
+        for n in range(2)
+    ] + [
+        {"instanceId": f"b{n}", "gray": False, "metric": "errorRate", "events": base, "total": 600}
+        for n in range(8)
+    ]
+    assert gr.push_metrics(plan_id, {"samples": samples}, actor="agent") == 10
+
+
+@pytest.mark.parametrize("pushed", ["nothing", "baseline only", "gray only"])
+def test_invariant_a_canary_with_checks_never_steps_on_missing_data(
+    tgr: GrayRelease, clock: ManualClock, pushed: str
+) -> None:
+    """Issue 17: with a relative check and a canary below minSamples, 100 of 100 canaries
+    stepped to 20% with nothing pushed, with only baseline data, and with only gray data."""
+    body = canary_body(checks=[ERROR_RATE, {**RATE, "metric": "errors"}], stepInterval=5)
+    plan = tgr.start(tgr.create_plan(body, actor="a").id, actor="a")
+    assert tgr.resolve(KEY, Client("canary-1", CANARY_IP)).gray
+    for _ in range(12):
+        clock.advance(timedelta(minutes=1))
+        if pushed == "baseline only":
+            counted(tgr, plan.id, gray=1, base=1, at_gray=False)
+        elif pushed == "gray only":
+            samples = [
+                {"instanceId": "canary-1", "gray": True, "metric": m, "events": 1, "total": 600}
+                for m in ("errorRate", "errors")
+            ]
+            tgr.push_metrics(plan.id, {"samples": samples}, actor="agent")
+        tgr.tick()
+    current = tgr.get_plan(plan.id)
+    assert current.progress.percentage == 0
+    assert current.progress.step == 0
+    log = actions(tgr, plan.id)
+    assert "STEPPED" not in log
+    assert "ANALYSIS_PASSED" not in log
+    assert "HELD" in log
+
+
+def test_invariant_auto_completion_needs_a_pass_in_the_last_stage(
+    tgr: GrayRelease, clock: ManualClock
+) -> None:
+    """Issue 17: with pushes stopping at 100%, 97 of 100 canaries auto-completed after the bake
+    time with no data. A pass before the top does not count for the completion."""
+    body = canary_body(
+        checks=[{"metric": "errorRate", "threshold": 0.05, "measure": "rate"}],
+        stepPercentage=100,
+        stepInterval=5,
+        autoComplete=True,
+        bakeTime=10,
+    )
+    plan = tgr.start(tgr.create_plan(body, actor="a").id, actor="a")
+    assert tgr.resolve(KEY, Client("canary-1", CANARY_IP)).gray
+    for _ in range(5):
+        clock.advance(timedelta(minutes=1))
+        counted(tgr, plan.id, gray=1, base=1)
+        tgr.tick()
+    assert tgr.get_plan(plan.id).progress.percentage == 100  # stepped on a pass
+    for _ in range(40):  # far past the bake time, nothing pushed
+        clock.advance(timedelta(minutes=1))
+        tgr.tick()
+    stuck = tgr.get_plan(plan.id)
+    assert stuck.status is PlanStatus.ACTIVE
+    assert stuck.progress.passed_at is not None
+    assert stuck.progress.stage_started_at is not None
+    assert stuck.progress.passed_at <= stuck.progress.stage_started_at  # the pass that stepped
+    clock.advance(timedelta(minutes=1))
+    counted(tgr, plan.id, gray=1, base=1)
+    clock.advance(timedelta(minutes=5))
+    tgr.tick()
+    assert tgr.get_plan(plan.id).status is PlanStatus.COMPLETED
+
+
+def test_invariant_a_look_never_reads_samples_from_before_the_step(
+    tgr: GrayRelease, clock: ManualClock
+) -> None:
+    """Issue 17: ``window: 10`` with a 5-minute interval averaged pre-step samples into the
+    look after the step. The value check here would fail on the old samples (gray far above
+    the cap) and pass on the new ones."""
+    cap = {"metric": "latency", "threshold": 100, "window": 30, "minSamples": 1}
+    body = canary_body(checks=[cap], stepInterval=5)
+    plan = tgr.start(tgr.create_plan(body, actor="a").id, actor="a")
+    assert tgr.resolve(KEY, Client("canary-1", CANARY_IP)).gray
+
+    def latency(value: float) -> None:
+        sample = {"instanceId": "canary-1", "gray": True, "metric": "latency", "value": value}
+        tgr.push_metrics(plan.id, [sample], actor="agent")
+
+    clock.advance(timedelta(minutes=4))
+    latency(50)
+    clock.advance(timedelta(minutes=1))
+    tgr.tick()
+    assert tgr.get_plan(plan.id).progress.percentage == 20
+    stepped_at = clock.now()
+    clock.advance(timedelta(minutes=2))
+    latency(90)
+    # A sample from before the step, far above the cap, arriving late (agents batch): the
+    # window (30 minutes, clipped to the 5-minute interval) covers its time, the stage not.
+    tgr.push_metrics(
+        plan.id,
+        [
+            {
+                "instanceId": "canary-1",
+                "gray": True,
+                "metric": "latency",
+                "value": 10_000,
+                "timestamp": (stepped_at - timedelta(minutes=1)).isoformat(),
+            }
+        ],
+        actor="agent",
+    )
+    clock.advance(timedelta(minutes=3))
+    tgr.tick()
+    log = tgr.plan_logs(plan.id, page_size=200).items
+    verdicts = [row for row in log if row.action.startswith("ANALYSIS_")]
+    assert [row.action for row in verdicts] == ["ANALYSIS_PASSED", "ANALYSIS_PASSED"]
+    details = verdicts[-1].details
+    assert details is not None
+    assert details["checks"][0]["grayMean"] == 90
+    assert tgr.get_plan(plan.id).progress.percentage == 40
+
+
+def test_invariant_a_relative_only_canary_never_completes_by_itself_at_100(
+    tgr: GrayRelease, clock: ManualClock
+) -> None:
+    """Issue 17: at 100% a relative check has no baseline; it was SKIPPED and all-skipped was a
+    PASS, so 97 of 100 canaries auto-completed after the bake time with no data."""
+    body = canary_body(
+        checks=[RATE], stepPercentage=100, stepInterval=5, autoComplete=True, bakeTime=10
+    )
+    plan = tgr.start(tgr.create_plan(body, actor="a").id, actor="a")
+    assert tgr.resolve(KEY, Client("canary-1", CANARY_IP)).gray
+    for _ in range(5):
+        clock.advance(timedelta(minutes=1))
+        counted(tgr, plan.id, gray=1, base=1)
+        tgr.tick()
+    assert tgr.get_plan(plan.id).progress.percentage == 100
+    for _ in range(60):
+        clock.advance(timedelta(minutes=1))
+        tgr.tick()
+    assert tgr.get_plan(plan.id).status is PlanStatus.ACTIVE
+    held = [row for row in tgr.plan_logs(plan.id, page_size=200).items if row.action == "HELD"]
+    assert held
+    assert "completion held" in (held[-1].message or "")

@@ -2,7 +2,9 @@
 
 The engine stores them in ``gray_release_monitor`` (through the plan store); this source
 reads back each check's window, split into the gray group and the baseline by the ``gray``
-flag each sample was stored with.
+flag each sample was stored with: so an instance that turned gray at a step counts as baseline
+before it and as gray after. A rate check reads the counted samples (``events`` of
+``total``), summed per instance; a value check the mean value per instance.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from grayrelease_core import PlanStore, Settings, ValidationError, hookimpl
-from grayrelease_core.metrics import Check, MetricQuery, Observation
+from grayrelease_core.metrics import Check, Counts, MetricQuery, Observation
 
 
 class PushSource:
@@ -32,19 +34,40 @@ class PushSource:
             raise ValidationError(f"{field}.baselineQuery", "the push source takes no query")
 
     def fetch(self, queries: Sequence[MetricQuery]) -> list[Observation | Exception]:
-        # One query per distinct window: in a tick, checks of the same length share one.
-        windows: dict[tuple[datetime, datetime], list[MetricQuery]] = defaultdict(list)
+        # One query per distinct window and kind: in a tick, checks of one window share one.
+        windows: dict[tuple[datetime, datetime, bool], list[MetricQuery]] = defaultdict(list)
         for query in queries:
-            windows[query.start, query.end].append(query)
-        found: dict[tuple[datetime, datetime, str, str], Observation] = {}
-        for (start, end), batch in windows.items():
-            groups = self._store.sample_values(
-                {q.plan.id for q in batch}, {q.check.metric for q in batch}, start, end
-            )
-            for (plan_id, metric), (gray, baseline) in groups.items():
-                found[start, end, plan_id, metric] = Observation(tuple(gray), tuple(baseline))
+            windows[query.start, query.end, query.check.is_rate].append(query)
+        found: dict[tuple[datetime, datetime, bool, str, str], Observation] = {}
+        for (start, end, rate), batch in windows.items():
+            plan_ids = {q.plan.id for q in batch}
+            metrics = {q.check.metric for q in batch}
+            if rate:
+                counted = self._store.sample_counts(plan_ids, metrics, start, end)
+                for (plan_id, metric), (gray, baseline) in counted.items():
+                    found[start, end, rate, plan_id, metric] = Observation(
+                        _rates(gray), _rates(baseline), gray, baseline
+                    )
+                continue
+            groups = self._store.sample_values(plan_ids, metrics, start, end)
+            for (plan_id, metric), (gray_values, baseline_values) in groups.items():
+                found[start, end, rate, plan_id, metric] = Observation(
+                    tuple(gray_values), tuple(baseline_values)
+                )
         empty = Observation((), ())
-        return [found.get((q.start, q.end, q.plan.id, q.check.metric), empty) for q in queries]
+        counted_empty = Observation((), (), Counts((), ()), Counts((), ()))
+        return [
+            found.get(
+                (q.start, q.end, q.check.is_rate, q.plan.id, q.check.metric),
+                counted_empty if q.check.is_rate else empty,
+            )
+            for q in queries
+        ]
+
+
+def _rates(counts: Counts) -> tuple[float, ...]:
+    """Each instance's rate, for the charts and the audit row beside the counts."""
+    return tuple(e / t for e, t in zip(counts.events, counts.totals, strict=True) if t > 0)
 
 
 @hookimpl

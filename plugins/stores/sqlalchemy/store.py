@@ -60,6 +60,7 @@ from grayrelease_core.models import ConfigRef, InstanceHits, Sample
 from grayrelease_core.notify import Message
 from grayrelease_core.outbox import Attempt, DeliveryState, Notification
 from grayrelease_core.routing import routing_from_json
+from grayrelease_core.sequential import Counts
 from grayrelease_core.sql import after_commit, run_write, shared_name
 from grayrelease_core.store import LogQuery, ProgressChange
 
@@ -488,8 +489,8 @@ class SqlPlanStore:
             .where(
                 MonitorRow.plan_id.in_(list(plan_ids)),
                 MonitorRow.metric_name.in_(list(metrics)),
-                MonitorRow.sampled_at >= since,
-                MonitorRow.sampled_at < until,
+                MonitorRow.sampled_at > since,
+                MonitorRow.sampled_at <= until,
             )
             .group_by(
                 MonitorRow.plan_id, MonitorRow.metric_name, MonitorRow.gray, MonitorRow.instance_id
@@ -503,6 +504,47 @@ class SqlPlanStore:
                 group = groups[plan_id, metric] = ([], [])
             group[0 if gray else 1].append(float(mean))
         return groups
+
+    def sample_counts(
+        self, plan_ids: Collection[str], metrics: Collection[str], since: datetime, until: datetime
+    ) -> dict[tuple[str, str], tuple[Counts, Counts]]:
+        if not plan_ids or not metrics:
+            return {}
+        statement = (
+            select(
+                MonitorRow.plan_id,
+                MonitorRow.metric_name,
+                MonitorRow.gray,
+                func.sum(MonitorRow.event_count),
+                func.sum(MonitorRow.event_total),
+            )
+            .where(
+                MonitorRow.plan_id.in_(list(plan_ids)),
+                MonitorRow.metric_name.in_(list(metrics)),
+                MonitorRow.sampled_at > since,
+                MonitorRow.sampled_at <= until,
+                MonitorRow.event_total.is_not(None),
+            )
+            .group_by(
+                MonitorRow.plan_id, MonitorRow.metric_name, MonitorRow.gray, MonitorRow.instance_id
+            )
+        )
+        with self._engine.connect() as conn:
+            rows = conn.execute(statement).all()
+        sums: dict[tuple[str, str, bool], tuple[list[float], list[float]]] = {}
+        for plan_id, metric, gray, events, total in rows:
+            group = sums.setdefault((plan_id, metric, bool(gray)), ([], []))
+            group[0].append(float(events or 0.0))
+            group[1].append(float(total or 0.0))
+
+        def counts(key: tuple[str, str, bool]) -> Counts:
+            events, totals = sums.get(key, ([], []))
+            return Counts(tuple(events), tuple(totals))
+
+        return {
+            (plan_id, metric): (counts((plan_id, metric, True)), counts((plan_id, metric, False)))
+            for plan_id, metric, _ in sums
+        }
 
     def instance_counts(self, plan_ids: Collection[str]) -> dict[str, int]:
         if not plan_ids:
@@ -745,6 +787,8 @@ class SqlPlanStore:
                 "instance_id": sample.instance_id,
                 "value": sample.value,
                 "sampled_at": sample.at,
+                "event_count": sample.events,
+                "event_total": sample.total,
             }
             for sample in samples
         ]
@@ -1322,6 +1366,9 @@ _SAVE_PROGRESS = (
                 "failed_intervals",
                 "analyzed_at",
                 "top_reached_at",
+                "stage_started_at",
+                "passed_at",
+                "evidence",
                 "updated_by",
                 "updated_at",
                 "version",
@@ -1377,6 +1424,9 @@ def _progress_values(plan: Plan) -> dict[str, Any]:
         "failed_intervals": progress.failures,
         "analyzed_at": progress.analyzed_at,
         "top_reached_at": progress.top_reached_at,
+        "stage_started_at": progress.stage_started_at,
+        "passed_at": progress.passed_at,
+        "evidence": dict(progress.evidence) if progress.evidence else None,
     }
 
 
@@ -1431,6 +1481,9 @@ def _plan_from_rows(row: Any, details: list[Any]) -> Plan:
             failures=row.failed_intervals,
             analyzed_at=row.analyzed_at,
             top_reached_at=row.top_reached_at,
+            stage_started_at=row.stage_started_at,
+            passed_at=row.passed_at,
+            evidence=row.evidence,
         ),
         auto_rollback=auto_rollback_from_json(row.auto_rollback),
         notify=routing_from_json(row.notify),

@@ -97,6 +97,12 @@ class PlanRow(Base):
     failed_intervals: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     analyzed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     top_reached_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    stage_started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    """When the current percentage took effect: looks judge samples from here on."""
+    passed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    """The last analysis that passed: a step or a completion needs one in its stage."""
+    evidence: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    """Rate checks' sequential evidence, by check index (``grayrelease_core.sequential``)."""
     auto_rollback: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     notify: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     """The plan's own notification routing (NULL: the installation's default)."""
@@ -213,6 +219,9 @@ class MonitorRow(Base):
     instance_id: Mapped[str | None] = mapped_column(Key(256))
     value: Mapped[float] = mapped_column(Float)
     sampled_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    event_count: Mapped[float | None] = mapped_column(Float)
+    """For a counted sample: the events (errors) out of ``event_total`` (requests)."""
+    event_total: Mapped[float | None] = mapped_column(Float)
 
     # The second index serves the retention purge, which deletes by age across all plans.
     __table_args__ = (
