@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # and pytest both see the prefixed package names (grayrelease_plugins, grayrelease_adapters).
 SOURCES := $(shell find grayrelease_core plugins adapters -name '*.py' -o -name 'py.typed' -o -name '*.mako' 2>/dev/null)
 
-.PHONY: run demo test lint typecheck unit bench bench-http bench-scale bench-tick bench-actions clean
+.PHONY: run demo test lint typecheck unit bench bench-http bench-scale bench-tick bench-actions bench-judge clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml $(SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,9 @@ bench-tick: $(VENV)/.installed
 bench-actions: $(VENV)/.installed
 	$(BIN)/python benchmarks/action_bench.py --layout joined
 	$(BIN)/python benchmarks/action_bench.py --layout claimed
+
+bench-judge: $(VENV)/.installed
+	$(BIN)/python benchmarks/judge_bench.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache

@@ -42,6 +42,7 @@ from .checks import AutoRollback, parse_auto_rollback
 from .clock import Clock, SystemClock
 from .context import request_source, request_token_scope
 from .control import ControlPath, Recovery, finished, rolled_back
+from .decidable import PlanWarning, undecidable
 from .errors import (
     BackendError,
     ConfigurationError,
@@ -52,6 +53,8 @@ from .errors import (
     PermissionDenied,
     ValidationError,
 )
+from .guard import SECTION as GUARD_SECTION
+from .guard import parse_analysis_defaults
 from .hits import HitBuffer, HitRecord
 from .inbox import InboxMessage
 from .index import IndexEntry, build_entries
@@ -129,6 +132,10 @@ class GrayRelease:
         """Metric sources by name, for the judge's checks."""
         self.limits = parse_limits(settings.section("limits"))
         """Input limits lowered by the installation (``limits`` section)."""
+        self.analysis_defaults = parse_analysis_defaults(settings.section(GUARD_SECTION))
+        """The checks a plan gets when it brings none (``analysis`` section)."""
+        for entry in self.analysis_defaults.entries:
+            self._check_sources(entry.auto_rollback, f"{entry.field}.autoRollback")
         self.auth = parse_auth_settings(settings.sections)
         """The ``auth`` section: whether roles are on, the first admins, approval
         environments (validated here, at start-up)."""
@@ -303,7 +310,9 @@ class GrayRelease:
         now = self.clock.now()
         gray = fields.get("grayValues", {})
         _check_gray_keys(gray, fields["configKeys"])
-        auto_rollback = self._auto_rollback(fields.get("autoRollback"))
+        auto_rollback, guard_message, guard_details = self._guarded(
+            fields, fields["appName"], fields["environment"]
+        )
         notify = self._plan_routing(fields.get("notify"))
         if fields.get("startAt") is not None:
             _check_schedulable(fields["configKeys"], gray)
@@ -328,7 +337,7 @@ class GrayRelease:
             updated_at=now,
         )
         self._authorize_release_decisions(actor, plan)
-        row = self._log(None, plan, "CREATED", actor, now)
+        row = self._log(None, plan, "CREATED", actor, now, guard_message, guard_details)
         self._store.add_plan(plan, row, self._outbox([row], plan))
         self._emit(PlanEvent("CREATED", plan, None, actor, now))
         return plan
@@ -363,11 +372,12 @@ class GrayRelease:
             gray = {i.config_key: i.gray_value for i in plan.items if i.gray_value is not None}
             gray.update(fields.get("grayValues", {}))
             _check_gray_keys(fields.get("grayValues", {}), keys)
-            auto_rollback = (
-                self._auto_rollback(fields["autoRollback"])
-                if "autoRollback" in fields
-                else plan.auto_rollback
-            )
+            auto_rollback = plan.auto_rollback
+            if "autoRollback" in fields:
+                auto_rollback, _, opted_out = self._guarded(
+                    fields, moved.app_name, moved.environment
+                )
+                guard.update(opted_out or {})
             notify = self._plan_routing(fields["notify"]) if "notify" in fields else plan.notify
             start_at = fields.get("startAt", plan.start_at)
             if start_at is not None:
@@ -389,7 +399,12 @@ class GrayRelease:
             self._authorize_release_decisions(actor, edited)
             return edited
 
-        return self._act(plan_id, Action.UPDATE, actor, expected_version, edit, "UPDATED")
+        # Filled by ``edit``: an explicit opt-out of the default checks is said in the row.
+        guard: dict[str, Any] = {}
+        options = {"details": guard} if fields.get("autoRollback", False) is None else {}
+        return self._act(
+            plan_id, Action.UPDATE, actor, expected_version, edit, "UPDATED", **options
+        )
 
     def _authorize_release_decisions(self, actor: str, plan: Plan) -> None:
         """A draft that will start or complete by itself carries a release decision: whoever
@@ -423,6 +438,11 @@ class GrayRelease:
     def get_plan(self, plan_id: str) -> Plan:
         """The plan, or ``NotFound``."""
         return self._load(plan_id, None)
+
+    def plan_warnings(self, plan: Plan) -> tuple[PlanWarning, ...]:
+        """What the plan's checks can never decide (:mod:`grayrelease_core.decidable`): the
+        API answers them with the plan, so its author learns it before the plan holds."""
+        return undecidable(plan, self._schedule(plan))
 
     def list_plans(self, query: PlanQuery | None = None, **filters: Any) -> Page[Plan]:
         """Plans, newest first, filtered by app, environment, group and status."""
@@ -951,8 +971,12 @@ class GrayRelease:
         rules = parse_auto_rollback(raw)
         if rules is None:
             return None
+        self._check_sources(rules, "autoRollback")
+        return rules
+
+    def _check_sources(self, rules: AutoRollback, prefix: str) -> None:
         for index, check in enumerate(rules.checks):
-            field = f"autoRollback.checks[{index}]"
+            field = f"{prefix}.checks[{index}]"
             source = self.metric_sources.get(check.source)
             if source is None:
                 raise ValidationError(
@@ -962,7 +986,30 @@ class GrayRelease:
                     value=check.source,
                 )
             source.validate_check(check, field)
-        return rules
+
+    def _guarded(
+        self, fields: Mapping[str, Any], app_name: str, environment: str
+    ) -> tuple[AutoRollback | None, str, dict[str, Any] | None]:
+        """A new or moved plan's rules: its own, else the default for its app and environment
+        (``settings.analysis.defaults``); with the audit message and details that say which,
+        or that the body opted out."""
+        default = self.analysis_defaults.for_scope(app_name, environment)
+        if "autoRollback" not in fields:
+            if default is None:
+                return None, "", None
+            return (
+                default.auto_rollback,
+                f"checks from {default.field}",
+                {"defaultChecks": default.field},
+            )
+        rules = self._auto_rollback(fields["autoRollback"])
+        if rules is None and default is not None:
+            return (
+                None,
+                f"opted out of the default checks ({default.field})",
+                {"optedOutOf": default.field},
+            )
+        return rules, "", None
 
     # --- approval -----------------------------------------------------------------------------
 

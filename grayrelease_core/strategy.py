@@ -62,6 +62,9 @@ class StepSchedule:
     """Complete the plan once it has stayed at ``max_percentage`` for ``bake_time``."""
     bake_time: int = 0
     """Minutes watched at the top before completing (AWS AppConfig's bake time)."""
+    first_stage: int | None = None
+    """Instances (or addresses) named for the stage before the first step (the canary
+    instances), when the rules name them one by one; ``None`` when unknown (CIDR blocks)."""
 
     def percentage_after(self, step: int) -> float:
         """The share after ``step`` steps: 20, 40, 60... or, exponential, 2, 4, 8, 16..."""

@@ -255,6 +255,8 @@ def plan_to_wire(plan: Plan) -> dict[str, Any]:
             "failedAnalyses": plan.progress.failures,
             "lastAnalysisAt": timestamp(plan.progress.analyzed_at),
             "topReachedAt": timestamp(plan.progress.top_reached_at),
+            "stageStartedAt": timestamp(plan.progress.stage_started_at),
+            "lastPassedAt": timestamp(plan.progress.passed_at),
         },
         "autoRollback": plan.auto_rollback.to_wire() if plan.auto_rollback else None,
         "notify": plan.notify.to_wire() if plan.notify else None,

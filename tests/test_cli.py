@@ -91,22 +91,22 @@ def test_errors_are_one_line_and_exit_1(run: Any, tmp_path: Path) -> None:
 
 
 def test_db_upgrade_current_downgrade(run: Any, tmp_path: Path) -> None:
-    assert "plan store: at 0008" in run("db", "init").output
+    assert "plan store: at 0009" in run("db", "init").output
     assert (tmp_path / "cli.db").exists()
     current = run("db", "current").output
-    assert "plan store: 0008 (head 0008; up to date)" in current
+    assert "plan store: 0009 (head 0009; up to date)" in current
     assert "sql backend: 0001" in current
     refused = run("db", "downgrade", input="n\n", ok=False)
     assert refused.exit_code == 1
-    assert "plan store: 0008" in run("db", "current").output
+    assert "plan store: 0009" in run("db", "current").output
     dropped = run("db", "downgrade", "--yes").output
     assert "plan store: at base" in dropped
-    assert "plan store: none (head 0008; behind" in run("db", "current").output
+    assert "plan store: none (head 0009; behind" in run("db", "current").output
     refused = run("db", "upgrade", "0001", ok=False)
     assert "VALIDATION_ERROR: --set: is required" in refused.output
     assert "plan store: at 0001" in run("db", "upgrade", "0001", "--set", "plan store").output
-    assert "plan store: 0001 (head 0008; behind" in run("db", "current").output
-    assert "plan store: at 0008" in run("db", "upgrade").output
+    assert "plan store: 0001 (head 0009; behind" in run("db", "current").output
+    assert "plan store: at 0009" in run("db", "upgrade").output
     assert "no such migration set" in run("db", "upgrade", "--set", "nope", ok=False).output
 
 

@@ -147,6 +147,8 @@ def test_the_wire_form_is_camel_case_and_round_trips_json(gr: GrayRelease) -> No
         "failedAnalyses": 0,
         "lastAnalysisAt": wire["startedAt"],
         "topReachedAt": None,
+        "stageStartedAt": wire["startedAt"],
+        "lastPassedAt": None,
     }
 
 

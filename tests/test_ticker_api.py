@@ -301,3 +301,41 @@ def test_tick_and_promote_from_the_command_line(tmp_path: Path) -> None:
     promoted = json.loads(run("plan", "promote", plan_id))
     assert promoted["progress"]["percentage"] == 20
     assert json.loads(run("plan", "promote", plan_id, "--full"))["progress"]["percentage"] == 100
+
+
+def test_a_plan_whose_checks_can_never_decide_is_told_so_on_create_and_start(
+    http: FlaskClient,
+) -> None:
+    """Issue 17: a relative value check of a one-canary plan held it at the canary stage for
+    good, in silence; relative checks only at 100% never let it complete by itself."""
+    created = http.post(f"{API}/plan", json=CANARY, headers=AUTH)
+    assert created.status_code == 201, created.json
+    (few,) = created.json["warnings"]
+    assert few["code"] == "FEW_CANARIES"
+    assert few["field"] == "autoRollback.checks[0].minSamples"
+    assert few["params"] == {"metric": "errorRate", "minSamples": 5, "canaries": 1}
+    plan_id = created.json["planId"]
+    started = http.post(f"{API}/plan/{plan_id}/start", headers=AUTH)
+    assert [w["code"] for w in started.json["warnings"]] == ["FEW_CANARIES"]
+
+    rules = CANARY["grayRules"]["canary"]
+    completing = {
+        **CANARY,
+        "configKeys": ["other.key"],
+        "grayValues": {"other.key": "v"},
+        "grayRules": {"canary": {**rules, "autoComplete": True}},
+        "autoRollback": [{"metric": "errorRate", "maxIncrease": 0.2, "measure": "rate"}],
+    }
+    answer = http.post(f"{API}/plan", json=completing, headers=AUTH)
+    assert answer.status_code == 201, answer.json
+    assert [w["code"] for w in answer.json["warnings"]] == ["NO_COMPLETION"]
+    guarded = {
+        **completing,
+        "autoRollback": [
+            {"metric": "errorRate", "maxIncrease": 0.2, "measure": "rate"},
+            {"metric": "errorRate", "threshold": 0.05, "measure": "rate"},
+        ],
+    }
+    fixed = http.put(f"{API}/plan/{answer.json['planId']}", json=guarded, headers=AUTH)
+    assert fixed.status_code == 200, fixed.json
+    assert fixed.json["warnings"] == []

@@ -105,7 +105,10 @@ ANY_METHOD = ["GET", "POST", "PUT", "DELETE", "PATCH"]
 
 
 def plan_response(plan: Plan, status: int = 200) -> Response:
-    return json_response(plan_to_wire(plan), status, {"ETag": f'"{plan.version}"'})
+    """The plan, with what its checks can never decide (``warnings``, empty when all is well)."""
+    warnings = [warning.to_wire() for warning in state().engine.plan_warnings(plan)]
+    body = {**plan_to_wire(plan), "warnings": warnings}
+    return json_response(body, status, {"ETag": f'"{plan.version}"'})
 
 
 def page_response(page: Any, convert: Callable[[Any], dict[str, Any]]) -> Response:

@@ -6,7 +6,7 @@ from functools import cache
 from typing import Any
 
 from grayrelease_core.access import MAX_TOKEN_DAYS, ROLES, TOKEN_SCOPES
-from grayrelease_core.checks import DIRECTIONS, MAX_CHECKS, MAX_QUERY, MAX_WINDOW_MINUTES
+from grayrelease_core.checks import DIRECTIONS, MAX_CHECKS, MAX_QUERY, MAX_WINDOW_MINUTES, MEASURES
 from grayrelease_core.models import ItemStatus, PlanStatus
 from grayrelease_core.routing import EVENT_SEVERITY, MAX_RECIPIENT, MAX_RECIPIENTS
 from grayrelease_core.samples import MAX_SAMPLES
@@ -353,9 +353,11 @@ def _analysis_schemas() -> dict[str, Any]:
     number = {"type": "number", "minimum": -1e15, "maximum": 1e15}
     minutes = {"type": "integer", "minimum": 1, "maximum": MAX_WINDOW_MINUTES}
     query_text = {"type": "string", "minLength": 1, "maxLength": MAX_QUERY, "pattern": r"\S"}
+    count = {"type": "number", "minimum": 0, "maximum": 1e15}
     sample = {
         "type": "object",
-        "required": ["instanceId", "metric", "value"],
+        "required": ["instanceId", "metric"],
+        "anyOf": [{"required": ["value"]}, {"required": ["events", "total"]}],
         "properties": {
             "instanceId": {
                 "type": "string",
@@ -373,6 +375,12 @@ def _analysis_schemas() -> dict[str, Any]:
                 "type": ["string", "number"],
                 "description": "ISO 8601 with its zone, or Unix seconds; default now",
             },
+            "events": {
+                **count,
+                "description": "Counted sample (rate checks): errors since the instance's "
+                "last sample, at most total",
+            },
+            "total": {**count, "description": "Requests since the instance's last sample"},
         },
         "additionalProperties": False,
     }
@@ -405,6 +413,12 @@ def _analysis_schemas() -> dict[str, Any]:
                 "critical": {"type": "boolean"},
                 "query": query_text,
                 "baselineQuery": query_text,
+                "measure": {
+                    "type": "string",
+                    "enum": list(MEASURES),
+                    "description": "value: one number per instance, a rank test; rate: "
+                    "events of totals (errors of requests), a sequential test on the counts",
+                },
             },
             "additionalProperties": False,
         },
@@ -577,6 +591,31 @@ def _schemas() -> dict[str, Any]:
                         "failedAnalyses": {"type": "integer", "minimum": 0},
                         "lastAnalysisAt": NULLABLE_TIME,
                         "topReachedAt": NULLABLE_TIME,
+                        "stageStartedAt": {
+                            **NULLABLE_TIME,
+                            "description": "When the current percentage took effect: a look "
+                            "judges only samples taken since",
+                        },
+                        "lastPassedAt": {
+                            **NULLABLE_TIME,
+                            "description": "The last passed analysis: a plan with checks "
+                            "steps or completes only after one in its current stage",
+                        },
+                    },
+                },
+                "warnings": {
+                    "type": "array",
+                    "description": "What the plan's checks can never decide (they would hold "
+                    "it for good); empty when all is well",
+                    "items": {
+                        "type": "object",
+                        "required": ["code", "field", "message", "params"],
+                        "properties": {
+                            "code": {"type": "string", "enum": ["FEW_CANARIES", "NO_COMPLETION"]},
+                            "field": {"type": "string"},
+                            "message": {"type": "string"},
+                            "params": {"type": "object"},
+                        },
                     },
                 },
                 "autoRollback": {"oneOf": [_ref("AutoRollback"), {"type": "null"}]},

@@ -107,6 +107,11 @@ class CanaryStrategy:
             growth=canary.get("growth", "linear"),
             auto_complete=bool(canary.get("autoComplete", False)),
             bake_time=int(canary.get("bakeTime", 0)),
+            first_stage=(
+                None
+                if any("/" in entry for entry in canary["canaryInstances"])
+                else len(canary["canaryInstances"])
+            ),
         )
 
     def initial_percentage(self, rules: Mapping[str, Any]) -> float:

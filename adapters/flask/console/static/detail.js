@@ -184,6 +184,7 @@ export class DetailView {
       ),
       plan.description ? h('p', { class: 'description' }, plan.description) : null,
       pendingNotice(plan.pendingAction),
+      ...warningNotices(plan.warnings),
     );
   }
 
@@ -543,6 +544,14 @@ function detailText(row) {
 }
 
 // A completion or rollback under way (or finished by recovery after its process stopped).
+/** What the plan's checks can never decide (the API's ``warnings``), in the console's language. */
+function warningNotices(warnings) {
+  return (warnings || []).map((warning) =>
+    h('p', { class: 'banner banner-warning', role: 'note', dataset: { testid: `warning-${warning.code}` } },
+      t(`warning.${warning.code}`, warning.params)),
+  );
+}
+
 function pendingNotice(pending) {
   if (!pending) return null;
   const text = t(pending.direction === 'BACK' ? 'detail.pendingBack' : 'detail.pending', {

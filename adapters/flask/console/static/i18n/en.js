@@ -142,6 +142,8 @@ export default {
   'detail.notAllowed': 'Not allowed while the plan is {status}',
   'detail.pending': '{action} by {actor} is being published (since {since}). Every client already gets the new values; if its process stopped, the next tick finishes it.',
   'detail.pendingBack': '{action} by {actor} failed and is being undone (since {since}); the next tick that reaches the config center finishes the undo.',
+  'warning.FEW_CANARIES': 'The check {metric} needs {minSamples} gray instances reporting, and the canary stage names {canaries}: it cannot decide there and the plan will hold at the canary stage. Count errors as a rate (one instance is enough), lower minSamples, or name more canary instances.',
+  'warning.NO_COMPLETION': 'This plan completes by itself at 100%, but its checks are all relative: at 100% there is no baseline left, no analysis can pass, and it will not complete by itself. Add an absolute check (a threshold) or set maxPercentage below 100.',
   'detail.pendingBlocks': 'Another action on this plan is under way',
   'detail.done': '{action}: the plan is now {status}.',
   'detail.saved': 'The plan was saved.',

@@ -142,6 +142,8 @@ export default {
   'detail.notAllowed': '计划处于“{status}”状态时不可执行',
   'detail.pending': '{actor} 的“{action}”正在发布（自 {since} 起）。所有客户端已获得新值；若其进程中断，下一次调度会自动完成。',
   'detail.pendingBack': '{actor} 的“{action}”发布失败，正在撤销（自 {since} 起）；下一次能连上配置中心的调度会完成撤销。',
+  'warning.FEW_CANARIES': '检查项 {metric} 需要 {minSamples} 个灰度实例上报数据，而金丝雀阶段只指定了 {canaries} 个：该阶段无法判定，计划将一直停在金丝雀阶段。可改为按比率统计错误（一个实例即可）、调低 minSamples，或增加金丝雀实例。',
+  'warning.NO_COMPLETION': '此计划会在 100% 时自动完成，但其检查项全是相对检查：到 100% 时已无基线可比，任何分析都无法通过，计划不会自动完成。请增加一个绝对检查（阈值），或把 maxPercentage 设为低于 100。',
   'detail.pendingBlocks': '该计划上另一个操作正在进行',
   'detail.done': '{action}：计划现在为“{status}”。',
   'detail.saved': '计划已保存。',
