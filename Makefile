@@ -43,7 +43,10 @@ bench-scale: $(VENV)/.installed
 	$(BIN)/python benchmarks/scale_bench.py
 
 bench-tick: $(VENV)/.installed
-	$(BIN)/python benchmarks/tick_bench.py
+	$(BIN)/python benchmarks/tick_bench.py --plans 1000 --database sqlite
+	$(BIN)/python benchmarks/tick_bench.py --plans 1000 --database postgresql
+	$(BIN)/python benchmarks/tick_bench.py --plans 10000 --database sqlite --rounds 2
+	$(BIN)/python benchmarks/tick_bench.py --plans 10000 --database postgresql --rounds 2
 
 # Needs the loopback PostgreSQL (or --database-url): complete and rollback beside pause/resume.
 bench-actions: $(VENV)/.installed

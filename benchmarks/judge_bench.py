@@ -55,7 +55,7 @@ def main() -> int:
     rows = []
     for scenario in scenarios:
         rows.append(measure(scenario, args.canaries, args.seed))
-        print(f"  {scenario.name}: done", file=sys.stderr)
+        print("  " + " | ".join(rows[-1].cells()), file=sys.stderr, flush=True)
     table(rows)
     problems = [problem for row in rows for problem in missed(row)]
     print(

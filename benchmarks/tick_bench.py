@@ -1,14 +1,17 @@
 """One tick over 1,000 ACTIVE canary plans judged on pushed metrics, beside loading them.
 
 Run: ``make bench-tick`` (or ``.venv/bin/python benchmarks/tick_bench.py [--plans N]
-[--samples N] [--rounds N] [--database-url URL]``).
+[--samples N] [--rounds N] [--database sqlite|postgresql] [--measure rate|value]``).
 
 Each plan is a CANARY (20% steps every 5 minutes) on its own key, with one relative check
 (``errorRate``, ``maxIncrease`` 0.2) on the ``push`` source, and ``--samples`` instances
 recorded as gray. Before every measured round the clock moves 5 minutes and every plan gets
 one sample from each of its ``--samples`` gray instances and twice as many baseline instances
-through ``push_metrics``, so the tick has, for every plan, a window of samples to fetch
-(averaged per instance), a Mann-Whitney test to run, a verdict and a step to write.
+through ``push_metrics``, so the tick has, for every plan, a window of samples to fetch (per
+instance), a test to run, a verdict and a step to write. ``--measure rate`` (the default):
+counted samples (errors of requests) and the sequential test, whose evidence is saved with
+the plan; ``value``: one error rate per sample and the Mann-Whitney test. ``--database
+postgresql``: a scratch database on the loopback server (see scale_bench.py), dropped after.
 
 Reported, each the median of its rounds, beside the baseline measured in the same process:
 - baseline: ``store.live_plans()``, the read every tick starts with;
@@ -25,7 +28,6 @@ import argparse
 import random
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -40,6 +42,10 @@ from sqlalchemy import insert
 from grayrelease_core import ConfigRef, GrayRelease, ManualClock
 from grayrelease_core.models import InstanceHits
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.scale_bench import scratch_database
+
 STEP_MINUTES = 5
 
 
@@ -52,7 +58,7 @@ def median_ms(call: Callable[[], object], rounds: int) -> float:
     return statistics.median(times)
 
 
-def seed(gr: GrayRelease, plans: int, gray_instances: int = 20) -> list[str]:
+def seed(gr: GrayRelease, plans: int, gray_instances: int, measure: str) -> list[str]:
     """One plan made and started through the engine; the others cloned from it in bulk (each
     on its own key), as the scale benchmark seeds: the tick, not the seeding, is measured."""
     key = "feature.flag00000"
@@ -71,7 +77,9 @@ def seed(gr: GrayRelease, plans: int, gray_instances: int = 20) -> list[str]:
             }
         },
         "grayValues": {key: "true"},
-        "autoRollback": [{"metric": "errorRate", "maxIncrease": 0.2, "minSamples": 10}],
+        "autoRollback": [
+            {"metric": "errorRate", "maxIncrease": 0.2, "minSamples": 10, "measure": measure}
+        ],
     }
     template = gr.start(gr.create_plan(body, actor="bench").id, actor="bench")
     clones = [
@@ -101,25 +109,26 @@ def seed(gr: GrayRelease, plans: int, gray_instances: int = 20) -> list[str]:
     return ids
 
 
-def push_all(gr: GrayRelease, ids: list[str], samples: int, rng: random.Random) -> None:
+def push_all(
+    gr: GrayRelease, ids: list[str], samples: int, rng: random.Random, measure: str
+) -> None:
+    def sample(instance: str, gray: bool) -> dict[str, object]:
+        if measure == "rate":
+            total = 600  # errors about Poisson(6): 1% of 600 requests
+            errors = max(0, round(rng.gauss(6.0, 6.0**0.5)))
+            return {
+                "instanceId": instance,
+                "gray": gray,
+                "metric": "errorRate",
+                "events": errors,
+                "total": total,
+            }
+        value = rng.gauss(0.01, 0.002)
+        return {"instanceId": instance, "gray": gray, "metric": "errorRate", "value": value}
+
     for plan_id in ids:
-        batch = [
-            {
-                "instanceId": f"g{i}",
-                "gray": True,
-                "metric": "errorRate",
-                "value": rng.gauss(0.01, 0.002),
-            }
-            for i in range(samples)
-        ] + [
-            {
-                "instanceId": f"b{i}",
-                "gray": False,
-                "metric": "errorRate",
-                "value": rng.gauss(0.01, 0.002),
-            }
-            for i in range(2 * samples)
-        ]
+        batch = [sample(f"g{i}", True) for i in range(samples)]
+        batch += [sample(f"b{i}", False) for i in range(2 * samples)]
         gr.push_metrics(plan_id, {"samples": batch}, actor="agent")
 
 
@@ -128,14 +137,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--plans", type=int, default=1000)
     parser.add_argument("--samples", type=int, default=20, help="gray samples per plan and round")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--database-url", help="default: a SQLite file in a temporary folder")
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--measure", choices=("rate", "value"), default="rate")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    with tempfile.TemporaryDirectory() as folder:
-        url = args.database_url or f"sqlite:///{Path(folder) / 'tick.db'}"
+    with scratch_database(args.database) as url:
         clock = ManualClock()
         settings = {"database_url": url, "background_sync": False}
         with GrayRelease.from_settings(settings, clock=clock, load_entrypoints=False) as gr:
@@ -144,8 +153,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run(args: argparse.Namespace, gr: GrayRelease, clock: ManualClock) -> int:
     started = time.perf_counter()
-    ids = seed(gr, args.plans, args.samples)
-    print(f"seeded {len(ids)} ACTIVE canary plans in {time.perf_counter() - started:.1f} s")
+    ids = seed(gr, args.plans, args.samples, args.measure)
+    print(
+        f"seeded {len(ids)} ACTIVE canary plans ({args.database}, {args.measure} checks) in "
+        f"{time.perf_counter() - started:.1f} s"
+    )
     store = gr._store
     baseline = median_ms(store.live_plans, 5)
     idle = median_ms(gr.tick, 5)
@@ -154,7 +166,7 @@ def run(args: argparse.Namespace, gr: GrayRelease, clock: ManualClock) -> int:
     false_alarms = 0
     for _ in range(args.rounds):
         clock.advance(timedelta(minutes=STEP_MINUTES / 2))
-        push_all(gr, ids, args.samples, rng)
+        push_all(gr, ids, args.samples, rng, args.measure)
         clock.advance(timedelta(minutes=STEP_MINUTES / 2))
         began = time.perf_counter()
         report = gr.tick()

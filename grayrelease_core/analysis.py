@@ -42,9 +42,8 @@ def analyze(
     answers = _ask(plans, sources, store, now)
     recorded = store.instance_counts([plan.id for plan, _ in plans])
     verdicts: dict[str, Verdict] = {}
-    for plan, schedule in plans:
+    for plan, _ in plans:
         assert plan.auto_rollback is not None
-        interval = analysis_interval(plan, schedule)
         look = plan.progress.analyses + 1
         stored = plan.progress.evidence or {}
         try:
@@ -57,7 +56,6 @@ def analyze(
                     gray_instances=recorded.get(plan.id, 0),
                     everyone_gray=plan.progress.percentage >= 100,
                     evidence=Evidence.from_json(stored.get(evidence_key(index, check))),
-                    stage_looks=stage_looks(plan, check, interval, now),
                 )
                 for index, check in enumerate(plan.auto_rollback.checks)
             ]
@@ -74,14 +72,6 @@ def analyze(
 def stage_start(plan: Plan, now: datetime) -> datetime:
     """When the current exposure began (plans saved before the column: the last analysis)."""
     return plan.progress.stage_started_at or plan.progress.analyzed_at or plan.started_at or now
-
-
-def stage_looks(plan: Plan, check: Check, interval: timedelta, now: datetime) -> float:
-    """How many of this look's windows the current stage spans (at least 1)."""
-    start, end = look_window(plan, check, interval, now)
-    if end <= start:
-        return 1.0
-    return max(1.0, (end - stage_start(plan, now)) / (end - start))
 
 
 def look_window(

@@ -184,16 +184,14 @@ def judge_check(
     gray_instances: int | None = None,
     everyone_gray: bool = False,
     evidence: Evidence | None = None,
-    stage_looks: float = 1.0,
 ) -> CheckResult:
     """The outcome of ``check`` given what its source answered for this interval.
 
     ``gray_instances`` is how many instances are recorded as having received the gray value
     (``None``: unknown); with none, nothing is judged. ``evidence`` is a relative rate check's
-    sequential state from the looks before this one, ``stage_looks`` how many looks' worth of
-    time the current stage has lasted (see :func:`~grayrelease_core.sequential.observe`).
-    Every path that lacks the data to decide ends inconclusive: the checks before the
-    statistics are the promise that missing data never passes.
+    sequential state from the looks before this one. Every path that lacks the data to decide
+    ends inconclusive: the checks before the statistics are the promise that missing data
+    never passes.
     """
     relative = check.max_increase is not None
     if relative and everyone_gray:
@@ -209,13 +207,7 @@ def judge_check(
             check, Outcome.INCONCLUSIVE, "no instance has received the gray value yet"
         )
     if check.is_rate:
-        return _judge_rate(
-            check,
-            observed,
-            alpha=alpha,
-            evidence=evidence or Evidence(),
-            stage_looks=stage_looks,
-        )
+        return _judge_rate(check, observed, alpha=alpha, evidence=evidence or Evidence())
     return _judge_values(check, observed, look=look, alpha=alpha, gray_instances=gray_instances)
 
 
@@ -297,7 +289,7 @@ def _judge_values(
 
 
 def _judge_rate(
-    check: Check, observed: Observation, *, alpha: float, evidence: Evidence, stage_looks: float
+    check: Check, observed: Observation, *, alpha: float, evidence: Evidence
 ) -> CheckResult:
     """A rate check: events out of requests, pooled over each group's instances."""
     gray = observed.gray_counts
@@ -333,14 +325,7 @@ def _judge_rate(
         )
     if baseline.total_sum <= 0:
         return result(Outcome.INCONCLUSIVE, "no baseline requests counted in this interval")
-    look = observe(
-        evidence,
-        gray,
-        baseline,
-        max_increase=check.max_increase,
-        alpha=alpha,
-        stage_looks=stage_looks,
-    )
+    look = observe(evidence, gray, baseline, max_increase=check.max_increase, alpha=alpha)
     after = look.evidence
     overall = _pooled(after.worse_events, after.worse_total)
     other = _pooled(after.events - after.worse_events, after.other_total)

@@ -593,6 +593,33 @@ def test_a_pending_action_is_shown_and_blocks_the_buttons_until_recovery(
     assert console.plan(plan_id)["pendingAction"] is None
 
 
+def test_checks_that_can_never_decide_are_shown_on_the_plan_in_both_languages(
+    page: Any, console: Console
+) -> None:
+    """Issue 17: the API's ``warnings`` reach the operator on the plan's page."""
+    body = {
+        "planName": "undecidable canary",
+        "appName": "demo-app",
+        "environment": "prod",
+        "configKeys": ["warned.key"],
+        "grayStrategy": "CANARY",
+        "grayRules": {
+            "canary": {"canaryInstances": ["10.9.0.1"], "stepPercentage": 20, "stepInterval": 5}
+        },
+        "grayValues": {"warned.key": "v"},
+        "autoRollback": [{"metric": "latencyP99", "maxIncrease": 0.2, "minSamples": 5}],
+    }
+    plan = console.api("POST", "/plan", body)
+    assert [w["code"] for w in plan["warnings"]] == ["FEW_CANARIES"]
+    login(page, console, hash_=f"#/plans/{plan['planId']}")
+    banner = page.wait_for_selector("[data-testid=warning-FEW_CANARIES]")
+    assert "latencyP99" in banner.inner_text()
+    assert "needs 5 gray instances" in banner.inner_text()
+    page.select_option("header select.lang", "zh")
+    page.wait_for_selector("[data-testid=warning-FEW_CANARIES]:has-text('金丝雀阶段')")
+    page.select_option("header select.lang", "en")
+
+
 def test_approval_by_another_releaser_before_start(page: Any, console: Console) -> None:
     draft = draft_via_api(
         console,

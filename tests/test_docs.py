@@ -11,6 +11,7 @@ from pathlib import Path
 
 import attrs
 import pytest
+import yaml
 
 from grayrelease_core import GrayRelease, ManualClock, Settings, hookspecs
 from grayrelease_core.lifecycle import TRANSITIONS
@@ -274,3 +275,34 @@ def test_the_nacos_page_settings_are_valid() -> None:
     parsed = NacosSettings.from_section(data["nacos"])
     assert set(parsed.files) == {"database", "spring"}
     assert parsed.username == "nacos"
+
+
+def test_the_judge_page_checks_and_default_checks_start_an_engine(tmp_path: Path) -> None:
+    """The ``autoRollback`` example and the ``settings.analysis`` example of judge.md are
+    accepted as written: the checks by a plan, the defaults by an engine that then gives them
+    to a plan without checks."""
+    text = (DOCS / "judge.md").read_text(encoding="utf-8")
+    (checks,) = re.findall(r"```json\n(\"autoRollback\".*?)```", text, re.DOTALL)
+    (section,) = re.findall(r"```yaml\n(analysis:.*?)```", text, re.DOTALL)
+    settings = {
+        **yaml.safe_load(section),
+        "database_url": f"sqlite:///{tmp_path / 'judge.db'}",
+        "background_sync": False,
+    }
+    body = {
+        "planName": "docs",
+        "appName": "payment",
+        "environment": "prod",
+        "configKeys": ["k"],
+        "grayStrategy": "CANARY",
+        "grayRules": {
+            "canary": {"canaryInstances": ["10.0.0.1"], "stepPercentage": 20, "stepInterval": 5}
+        },
+    }
+    with GrayRelease.from_settings(settings, load_entrypoints=False) as gr:
+        own = gr.create_plan({**body, **json.loads("{" + checks + "}")}, actor="docs")
+        assert own.auto_rollback is not None
+        assert len(own.auto_rollback.checks) == 5
+        guarded = gr.create_plan(body, actor="docs")
+        assert guarded.auto_rollback is not None
+        assert [c.threshold for c in guarded.auto_rollback.checks] == [None, 0.02]
