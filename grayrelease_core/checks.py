@@ -38,6 +38,8 @@ CHECK_FIELDS = (
     "query",
     "baselineQuery",
     "measure",
+    "totalQuery",
+    "baselineTotalQuery",
 )
 
 
@@ -68,8 +70,13 @@ class Check:
     """Source-specific query template for the baseline group."""
     measure: str = "value"
     """``value`` or ``rate`` (see ``MEASURES``). A rate check reads counts: a relative one is
-    an anytime-valid sequential test of the rate ratio (:mod:`~.sequential`); an absolute
-    one compares the gray group's pooled rate (events over total) with ``threshold``."""
+    a sequential test of the rate ratio (:mod:`~.sequential`); an absolute one compares the
+    gray group's pooled rate (events over total) with ``threshold``."""
+    total_query: str | None = None
+    """For a rate check on a query source: the template of the gray group's totals per
+    instance (``query`` then counts its events)."""
+    baseline_total_query: str | None = None
+    """The same for the baseline group (``baselineQuery`` counts its events)."""
 
     @property
     def is_rate(self) -> bool:
@@ -91,6 +98,8 @@ class Check:
             ("window", self.window),
             ("query", self.query),
             ("baselineQuery", self.baseline_query),
+            ("totalQuery", self.total_query),
+            ("baselineTotalQuery", self.baseline_total_query),
         ):
             if value is not None:
                 wire[name] = value
@@ -212,6 +221,11 @@ def parse_check(raw: Any, field: str) -> Check:
         raise ValidationError(
             f"{field}.threshold", "a rate check's threshold is a fraction from 0 to 1"
         )
+    for name in ("totalQuery", "baselineTotalQuery"):
+        if name in data and measure != "rate":
+            raise ValidationError(
+                f"{field}.{name}", 'counts totals: only a check with "measure": "rate" has one'
+            )
     return Check(
         metric=metric.strip(),
         source=source,
@@ -228,6 +242,8 @@ def parse_check(raw: Any, field: str) -> Check:
         query=_query(data, "query", field),
         baseline_query=_query(data, "baselineQuery", field),
         measure=measure,
+        total_query=_query(data, "totalQuery", field),
+        baseline_total_query=_query(data, "baselineTotalQuery", field),
     )
 
 

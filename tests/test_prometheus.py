@@ -533,3 +533,134 @@ def test_a_canary_judged_on_prometheus_rolls_back_when_its_pods_fail(
         (check,) = verdict.details["checks"]
         assert (check["source"], check["grayCount"]) == ("prometheus", 2)
         assert 0.18 < check["grayMean"] < 0.22
+
+
+# --- rate checks: counted events and totals per instance ---------------------------------------
+
+EVENTS = (
+    'sum by (instance) (increase(http_requests_total{app="{{appName}}",code="500",'
+    'instance OP "{{instances}}"}[{{window}}]))'
+)
+TOTALS = (
+    'sum by (instance) (increase(http_requests_total{app="{{appName}}",'
+    'instance OP "{{instances}}"}[{{window}}]))'
+)
+RATE_CHECK = Check(
+    metric="errors",
+    source="prometheus",
+    max_increase=0.2,
+    measure="rate",
+    query=on(EVENTS, GRAY),
+    baseline_query=on(EVENTS, BASELINE),
+    total_query=on(TOTALS, GRAY),
+    baseline_total_query=on(TOTALS, BASELINE),
+)
+
+
+def test_a_rate_check_counts_events_and_totals_per_instance(source: PrometheusSource) -> None:
+    """Each instance's errors and requests over the window, from instant queries at its end,
+    paired by labels: gray pods fail 2 of 10 requests a second, the others 0.1 of 10."""
+    source.validate_check(RATE_CHECK, "autoRollback.checks[0]")
+    seen = observe(source, ask(RATE_CHECK, {"pod-1", "pod.1"}, seconds=8))
+    assert seen.gray_counts is not None
+    assert seen.baseline_counts is not None
+    assert len(seen.gray_counts.totals) == 2
+    assert len(seen.baseline_counts.totals) == len(PODS) - 2
+    # About 10 requests a second each, over as much of the window as the server has scraped.
+    totals = (*seen.gray_counts.totals, *seen.baseline_counts.totals)
+    assert min(totals) > 0
+    assert max(totals) < 2 * min(totals), totals
+    assert seen.gray_counts.rate is not None
+    assert seen.baseline_counts.rate is not None
+    assert 0.18 < seen.gray_counts.rate < 0.22
+    assert 0.005 < seen.baseline_counts.rate < 0.015
+    assert all(0.18 < value < 0.22 for value in seen.gray), seen.gray
+
+
+def test_a_rate_check_without_its_totals_query_is_refused() -> None:
+    source = PrometheusSource(settings("http://h"))
+    no_totals = attrs.evolve(RATE_CHECK, total_query=None)
+    with pytest.raises(ValidationError) as caught:
+        source.validate_check(no_totals, "c")
+    assert caught.value.field == "c.totalQuery"
+    no_baseline_totals = attrs.evolve(RATE_CHECK, baseline_total_query=None)
+    with pytest.raises(ValidationError) as caught:
+        source.validate_check(no_baseline_totals, "c")
+    assert caught.value.field == "c.baselineTotalQuery"
+    bad = attrs.evolve(RATE_CHECK, total_query='x{i="{{pod}}"}')
+    with pytest.raises(ValidationError) as caught:
+        source.validate_check(bad, "c")
+    assert caught.value.field == "c.totalQuery"
+    # An absolute rate check needs no baseline; the settings may give the totals.
+    configured = PrometheusSource(
+        settings("http://h", queries={"errors": {"gray": "a", "grayTotal": "b"}})
+    )
+    configured.validate_check(Check("errors", "prometheus", threshold=0.05, measure="rate"), "c")
+
+
+def test_a_rate_query_that_answers_no_vector_fails_its_slot(source: PrometheusSource) -> None:
+    ranged = attrs.evolve(
+        RATE_CHECK, total_query='http_requests_total{instance=~"{{instances}}"}[5s]'
+    )
+    [answer] = source.fetch([ask(ranged, {"pod-1"})])
+    assert isinstance(answer, MetricSourceError)
+    assert answer.details["reason"] == "bad_answer"
+    assert "not a vector" in str(answer)
+
+
+def test_a_canary_judged_on_prometheus_counts_rolls_back_when_its_pods_fail(
+    server: PrometheusServer, tmp_path: Any
+) -> None:
+    from grayrelease_core import Client, ConfigRef, GrayRelease, ManualClock, PlanStatus
+
+    clock = ManualClock(datetime.now(UTC) - timedelta(minutes=1))
+    settings = {
+        "database_url": f"sqlite:///{tmp_path / 'counted.db'}",
+        "background_sync": False,
+        "prometheus": {
+            "url": server.url,
+            "queries": {"errors": {"gray": on(EVENTS, GRAY), "grayTotal": on(TOTALS, GRAY)}},
+        },
+    }
+    with GrayRelease.from_settings(settings, clock=clock, load_entrypoints=False) as gr:
+        key = ConfigRef("shop", "prod", "default", "payment.retries")
+        body = {
+            "planName": "counted",
+            "appName": "shop",
+            "environment": "prod",
+            "configKeys": [key.config_key],
+            "grayStrategy": "CANARY",
+            "grayRules": {
+                "canary": {
+                    "canaryInstances": ["pod-1", "pod.1"],
+                    "stepPercentage": 20,
+                    "stepInterval": 1,
+                }
+            },
+            "grayValues": {key.config_key: "5"},
+            "autoRollback": {
+                "checks": [
+                    {
+                        "metric": "errors",
+                        "source": "prometheus",
+                        "measure": "rate",
+                        "threshold": 0.05,
+                    }
+                ],
+                "interval": 1,
+            },
+        }
+        plan = gr.start(gr.create_plan(body, actor="a").id, actor="a")
+        for pod in ("pod-1", "pod.1"):
+            assert gr.resolve(key, Client(pod, PODS[pod][0])).gray
+        clock.advance(timedelta(minutes=1))  # now: the look counts the pods' last minute
+        report = gr.tick()
+        assert report.rolled_back == [plan.id]
+        assert gr.get_plan(plan.id).status is PlanStatus.ROLLBACK
+        verdict = gr.plan_logs(plan.id).items[-2]
+        assert verdict.action == "ANALYSIS_FAILED"
+        assert verdict.details is not None
+        (check,) = verdict.details["checks"]
+        assert (check["measure"], check["grayCount"]) == ("rate", 2)
+        assert 0.18 < check["grayMean"] < 0.22
+        assert check["grayTotal"] > 0

@@ -413,6 +413,12 @@ def _analysis_schemas() -> dict[str, Any]:
                 "critical": {"type": "boolean"},
                 "query": query_text,
                 "baselineQuery": query_text,
+                "totalQuery": {
+                    **query_text,
+                    "description": "Rate checks on a query source: the gray group's totals "
+                    "per instance (query counts the events)",
+                },
+                "baselineTotalQuery": query_text,
                 "measure": {
                     "type": "string",
                     "enum": list(MEASURES),

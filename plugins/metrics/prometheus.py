@@ -8,6 +8,11 @@ Enabled by a ``prometheus`` settings section::
 
 A check's ``query`` (gray) and ``baselineQuery`` are PromQL templates; ``queries`` gives the
 defaults per metric name. Templates name the plan with ``{{placeholders}}`` (``PLACEHOLDERS``).
+A value check's templates are range queries: one series per instance, averaged over the
+window. A rate check (``measure: rate``) counts: ``query`` / ``baselineQuery`` give each
+instance's events over the window and ``totalQuery`` / ``baselineTotalQuery`` its totals
+(``sum by (instance) (increase(...[{{window}}]))``), asked as instant queries at the window's
+end and matched series by series on their labels.
 Speaks the HTTP API with the standard library only; every failure is a
 ``MetricSourceError`` in the query's slot, which the judge counts as inconclusive.
 """
@@ -21,16 +26,16 @@ import re
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
 from grayrelease_core import Settings, ValidationError, hookimpl
 from grayrelease_core.checks import MAX_QUERY
-from grayrelease_core.metrics import Check, MetricQuery, MetricSourceError, Observation
+from grayrelease_core.metrics import Check, Counts, MetricQuery, MetricSourceError, Observation
 from grayrelease_core.rules import rules_object, seconds, service_url
 
 SECTION = "prometheus"
@@ -55,6 +60,7 @@ NEVER = r"[^\x00-\x{10FFFF}]"
 _RE2_SPECIAL = frozenset("\\.+*?()|[]{}^$")
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _SNIPPET = 200
+_Parsed = TypeVar("_Parsed")
 
 
 @attrs.frozen
@@ -63,6 +69,9 @@ class Templates:
 
     gray: str | None = None
     baseline: str | None = None
+    gray_total: str | None = None
+    """For rate checks: the gray group's totals per instance (``gray`` counts its events)."""
+    baseline_total: str | None = None
 
 
 @attrs.frozen
@@ -107,6 +116,9 @@ class PrometheusSource:
     def __init__(self, settings: PrometheusSettings) -> None:
         self.settings = settings
         self._endpoint = f"{settings.url}/api/v1/query_range"
+        self._instant = f"{settings.url}/api/v1/query"
+        self._unreachable: MetricSourceError | None = None
+        """Set when a request of this tick found the server unreachable (see ``fetch``)."""
         self._opener = urllib.request.build_opener()
 
     def __repr__(self) -> str:
@@ -118,82 +130,150 @@ class PrometheusSource:
         return Templates(
             gray=check.query or defaults.gray,
             baseline=check.baseline_query or defaults.baseline,
+            gray_total=check.total_query or defaults.gray_total,
+            baseline_total=check.baseline_total_query or defaults.baseline_total,
         )
 
     def validate_check(self, check: Check, field: str) -> None:
-        if check.is_rate:
-            # Counting needs event and request series matched per instance; not built yet.
-            raise ValidationError(
-                f"{field}.measure",
-                "the prometheus source answers value checks only; push counts for a rate check",
-                value=check.measure,
-            )
         templates = self.templates(check)
         hint = f"or configure {FIELD}.queries.{check.metric}"
-        if templates.gray is None:
-            raise ValidationError(
-                f"{field}.query", f"a prometheus check needs a PromQL query ({hint}.gray)"
-            )
-        _check_placeholders(templates.gray, f"{field}.query")
-        if templates.baseline is None:
-            if check.max_increase is not None:
-                raise ValidationError(
-                    f"{field}.baselineQuery",
-                    "a relative check (maxIncrease) needs a baseline PromQL query "
-                    f"({hint}.baseline)",
+        relative = check.max_increase is not None
+        needed = [("query", templates.gray, "gray", "a PromQL query")]
+        if relative:
+            needed.append(("baselineQuery", templates.baseline, "baseline", "a baseline query"))
+        if check.is_rate:
+            needed.append(("totalQuery", templates.gray_total, "grayTotal", "a totals query"))
+            if relative:
+                needed.append(
+                    (
+                        "baselineTotalQuery",
+                        templates.baseline_total,
+                        "baselineTotal",
+                        "a baseline totals query",
+                    )
                 )
-        else:
-            _check_placeholders(templates.baseline, f"{field}.baselineQuery")
+        for name, template, setting, what in needed:
+            if template is None:
+                kind = "a rate check" if check.is_rate else "a prometheus check"
+                if name == "baselineQuery" and not check.is_rate:
+                    kind = "a relative check (maxIncrease)"
+                raise ValidationError(f"{field}.{name}", f"{kind} needs {what} ({hint}.{setting})")
+        for name, template in (
+            ("query", templates.gray),
+            ("baselineQuery", templates.baseline),
+            ("totalQuery", templates.gray_total),
+            ("baselineTotalQuery", templates.baseline_total),
+        ):
+            if template is not None:
+                _check_placeholders(template, f"{field}.{name}")
 
     def fetch(self, queries: Sequence[MetricQuery]) -> list[Observation | Exception]:
         # Once the server is unreachable (refused, timed out), the rest of this tick's requests
         # fail at once with the same cause instead of each waiting out the timeout. A query
         # Prometheus refuses (bad PromQL) touches only its own slot.
-        unreachable: MetricSourceError | None = None
+        self._unreachable = None
         answers: list[Observation | Exception] = []
         for query in queries:
-            templates = self.templates(query.check)
             try:
-                samples: list[tuple[float, ...]] = []
-                for side, template in (("gray", templates.gray), ("baseline", templates.baseline)):
-                    if template is None or (side == "gray" and _no_gray_side(template, query)):
-                        samples.append(())
-                        continue
-                    what = f"{side} query of {query.check.metric} (plan {query.plan.id})"
-                    if unreachable is not None:
-                        raise self._error(
-                            what,
-                            f"not sent, the server was unreachable earlier in this tick "
-                            f"({unreachable.details['cause']})",
-                            "unreachable",
-                        )
-                    try:
-                        samples.append(self._query_range(render(template, query), query, what))
-                    except MetricSourceError as exc:
-                        if exc.details["reason"] in ("unreachable", "timeout"):
-                            unreachable = exc
-                        raise
-                answers.append(Observation(gray=samples[0], baseline=samples[1]))
+                if query.check.is_rate:
+                    answers.append(self._counted(query))
+                else:
+                    answers.append(self._values(query))
             except MetricSourceError as exc:
                 answers.append(exc)
         return answers
 
+    def _values(self, query: MetricQuery) -> Observation:
+        templates = self.templates(query.check)
+        samples: list[tuple[float, ...]] = []
+        for side, template in (("gray", templates.gray), ("baseline", templates.baseline)):
+            if template is None or (side == "gray" and _no_gray_side(template, query)):
+                samples.append(())
+                continue
+            what = f"{side} query of {query.check.metric} (plan {query.plan.id})"
+            form = self._range_form(render(template, query), query)
+            samples.append(self._ask(self._endpoint, form, what, _matrix_samples))
+        return Observation(gray=samples[0], baseline=samples[1])
+
+    def _counted(self, query: MetricQuery) -> Observation:
+        templates = self.templates(query.check)
+        counted: list[Counts | None] = []
+        for side, events, totals in (
+            ("gray", templates.gray, templates.gray_total),
+            ("baseline", templates.baseline, templates.baseline_total),
+        ):
+            if events is None or totals is None:
+                counted.append(None)
+                continue
+            if side == "gray" and (_no_gray_side(events, query) or _no_gray_side(totals, query)):
+                counted.append(Counts((), ()))
+                continue
+            found = []
+            for kind, template in (("events", events), ("totals", totals)):
+                what = f"{side} {kind} query of {query.check.metric} (plan {query.plan.id})"
+                form = self._instant_form(render(template, query), query)
+                found.append(self._ask(self._instant, form, what, _vector_values))
+            counted.append(_paired(found[0], found[1]))
+        gray, baseline = counted
+        return Observation(
+            gray=_rates(gray),
+            baseline=_rates(baseline),
+            gray_counts=gray,
+            baseline_counts=baseline,
+        )
+
     # --- one range query ----------------------------------------------------------------------
 
-    def _query_range(self, promql: str, query: MetricQuery, what: str) -> tuple[float, ...]:
+    def _range_form(self, promql: str, query: MetricQuery) -> dict[str, str]:
         window = query.window_seconds
         step = max(self.settings.step, float(math.ceil(window / MAX_POINTS)))
-        form = urllib.parse.urlencode(
-            {
-                "query": promql,
-                "start": f"{_unix(query.start):.3f}",
-                "end": f"{_unix(query.end):.3f}",
-                "step": repr(step),
-                "timeout": repr(self.settings.timeout),
-            }
-        ).encode()
+        return {
+            "query": promql,
+            "start": f"{_unix(query.start):.3f}",
+            "end": f"{_unix(query.end):.3f}",
+            "step": repr(step),
+            "timeout": repr(self.settings.timeout),
+        }
+
+    def _instant_form(self, promql: str, query: MetricQuery) -> dict[str, str]:
+        return {
+            "query": promql,
+            "time": f"{_unix(query.end):.3f}",
+            "timeout": repr(self.settings.timeout),
+        }
+
+    def _ask(
+        self,
+        endpoint: str,
+        fields: Mapping[str, str],
+        what: str,
+        parse: Callable[[Any], _Parsed],
+    ) -> _Parsed:
+        """``parse`` of a successful answer's ``data``, or the error that names the cause."""
+        if self._unreachable is not None:
+            raise self._error(
+                what,
+                f"not sent, the server was unreachable earlier in this tick "
+                f"({self._unreachable.details['cause']})",
+                "unreachable",
+            )
+        try:
+            data, body = self._post(endpoint, fields, what)
+        except MetricSourceError as exc:
+            if exc.details["reason"] in ("unreachable", "timeout"):
+                self._unreachable = exc
+            raise
+        try:
+            return parse(data)
+        except (TypeError, ValueError, KeyError) as exc:
+            raise self._error(
+                what, f"unexpected answer ({exc}): {_snippet(body)}", "bad_answer"
+            ) from exc
+
+    def _post(self, endpoint: str, fields: Mapping[str, str], what: str) -> tuple[Any, bytes]:
+        form = urllib.parse.urlencode(fields).encode()
         request = urllib.request.Request(
-            self._endpoint,
+            endpoint,
             data=form,
             method="POST",
             headers={
@@ -227,9 +307,9 @@ class PrometheusSource:
             raise self._error(
                 what, f"connection failed: {type(exc).__name__}: {exc}", "unreachable"
             ) from exc
-        return self._samples(status, reason, body, what)
+        return self._payload(status, reason, body, what)
 
-    def _samples(self, status: int, reason: str, body: bytes, what: str) -> tuple[float, ...]:
+    def _payload(self, status: int, reason: str, body: bytes, what: str) -> tuple[Any, bytes]:
         try:
             payload = json.loads(body)
         except ValueError:
@@ -248,12 +328,11 @@ class PrometheusSource:
             )
         if payload is None:
             raise self._error(what, f"the answer is not JSON: {_snippet(body)}", "bad_answer")
-        try:
-            return _matrix_samples(payload)
-        except (TypeError, ValueError, KeyError) as exc:
+        if not isinstance(payload, dict) or payload.get("status") != "success":
             raise self._error(
-                what, f"unexpected answer ({exc}): {_snippet(body)}", "bad_answer"
-            ) from exc
+                what, f"unexpected answer (no status success): {_snippet(body)}", "bad_answer"
+            )
+        return payload.get("data"), body
 
     def _error(self, what: str, cause: str, reason: str, **details: Any) -> MetricSourceError:
         return MetricSourceError(
@@ -329,14 +408,11 @@ def _check_placeholders(template: str, field: str) -> None:
 # --- reading answers -------------------------------------------------------------------------
 
 
-def _matrix_samples(payload: Any) -> tuple[float, ...]:
+def _matrix_samples(data: Any) -> tuple[float, ...]:
     """One value per series of a ``matrix`` answer: the mean of its finite points.
 
     A series is one instance (or one label set); its points over the window are not
     independent of each other, so the judge compares series, not points."""
-    if not isinstance(payload, dict) or payload.get("status") != "success":
-        raise ValueError("no status success")
-    data = payload["data"]
     if not isinstance(data, dict) or data.get("resultType") != "matrix":
         raise ValueError("not a matrix")
     result = data["result"]
@@ -360,6 +436,43 @@ def _matrix_samples(payload: Any) -> tuple[float, ...]:
         if finite:
             means.append(math.fsum(finite) / len(finite))
     return tuple(means)
+
+
+def _vector_values(data: Any) -> dict[tuple[tuple[str, str], ...], float]:
+    """``{labels: value}`` of a ``vector`` answer (an instant query); non-finite or negative
+    values (a counter reset mid-window can do that) are left out."""
+    if not isinstance(data, dict) or data.get("resultType") != "vector":
+        raise ValueError("not a vector (a rate check's queries are instant queries)")
+    result = data["result"]
+    if not isinstance(result, list):
+        raise TypeError("result is not a list")
+    values: dict[tuple[tuple[str, str], ...], float] = {}
+    for series in result:
+        if not isinstance(series, dict) or not isinstance(series.get("metric"), dict):
+            raise TypeError("a series is not an object with metric labels")
+        point = series.get("value")
+        if not isinstance(point, list) or len(point) != 2 or not isinstance(point[1], str):
+            raise TypeError('a value is not [time, "value"]')
+        value = float(point[1])
+        if math.isfinite(value) and value >= 0:
+            values[tuple(sorted((str(k), str(v)) for k, v in series["metric"].items()))] = value
+    return values
+
+
+def _paired(
+    events: Mapping[tuple[tuple[str, str], ...], float],
+    totals: Mapping[tuple[tuple[str, str], ...], float],
+) -> Counts:
+    """Each totals series with the events series of the same labels (none: no events). An
+    instance's events never exceed its total (``increase`` extrapolates each on its own)."""
+    paired = [(min(events.get(labels, 0.0), total), total) for labels, total in totals.items()]
+    return Counts(tuple(e for e, _ in paired), tuple(t for _, t in paired))
+
+
+def _rates(counts: Counts | None) -> tuple[float, ...]:
+    if counts is None:
+        return ()
+    return tuple(e / t for e, t in zip(counts.events, counts.totals, strict=True) if t > 0)
 
 
 def _snippet(body: bytes) -> str:
@@ -392,11 +505,18 @@ def _headers(value: Any, field: str) -> Mapping[str, str]:
 
 def _queries(value: Any, field: str) -> Mapping[str, Templates]:
     if not isinstance(value, Mapping):
-        raise ValidationError(field, 'must be an object of metric names to {"gray", "baseline"}')
+        raise ValidationError(
+            field,
+            'must be an object of metric names to {"gray", "baseline", "grayTotal", '
+            '"baselineTotal"}',
+        )
     queries: dict[str, Templates] = {}
     for metric, raw in value.items():
         entry = rules_object(
-            raw, allowed=("gray", "baseline"), required=(), field=f"{field}.{metric}"
+            raw,
+            allowed=("gray", "baseline", "grayTotal", "baselineTotal"),
+            required=(),
+            field=f"{field}.{metric}",
         )
         if not entry:
             raise ValidationError(f"{field}.{metric}", "needs a gray or a baseline template")
@@ -406,7 +526,12 @@ def _queries(value: Any, field: str) -> Mapping[str, Templates]:
                     f"{field}.{metric}.{side}", f"must be a query of 1 to {MAX_QUERY} characters"
                 )
             _check_placeholders(template, f"{field}.{metric}.{side}")
-        queries[str(metric)] = Templates(gray=entry.get("gray"), baseline=entry.get("baseline"))
+        queries[str(metric)] = Templates(
+            gray=entry.get("gray"),
+            baseline=entry.get("baseline"),
+            gray_total=entry.get("grayTotal"),
+            baseline_total=entry.get("baselineTotal"),
+        )
     return MappingProxyType(queries)
 
 

@@ -32,6 +32,14 @@ class PushSource:
             raise ValidationError(f"{field}.query", "the push source takes no query")
         if check.baseline_query is not None:
             raise ValidationError(f"{field}.baselineQuery", "the push source takes no query")
+        for name, query in (
+            ("totalQuery", check.total_query),
+            ("baselineTotalQuery", check.baseline_total_query),
+        ):
+            if query is not None:
+                raise ValidationError(
+                    f"{field}.{name}", "the push source takes no query: push events and total"
+                )
 
     def fetch(self, queries: Sequence[MetricQuery]) -> list[Observation | Exception]:
         # One query per distinct window and kind: in a tick, checks of one window share one.
