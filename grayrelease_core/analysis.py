@@ -2,21 +2,22 @@
 
 A look never straddles a step: it judges only samples taken since the current stage began
 (``Progress.stage_started_at``). Within the stage, a value check reads its ``window`` (at
-most the analysis interval) and a rate check reads what arrived since the last look, so the
-sequential test adds each request once.
+most the analysis interval) and a rate check reads the samples stamped since its counts last
+ended, so the sequential test adds each request once.
 
 A source that is missing, raises, or answers something other than an ``Observation`` of
-numbers makes its checks inconclusive; one plan whose judging fails makes only that plan
+numbers makes its checks inconclusive; one check whose judging fails makes only that check
 inconclusive. Nothing here writes: the ticker saves the verdicts and the evidence.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+
+import attrs
 
 from .checks import Check
 from .judge import CheckResult, Outcome, Verdict, combine, evidence_key, judge_check
@@ -28,6 +29,9 @@ from .strategy import StepSchedule
 from .ticker import analysis_interval
 
 log = logging.getLogger("grayrelease")
+MAX_COUNT = 1e15
+"""The largest count a source may answer (what ``push`` accepts): sums of larger ones could
+overflow to infinity and turn the evidence into NaN."""
 
 
 def analyze(
@@ -42,31 +46,41 @@ def analyze(
     answers = _ask(plans, sources, store, now)
     recorded = store.instance_counts([plan.id for plan, _ in plans])
     verdicts: dict[str, Verdict] = {}
-    for plan, _ in plans:
+    for plan, schedule in plans:
         assert plan.auto_rollback is not None
         look = plan.progress.analyses + 1
-        stored = plan.progress.evidence or {}
-        try:
-            results: list[CheckResult] = [
-                judge_check(
+        interval = analysis_interval(plan, schedule)
+        results: list[CheckResult] = []
+        starts: list[datetime] = []
+        for index, check in enumerate(plan.auto_rollback.checks):
+            evidence = stored_evidence(plan, index, check)
+            start, end = look_window(plan, check, interval, now, evidence)
+            starts.append(start)
+            try:
+                result = judge_check(
                     check,
                     answers[plan.id, index],
                     look=look,
                     alpha=plan.auto_rollback.alpha,
                     gray_instances=recorded.get(plan.id, 0),
                     everyone_gray=plan.progress.percentage >= 100,
-                    evidence=Evidence.from_json(stored.get(evidence_key(index, check))),
+                    evidence=evidence,
                 )
-                for index, check in enumerate(plan.auto_rollback.checks)
-            ]
-        except Exception as exc:  # one plan's bad data must not stop the others' ticks
-            log.exception("grayrelease: judging plan %s failed", plan.id)
-            results = [
-                CheckResult(check, Outcome.INCONCLUSIVE, f"judging failed: {exc}")
-                for check in plan.auto_rollback.checks
-            ]
-        verdicts[plan.id] = combine(results, look, stage_start(plan, now), now)
+            except Exception as exc:  # one check's bad data must not stop the others
+                log.exception("grayrelease: judging check %d of plan %s failed", index, plan.id)
+                result = CheckResult(check, Outcome.INCONCLUSIVE, f"judging failed: {exc}")
+            if result.evidence is not None:  # counted: the next look starts where this ended
+                result = attrs.evolve(
+                    result, evidence=attrs.evolve(result.evidence, until=end.timestamp())
+                )
+            results.append(result)
+        verdicts[plan.id] = combine(results, look, min(starts, default=now), now)
     return verdicts
+
+
+def stored_evidence(plan: Plan, index: int, check: Check) -> Evidence:
+    """A rate check's sequential state from the plan's progress (fresh before its first look)."""
+    return Evidence.from_json((plan.progress.evidence or {}).get(evidence_key(index, check)))
 
 
 def stage_start(plan: Plan, now: datetime) -> datetime:
@@ -75,13 +89,19 @@ def stage_start(plan: Plan, now: datetime) -> datetime:
 
 
 def look_window(
-    plan: Plan, check: Check, interval: timedelta, now: datetime
+    plan: Plan,
+    check: Check,
+    interval: timedelta,
+    now: datetime,
+    evidence: Evidence | None = None,
 ) -> tuple[datetime, datetime]:
-    """``(start, now]`` of one check's look: nothing from before the stage began."""
+    """``(start, now]`` of one check's look: nothing from before the stage began. A rate check
+    starts where its counts last ended (``Evidence.until``), so each sample counts once and a
+    look whose source failed is covered by the next."""
     since = stage_start(plan, now)
     if check.is_rate:
-        last = plan.progress.analyzed_at
-        start = max(since, last) if last is not None else since
+        counted = evidence.until if evidence is not None else None
+        start = since if counted is None else max(since, datetime.fromtimestamp(counted, UTC))
     else:
         window = min(timedelta(minutes=check.window), interval) if check.window else interval
         start = max(since, now - window)
@@ -104,7 +124,9 @@ def _ask(
             source = sources.get(check.source)
             if members is None and getattr(source, "wants_instances", True):
                 members = store.instance_addresses(plan.id)
-            start, end = look_window(plan, check, interval, now)
+            start, end = look_window(
+                plan, check, interval, now, stored_evidence(plan, index, check)
+            )
             query = MetricQuery(
                 plan=plan,
                 check=check,
@@ -162,12 +184,11 @@ def _is_number(value: object) -> bool:
 
 
 def _counts_ok(counts: object) -> bool:
-    """No counts, or events and totals per instance: finite, not negative, paired."""
+    """No counts, or events and totals per instance: paired, from 0 to ``MAX_COUNT``."""
     if counts is None:
         return True
     if not isinstance(counts, Counts) or len(counts.events) != len(counts.totals):
         return False
     return all(
-        _is_number(value) and math.isfinite(value) and value >= 0
-        for value in (*counts.events, *counts.totals)
+        _is_number(value) and 0 <= value <= MAX_COUNT for value in (*counts.events, *counts.totals)
     )

@@ -373,11 +373,13 @@ class GrayRelease:
             gray.update(fields.get("grayValues", {}))
             _check_gray_keys(fields.get("grayValues", {}), keys)
             auto_rollback = plan.auto_rollback
-            if "autoRollback" in fields:
-                auto_rollback, _, opted_out = self._guarded(
-                    fields, moved.app_name, moved.environment
-                )
-                guard.update(opted_out or {})
+            if "autoRollback" in fields or (
+                auto_rollback is None and moved != Scope(plan.app_name, plan.environment)
+            ):
+                # Its own rules, an opt-out, or (moved without checks) the new scope's
+                # defaults: a draft moved into prod is guarded as one created there.
+                auto_rollback, _, said = self._guarded(fields, moved.app_name, moved.environment)
+                guard.update(said or {})
             notify = self._plan_routing(fields["notify"]) if "notify" in fields else plan.notify
             start_at = fields.get("startAt", plan.start_at)
             if start_at is not None:
@@ -401,7 +403,8 @@ class GrayRelease:
 
         # Filled by ``edit``: an explicit opt-out of the default checks is said in the row.
         guard: dict[str, Any] = {}
-        options = {"details": guard} if fields.get("autoRollback", False) is None else {}
+        moving = "appName" in fields or "environment" in fields
+        options = {"details": guard} if moving or fields.get("autoRollback", False) is None else {}
         return self._act(
             plan_id, Action.UPDATE, actor, expected_version, edit, "UPDATED", **options
         )
@@ -442,7 +445,11 @@ class GrayRelease:
     def plan_warnings(self, plan: Plan) -> tuple[PlanWarning, ...]:
         """What the plan's checks can never decide (:mod:`grayrelease_core.decidable`): the
         API answers them with the plan, so its author learns it before the plan holds."""
-        return undecidable(plan, self._schedule(plan))
+        try:
+            schedule = self._schedule(plan)
+        except GrayReleaseError:  # its strategy is no longer installed: nothing to say
+            return ()
+        return undecidable(plan, schedule)
 
     def list_plans(self, query: PlanQuery | None = None, **filters: Any) -> Page[Plan]:
         """Plans, newest first, filtered by app, environment, group and status."""

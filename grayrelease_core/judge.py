@@ -32,7 +32,7 @@ import attrs
 from .checks import Check
 from .metrics import Observation
 from .sequential import Counts, Evidence, observe
-from .stats import alpha_for_look, mann_whitney_greater
+from .stats import alpha_for_look, mann_whitney_greater, poisson_at_least
 from .wire import timestamp
 
 
@@ -75,8 +75,10 @@ class CheckResult:
 
     @property
     def spent_alpha(self) -> bool:
-        """Whether a per-look test ran, which counts as a look for alpha spending."""
-        return self.p_value is not None and not self.check.is_rate
+        """Whether a per-look test ran, which counts as a look for alpha spending (every test
+        but the relative rate check's sequential one, which spends nothing per look)."""
+        sequential = self.check.is_rate and self.check.max_increase is not None
+        return self.p_value is not None and not sequential
 
     def to_wire(self) -> dict[str, Any]:
         wire: dict[str, Any] = {
@@ -207,7 +209,7 @@ def judge_check(
             check, Outcome.INCONCLUSIVE, "no instance has received the gray value yet"
         )
     if check.is_rate:
-        return _judge_rate(check, observed, alpha=alpha, evidence=evidence or Evidence())
+        return _judge_rate(check, observed, look=look, alpha=alpha, evidence=evidence or Evidence())
     return _judge_values(check, observed, look=look, alpha=alpha, gray_instances=gray_instances)
 
 
@@ -289,7 +291,7 @@ def _judge_values(
 
 
 def _judge_rate(
-    check: Check, observed: Observation, *, alpha: float, evidence: Evidence
+    check: Check, observed: Observation, *, look: int, alpha: float, evidence: Evidence
 ) -> CheckResult:
     """A rate check: events out of requests, pooled over each group's instances."""
     gray = observed.gray_counts
@@ -317,16 +319,11 @@ def _judge_rate(
     gray_rate = gray.event_sum / gray.total_sum
     if check.max_increase is None:
         assert check.threshold is not None
-        beyond = gray_rate > check.threshold
-        return result(
-            Outcome.FAIL if beyond else Outcome.PASS,
-            f"gray rate {gray_rate:.6g} ({gray.event_sum:g} of {gray.total_sum:g}) "
-            f"{'>' if beyond else '<='} threshold {check.threshold:.6g}",
-        )
+        return _rate_against_threshold(check, gray, gray_rate, look, alpha, result)
     if baseline.total_sum <= 0:
         return result(Outcome.INCONCLUSIVE, "no baseline requests counted in this interval")
-    look = observe(evidence, gray, baseline, max_increase=check.max_increase, alpha=alpha)
-    after = look.evidence
+    seen = observe(evidence, gray, baseline, max_increase=check.max_increase, alpha=alpha)
+    after = seen.evidence
     overall = _pooled(after.worse_events, after.worse_total)
     other = _pooled(after.events - after.worse_events, after.other_total)
     ratio = after.ratio
@@ -337,13 +334,13 @@ def _judge_rate(
     needed = 1.0 / alpha
     e_value = _e_value(after)
     allowed = f"{check.max_increase:.0%}"
-    if look.beyond:
+    if seen.beyond:
         outcome = Outcome.FAIL
         reason = (
             f"{so_far}: a proven increase beyond the allowed {allowed} "
             f"(evidence {e_value:.3g} >= {needed:.3g})"
         )
-    elif look.rejected:
+    elif seen.rejected:
         outcome = Outcome.PASS
         reason = f"{so_far}: a proven increase, but within the allowed {allowed}"
     else:
@@ -357,13 +354,47 @@ def _judge_rate(
         reason,
         p_value=after.p_value(),
         alpha=alpha,
-        dispersion=look.dispersion,
+        dispersion=seen.dispersion,
         evidence=after,
     )
 
 
 def _finite(value: float | None) -> float | None:
     return value if value is None or math.isfinite(value) else None
+
+
+def _rate_against_threshold(
+    check: Check,
+    gray: Counts,
+    gray_rate: float,
+    look: int,
+    alpha: float,
+    result: functools.partial[CheckResult],
+) -> CheckResult:
+    """An absolute rate check: at or below ``threshold`` passes; above it fails only when so
+    many events are unlikely at the threshold itself (Poisson, this look's share of
+    ``alpha``): one error in a look of 40 requests is not a 2.5% error rate proven."""
+    assert check.threshold is not None
+    counted = f"gray rate {gray_rate:.6g} ({gray.event_sum:g} of {gray.total_sum:g})"
+    if gray_rate <= check.threshold:
+        return result(Outcome.PASS, f"{counted} <= threshold {check.threshold:.6g}")
+    spent = alpha_for_look(alpha, look)
+    p_value = poisson_at_least(gray.event_sum, check.threshold * gray.total_sum)
+    if p_value < spent:
+        return result(
+            Outcome.FAIL,
+            f"{counted} > threshold {check.threshold:.6g} beyond chance "
+            f"(p={p_value:.3g} < {spent:.3g})",
+            p_value=p_value,
+            alpha=spent,
+        )
+    return result(
+        Outcome.INCONCLUSIVE,
+        f"{counted} > threshold {check.threshold:.6g}, but too few requests to tell it from "
+        f"chance (p={p_value:.3g}, fails below {spent:.3g})",
+        p_value=p_value,
+        alpha=spent,
+    )
 
 
 def _pooled(events: float, total: float) -> float:

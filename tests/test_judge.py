@@ -142,13 +142,34 @@ def counts(events: list[float], per_instance: float) -> Counts:
 
 
 def test_a_rate_check_weighs_instances_by_their_requests() -> None:
-    """A busy instance's 30 errors of 3000 and an idle one's 0 of 10 pool to 1%: not the
+    """A busy instance's 300 errors of 30,000 and an idle one's 0 of 100 pool to 1%: not the
     unweighted mean of 0.5% the per-instance means would give."""
     cap = Check("errorRate", threshold=0.008, measure="rate")
-    gray = Counts((30.0, 0.0), (3000.0, 10.0))
+    gray = Counts((300.0, 0.0), (30_000.0, 100.0))
     result = judge_check(cap, Observation((), (), gray, None), look=1, alpha=0.025)
     assert result.outcome is Outcome.FAIL
-    assert result.gray_mean == pytest.approx(30 / 3010)
+    assert result.gray_mean == pytest.approx(300 / 30_100)
+
+
+def test_an_absolute_rate_check_fails_only_beyond_chance() -> None:
+    """Issue 17 review: one error in a look of 40 requests is above a 2% threshold but proves
+    nothing; with the default failureThreshold a FAIL would roll a healthy canary back."""
+    cap = Check("errorRate", threshold=0.02, measure="rate")
+    one_in_forty = judge_check(
+        cap, Observation((), (), Counts((1.0,), (40.0,)), None), look=1, alpha=0.025
+    )
+    assert one_in_forty.outcome is Outcome.INCONCLUSIVE
+    assert one_in_forty.p_value == pytest.approx(1 - math.exp(-0.8))
+    at_threshold = judge_check(
+        cap, Observation((), (), Counts((20.0,), (1000.0,)), None), look=1, alpha=0.025
+    )
+    assert at_threshold.outcome is Outcome.PASS
+    far_above = judge_check(
+        cap, Observation((), (), Counts((60.0,), (1000.0,)), None), look=1, alpha=0.025
+    )
+    assert far_above.outcome is Outcome.FAIL
+    assert far_above.alpha == pytest.approx(0.0125)
+    assert combine([far_above], 1, T0, T0).tested  # it spent this look's share
 
 
 def test_a_rate_check_without_requests_or_counts_is_inconclusive() -> None:
@@ -285,3 +306,21 @@ def test_a_doubled_error_rate_rolls_back_more_than_95_percent_of_canaries_before
     outcomes = [simulate(rng, 2.0) for _ in range(runs)]
     early = sum(at is not None and at < 50 for at in outcomes)
     assert early / runs > 0.95
+
+
+def test_a_release_that_fixes_errors_never_overflows_the_evidence() -> None:
+    """Issue 17 review: the e-value of a gray group failing far less often than the baseline
+    fell below exp(-709) and ``p_value`` raised OverflowError, making every check of the plan
+    inconclusive for good."""
+    gray = Counts((0.0,) * 1000, (1000.0,) * 1000)
+    baseline = Counts((20.0,) * 1000, (1000.0,) * 1000)
+    evidence = None
+    for _ in range(3):
+        result = judge_check(
+            RATE, Observation((), (), gray, baseline), look=1, alpha=0.025, evidence=evidence
+        )
+        assert result.outcome is Outcome.PASS
+        assert result.p_value == 1.0
+        evidence = result.evidence
+    assert evidence is not None
+    assert evidence.log_mixture < -709

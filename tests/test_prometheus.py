@@ -664,3 +664,18 @@ def test_a_canary_judged_on_prometheus_counts_rolls_back_when_its_pods_fail(
         assert (check["measure"], check["grayCount"]) == ("rate", 2)
         assert 0.18 < check["grayMean"] < 0.22
         assert check["grayTotal"] > 0
+
+
+def test_error_series_without_a_totals_series_fail_the_slot_instead_of_counting_nothing(
+    source: PrometheusSource,
+) -> None:
+    """Issue 17 review: events grouped by (instance, code) against totals by instance paired
+    nothing, so every look counted 0 errors and passed."""
+    by_code = attrs.evolve(
+        RATE_CHECK,
+        query=on(EVENTS, GRAY).replace("sum by (instance)", "sum by (instance, code)"),
+    )
+    [answer] = source.fetch([ask(by_code, {"pod-1", "pod.1"})])
+    assert isinstance(answer, MetricSourceError)
+    assert answer.details["reason"] == "bad_answer"
+    assert "no totals series with the same labels" in str(answer)

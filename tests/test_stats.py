@@ -547,3 +547,24 @@ def test_alpha_for_look_refuses_looks_before_the_first(look: int) -> None:
 def test_alpha_for_look_refuses_alpha_outside_zero_one(alpha: float) -> None:
     with pytest.raises(ValueError, match="alpha"):
         alpha_for_look(alpha, 1)
+
+
+# Counts are 0 or at least a tiny fraction (SciPy's gamma underflows to 0 for subnormal shapes).
+counts = st.one_of(st.just(0.0), st.floats(1e-6, 5000.0))
+
+
+@settings(max_examples=200, deadline=None)
+@given(counts, counts)
+def test_poisson_tail_matches_scipy(events: float, mean: float) -> None:
+    """``P(X >= events)``: SciPy's gamma CDF (the same function, continuous in ``events``)."""
+    got = stats.poisson_at_least(events, mean)
+    if events <= 0:
+        assert got == 1.0
+    elif mean <= 0:
+        assert got == 0.0
+    else:
+        assert got == pytest.approx(float(scipy.stats.gamma.cdf(mean, events)), abs=1e-9)
+    whole = float(round(events))
+    if whole >= 1 and mean > 0:
+        expected = float(scipy.stats.poisson.sf(whole - 1, mean))
+        assert stats.poisson_at_least(whole, mean) == pytest.approx(expected, abs=1e-9)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Iterator, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -22,7 +22,7 @@ from grayrelease_core import (
     ValidationError,
     hookimpl,
 )
-from grayrelease_core.metrics import MetricQuery, Observation
+from grayrelease_core.metrics import Check, Counts, MetricQuery, Observation
 
 KEY = ConfigRef("cache-service", "prod", "default", "redis.cluster.nodes")
 CANARY_IP = "192.168.1.200"
@@ -737,3 +737,62 @@ def test_invariant_a_relative_only_canary_never_completes_by_itself_at_100(
     held = [row for row in tgr.plan_logs(plan.id, page_size=200).items if row.action == "HELD"]
     assert held
     assert "completion held" in (held[-1].message or "")
+
+
+class FlakySource:
+    """A counting source that fails on its first ``failures`` calls, and keeps the windows
+    it was asked for."""
+
+    name = "flaky"
+    wants_instances = False
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.windows: list[tuple[datetime, datetime]] = []
+
+    def validate_check(self, check: Check, field: str) -> None:
+        pass
+
+    def fetch(self, queries: Sequence[MetricQuery]) -> list[Observation | Exception]:
+        self.windows.extend((q.start, q.end) for q in queries)
+        if self.failures:
+            self.failures -= 1
+            raise TimeoutError("no answer within 10 s")
+        minutes = (queries[0].end - queries[0].start).total_seconds() / 60
+        gray = Counts((minutes,), (100.0 * minutes,))
+        baseline = Counts((minutes,) * 4, (100.0 * minutes,) * 4)
+        return [Observation((), (), gray, baseline) for _ in queries]
+
+    @hookimpl
+    def grayrelease_register_metric_sources(self) -> list[FlakySource]:
+        return [self]
+
+
+def test_invariant_a_failed_look_loses_no_counts_the_next_look_covers_its_window(
+    sqlite_url: str, clock: ManualClock
+) -> None:
+    """Issue 17 review: a rate look's window started at the last analysis even when that
+    analysis could not count (source down), so those requests were never judged."""
+    source = FlakySource(failures=1)
+    settings = {"database_url": sqlite_url, "background_sync": False}
+    with GrayRelease.from_settings(
+        settings, clock=clock, plugins=(source,), load_entrypoints=False
+    ) as gr:
+        check = {"metric": "errors", "source": "flaky", "maxIncrease": 0.2, "measure": "rate"}
+        body = canary_body(checks=[check], stepInterval=60)
+        body["autoRollback"] = {"checks": [check], "interval": 5}
+        plan = gr.start(gr.create_plan(body, actor="a").id, actor="a")
+        assert gr.resolve(KEY, Client("canary-1", CANARY_IP)).gray
+        started = clock.now()
+        for _ in range(2):
+            clock.advance(timedelta(minutes=5))
+            gr.tick()
+        first, second = source.windows
+        assert first == (started, started + timedelta(minutes=5))
+        assert second == (started, started + timedelta(minutes=10))  # the failed 5 included
+        evidence = gr.get_plan(plan.id).progress.evidence
+        assert evidence is not None
+        (stored,) = evidence.values()
+        assert stored["looks"] == 1
+        assert stored["worseTotal"] == 1000.0  # ten minutes of 100 requests
+        assert stored["until"] == (started + timedelta(minutes=10)).timestamp()

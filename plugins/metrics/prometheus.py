@@ -108,6 +108,14 @@ class PrometheusSettings:
         )
 
 
+@attrs.define
+class _Fetch:
+    """One ``fetch`` call's state (two ticks may fetch at once)."""
+
+    unreachable: MetricSourceError | None = None
+    """The error of a request that found the server unreachable: later ones are not sent."""
+
+
 class PrometheusSource:
     """The ``prometheus`` metric source."""
 
@@ -117,8 +125,6 @@ class PrometheusSource:
         self.settings = settings
         self._endpoint = f"{settings.url}/api/v1/query_range"
         self._instant = f"{settings.url}/api/v1/query"
-        self._unreachable: MetricSourceError | None = None
-        """Set when a request of this tick found the server unreachable (see ``fetch``)."""
         self._opener = urllib.request.build_opener()
 
     def __repr__(self) -> str:
@@ -171,19 +177,19 @@ class PrometheusSource:
         # Once the server is unreachable (refused, timed out), the rest of this tick's requests
         # fail at once with the same cause instead of each waiting out the timeout. A query
         # Prometheus refuses (bad PromQL) touches only its own slot.
-        self._unreachable = None
+        tick = _Fetch()
         answers: list[Observation | Exception] = []
         for query in queries:
             try:
                 if query.check.is_rate:
-                    answers.append(self._counted(query))
+                    answers.append(self._counted(query, tick))
                 else:
-                    answers.append(self._values(query))
+                    answers.append(self._values(query, tick))
             except MetricSourceError as exc:
                 answers.append(exc)
         return answers
 
-    def _values(self, query: MetricQuery) -> Observation:
+    def _values(self, query: MetricQuery, tick: _Fetch) -> Observation:
         templates = self.templates(query.check)
         samples: list[tuple[float, ...]] = []
         for side, template in (("gray", templates.gray), ("baseline", templates.baseline)):
@@ -192,10 +198,10 @@ class PrometheusSource:
                 continue
             what = f"{side} query of {query.check.metric} (plan {query.plan.id})"
             form = self._range_form(render(template, query), query)
-            samples.append(self._ask(self._endpoint, form, what, _matrix_samples))
+            samples.append(self._ask(self._endpoint, form, what, _matrix_samples, tick))
         return Observation(gray=samples[0], baseline=samples[1])
 
-    def _counted(self, query: MetricQuery) -> Observation:
+    def _counted(self, query: MetricQuery, tick: _Fetch) -> Observation:
         templates = self.templates(query.check)
         counted: list[Counts | None] = []
         for side, events, totals in (
@@ -212,8 +218,12 @@ class PrometheusSource:
             for kind, template in (("events", events), ("totals", totals)):
                 what = f"{side} {kind} query of {query.check.metric} (plan {query.plan.id})"
                 form = self._instant_form(render(template, query), query)
-                found.append(self._ask(self._instant, form, what, _vector_values))
-            counted.append(_paired(found[0], found[1]))
+                found.append(self._ask(self._instant, form, what, _vector_values, tick))
+            try:
+                counted.append(_paired(found[0], found[1]))
+            except ValueError as exc:
+                what = f"{side} queries of {query.check.metric} (plan {query.plan.id})"
+                raise self._error(what, str(exc), "bad_answer") from exc
         gray, baseline = counted
         return Observation(
             gray=_rates(gray),
@@ -248,20 +258,21 @@ class PrometheusSource:
         fields: Mapping[str, str],
         what: str,
         parse: Callable[[Any], _Parsed],
+        tick: _Fetch,
     ) -> _Parsed:
         """``parse`` of a successful answer's ``data``, or the error that names the cause."""
-        if self._unreachable is not None:
+        if tick.unreachable is not None:
             raise self._error(
                 what,
                 f"not sent, the server was unreachable earlier in this tick "
-                f"({self._unreachable.details['cause']})",
+                f"({tick.unreachable.details['cause']})",
                 "unreachable",
             )
         try:
             data, body = self._post(endpoint, fields, what)
         except MetricSourceError as exc:
             if exc.details["reason"] in ("unreachable", "timeout"):
-                self._unreachable = exc
+                tick.unreachable = exc
             raise
         try:
             return parse(data)
@@ -464,7 +475,18 @@ def _paired(
     totals: Mapping[tuple[tuple[str, str], ...], float],
 ) -> Counts:
     """Each totals series with the events series of the same labels (none: no events). An
-    instance's events never exceed its total (``increase`` extrapolates each on its own)."""
+    instance's events never exceed its total (``increase`` extrapolates each on its own). An
+    events series with events and no totals series means the two templates group by different
+    labels: counting it as nothing would pass every look, so it is refused."""
+    unpaired = sorted(
+        labels for labels, value in events.items() if value > 0 and labels not in totals
+    )
+    if unpaired:
+        shown = ", ".join(f"{k}={v}" for k, v in unpaired[0]) or "no labels"
+        raise ValueError(
+            f"{len(unpaired)} events series have no totals series with the same labels "
+            f"({shown}): group both templates by the same labels"
+        )
     paired = [(min(events.get(labels, 0.0), total), total) for labels, total in totals.items()]
     return Counts(tuple(e for e, _ in paired), tuple(t for _, t in paired))
 

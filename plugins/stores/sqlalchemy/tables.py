@@ -12,6 +12,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     Dialect,
+    Double,
     Float,
     ForeignKey,
     Index,
@@ -219,9 +220,10 @@ class MonitorRow(Base):
     instance_id: Mapped[str | None] = mapped_column(Key(256))
     value: Mapped[float] = mapped_column(Float)
     sampled_at: Mapped[datetime] = mapped_column(UtcDateTime)
-    event_count: Mapped[float | None] = mapped_column(Float)
-    """For a counted sample: the events (errors) out of ``event_total`` (requests)."""
-    event_total: Mapped[float | None] = mapped_column(Float)
+    event_count: Mapped[float | None] = mapped_column(Double)
+    """For a counted sample: the events (errors) out of ``event_total`` (requests). Double
+    precision: MySQL's FLOAT would round totals past 2**24."""
+    event_total: Mapped[float | None] = mapped_column(Double)
 
     # The second index serves the retention purge, which deletes by age across all plans.
     __table_args__ = (

@@ -31,8 +31,8 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("passed_at", UTC_DATETIME, nullable=True))
         batch_op.add_column(sa.Column("evidence", sa.JSON(), nullable=True))
     with op.batch_alter_table("gray_release_monitor", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("event_count", sa.Float(), nullable=True))
-        batch_op.add_column(sa.Column("event_total", sa.Float(), nullable=True))
+        batch_op.add_column(sa.Column("event_count", sa.Double(), nullable=True))
+        batch_op.add_column(sa.Column("event_total", sa.Double(), nullable=True))
 
 
 def downgrade() -> None:
