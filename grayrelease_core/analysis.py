@@ -13,17 +13,17 @@ inconclusive. Nothing here writes: the ticker saves the verdicts and the evidenc
 from __future__ import annotations
 
 import logging
+import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-
-import attrs
+from typing import cast
 
 from .checks import Check
 from .judge import CheckResult, Outcome, Verdict, combine, evidence_key, judge_check
 from .metrics import MetricQuery, MetricSource, MetricSourceError, Observation
 from .models import Plan
-from .sequential import Counts, Evidence
+from .sequential import Counts, CountSums, Evidence
 from .store import PlanStore
 from .strategy import StepSchedule
 from .ticker import analysis_interval
@@ -65,14 +65,11 @@ def analyze(
                     gray_instances=recorded.get(plan.id, 0),
                     everyone_gray=plan.progress.percentage >= 100,
                     evidence=evidence,
+                    until=end,  # counted: the next look starts where this one ends
                 )
             except Exception as exc:  # one check's bad data must not stop the others
                 log.exception("grayrelease: judging check %d of plan %s failed", index, plan.id)
                 result = CheckResult(check, Outcome.INCONCLUSIVE, f"judging failed: {exc}")
-            if result.evidence is not None:  # counted: the next look starts where this ended
-                result = attrs.evolve(
-                    result, evidence=attrs.evolve(result.evidence, until=end.timestamp())
-                )
             results.append(result)
         verdicts[plan.id] = combine(results, look, min(starts, default=now), now)
     return verdicts
@@ -169,8 +166,9 @@ def _checked(source: str, answer: object) -> Observation | Exception:
     if isinstance(answer, Exception):
         return answer
     if not isinstance(answer, Observation) or not (
-        all(_is_number(value) for group in (answer.gray, answer.baseline) for value in group)
-        and all(_counts_ok(counts) for counts in (answer.gray_counts, answer.baseline_counts))
+        _numbers((*answer.gray, *answer.baseline))
+        and _counts_ok(answer.gray_counts)
+        and _counts_ok(answer.baseline_counts)
     ):
         return MetricSourceError(
             f"metric source {source} answered {type(answer).__name__}, not an Observation "
@@ -179,16 +177,38 @@ def _checked(source: str, answer: object) -> Observation | Exception:
     return answer
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+_NUMBERS = frozenset({int, float})
+
+
+def _numbers(values: tuple[object, ...]) -> bool:
+    """Every value an int or a float (never a bool): by type, in C, for 100,000s a tick."""
+    return set(map(type, values)) <= _NUMBERS
 
 
 def _counts_ok(counts: object) -> bool:
-    """No counts, or events and totals per instance: paired, from 0 to ``MAX_COUNT``."""
+    """No counts; or events and totals per instance, paired; or their sums: from 0 to
+    ``MAX_COUNT`` (each sum to ``MAX_COUNT`` squared)."""
     if counts is None:
         return True
-    if not isinstance(counts, Counts) or len(counts.events) != len(counts.totals):
+    if isinstance(counts, CountSums):
+        values: tuple[object, ...] = (
+            counts.event_sum,
+            counts.total_sum,
+            counts.events_squared,
+            counts.cross,
+            counts.totals_squared,
+        )
+        limit = MAX_COUNT * MAX_COUNT
+        if not isinstance(counts.instances, int) or counts.instances < 0:
+            return False
+    elif isinstance(counts, Counts) and len(counts.events) == len(counts.totals):
+        values, limit = (*counts.events, *counts.totals), MAX_COUNT
+    else:
         return False
-    return all(
-        _is_number(value) and 0 <= value <= MAX_COUNT for value in (*counts.events, *counts.totals)
+    if not _numbers(values):
+        return False
+    numbers = cast(tuple[float, ...], values)
+    # A NaN slips past min and max; their sum (finite for bounded values) catches it.
+    return not numbers or (
+        min(numbers) >= 0 and max(numbers) <= limit and math.isfinite(sum(numbers))
     )

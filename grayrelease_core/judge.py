@@ -31,7 +31,7 @@ import attrs
 
 from .checks import Check
 from .metrics import Observation
-from .sequential import Counts, Evidence, observe
+from .sequential import NO_COUNTS, CountSums, Evidence, observe, summed
 from .stats import alpha_for_look, mann_whitney_greater, poisson_at_least
 from .wire import timestamp
 
@@ -186,12 +186,14 @@ def judge_check(
     gray_instances: int | None = None,
     everyone_gray: bool = False,
     evidence: Evidence | None = None,
+    until: datetime | None = None,
 ) -> CheckResult:
     """The outcome of ``check`` given what its source answered for this interval.
 
     ``gray_instances`` is how many instances are recorded as having received the gray value
     (``None``: unknown); with none, nothing is judged. ``evidence`` is a relative rate check's
-    sequential state from the looks before this one. Every path that lacks the data to decide
+    sequential state from the looks before this one, and ``until`` when this look's counts
+    end (where the next look of a rate check starts). Every path that lacks the data to decide
     ends inconclusive: the checks before the statistics are the promise that missing data
     never passes.
     """
@@ -209,7 +211,14 @@ def judge_check(
             check, Outcome.INCONCLUSIVE, "no instance has received the gray value yet"
         )
     if check.is_rate:
-        return _judge_rate(check, observed, look=look, alpha=alpha, evidence=evidence or Evidence())
+        return _judge_rate(
+            check,
+            observed,
+            look=look,
+            alpha=alpha,
+            evidence=evidence or Evidence(),
+            until=None if until is None else until.timestamp(),
+        )
     return _judge_values(check, observed, look=look, alpha=alpha, gray_instances=gray_instances)
 
 
@@ -291,11 +300,17 @@ def _judge_values(
 
 
 def _judge_rate(
-    check: Check, observed: Observation, *, look: int, alpha: float, evidence: Evidence
+    check: Check,
+    observed: Observation,
+    *,
+    look: int,
+    alpha: float,
+    evidence: Evidence,
+    until: float | None,
 ) -> CheckResult:
     """A rate check: events out of requests, pooled over each group's instances."""
-    gray = observed.gray_counts
-    baseline = observed.baseline_counts or Counts((), ())
+    gray = None if observed.gray_counts is None else summed(observed.gray_counts)
+    baseline = NO_COUNTS if observed.baseline_counts is None else summed(observed.baseline_counts)
     if gray is None:
         return CheckResult(
             check,
@@ -305,8 +320,8 @@ def _judge_rate(
     result = functools.partial(
         CheckResult,
         check,
-        gray_count=sum(1 for total in gray.totals if total > 0),
-        baseline_count=sum(1 for total in baseline.totals if total > 0),
+        gray_count=gray.instances,
+        baseline_count=baseline.instances,
         gray_mean=gray.rate,
         baseline_mean=baseline.rate,
         gray_events=gray.event_sum,
@@ -322,7 +337,9 @@ def _judge_rate(
         return _rate_against_threshold(check, gray, gray_rate, look, alpha, result)
     if baseline.total_sum <= 0:
         return result(Outcome.INCONCLUSIVE, "no baseline requests counted in this interval")
-    seen = observe(evidence, gray, baseline, max_increase=check.max_increase, alpha=alpha)
+    seen = observe(
+        evidence, gray, baseline, max_increase=check.max_increase, alpha=alpha, until=until
+    )
     after = seen.evidence
     overall = _pooled(after.worse_events, after.worse_total)
     other = _pooled(after.events - after.worse_events, after.other_total)
@@ -365,7 +382,7 @@ def _finite(value: float | None) -> float | None:
 
 def _rate_against_threshold(
     check: Check,
-    gray: Counts,
+    gray: CountSums,
     gray_rate: float,
     look: int,
     alpha: float,

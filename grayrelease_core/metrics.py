@@ -16,9 +16,17 @@ import attrs
 from .checks import Check
 from .errors import GrayReleaseError
 from .models import Plan
-from .sequential import Counts
+from .sequential import Counts, CountSums
 
-__all__ = ["Check", "Counts", "MetricQuery", "MetricSource", "MetricSourceError", "Observation"]
+__all__ = [
+    "Check",
+    "CountSums",
+    "Counts",
+    "MetricQuery",
+    "MetricSource",
+    "MetricSourceError",
+    "Observation",
+]
 
 
 class MetricSourceError(GrayReleaseError):
@@ -58,10 +66,11 @@ class Observation:
 
     gray: tuple[float, ...]
     baseline: tuple[float, ...]
-    gray_counts: Counts | None = None
+    gray_counts: Counts | CountSums | None = None
     """For a rate check (``measure: rate``): each gray instance's events and requests over
-    the window; the judge tests the counts, not the values."""
-    baseline_counts: Counts | None = None
+    the window (``Counts``), or their sums (``CountSums``, which a store can compute in SQL);
+    the judge tests the counts, not the values."""
+    baseline_counts: Counts | CountSums | None = None
 
 
 @runtime_checkable

@@ -59,6 +59,7 @@ so a look costs the same however long the plan has run.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -85,24 +86,62 @@ _LOG_WEIGHTS = tuple(math.log(w / math.fsum(_RAW)) for w in _RAW)
 
 
 @attrs.frozen
+class CountSums:
+    """One group's counts in one look, reduced to what the test reads: sums over the
+    instances with requests. A store can compute them in SQL, so a tick reads two rows a
+    plan instead of one per instance."""
+
+    instances: int
+    """Instances with requests (``total > 0``)."""
+    event_sum: float
+    total_sum: float
+    events_squared: float
+    """``sum e_i^2``, ``sum e_i t_i`` and ``sum t_i^2`` over the instances."""
+    cross: float
+    totals_squared: float
+
+    @property
+    def rate(self) -> float | None:
+        return self.event_sum / self.total_sum if self.total_sum > 0 else None
+
+
+NO_COUNTS = CountSums(0, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+@attrs.frozen
 class Counts:
     """One group's events and exposures in one look, per instance."""
 
     events: tuple[float, ...]
     totals: tuple[float, ...]
 
+    @functools.cached_property
+    def sums(self) -> CountSums:
+        used = [(e, t) for e, t in zip(self.events, self.totals, strict=True) if t > 0]
+        return CountSums(
+            len(used),
+            math.fsum(e for e, _ in used),
+            math.fsum(t for _, t in used),
+            math.fsum(e * e for e, _ in used),
+            math.fsum(e * t for e, t in used),
+            math.fsum(t * t for _, t in used),
+        )
+
     @property
     def event_sum(self) -> float:
-        return math.fsum(self.events)
+        return self.sums.event_sum
 
     @property
     def total_sum(self) -> float:
-        return math.fsum(self.totals)
+        return self.sums.total_sum
 
     @property
     def rate(self) -> float | None:
-        total = self.total_sum
-        return self.event_sum / total if total > 0 else None
+        return self.sums.rate
+
+
+def summed(counts: Counts | CountSums) -> CountSums:
+    return counts.sums if isinstance(counts, Counts) else counts
 
 
 @attrs.frozen
@@ -160,7 +199,7 @@ class Evidence:
         """``phi``, the cumulative design effect the log-likelihood ratios are divided by."""
         return 1.0 + self.heterogeneity * self.clusters
 
-    @property
+    @functools.cached_property
     def log_mixture(self) -> float:
         """``log`` of the mixture likelihood ratio (the e-value): 0 before any evidence."""
         phi = self.dispersion
@@ -227,58 +266,62 @@ class Look:
     """Rejected, and the estimated ratio exceeds ``1 + maxIncrease``: the check fails."""
 
 
-def moments(groups: Sequence[Counts]) -> tuple[float, float]:
+def moments(groups: Sequence[Counts | CountSums]) -> tuple[float, float]:
     """One look's moment sums for ``c`` (see :attr:`Evidence.excess_variance`): each instance
     against its own group's rate; a group's squared deviations are scaled by ``N / (N - 1)``
     (``N`` instances with requests), since its rate absorbs part of every instance's own
-    deviation. A group of one instance says nothing about the spread."""
+    deviation. A group of one instance says nothing about the spread. From the sums:
+    ``sum (e - t r)^2 = sum e^2 - 2 r sum e t + r^2 sum t^2``."""
     excess = squares = 0.0
-    for group in groups:
+    for group in map(summed, groups):
         rate = group.rate
-        used = [(e, t) for e, t in zip(group.events, group.totals, strict=True) if t > 0]
-        if rate is None or rate <= 0 or len(used) < 2:
+        if rate is None or rate <= 0 or group.instances < 2:
             continue
-        spread = expected = group_squares = 0.0
-        for events, total in used:
-            mean = total * rate
-            spread += (events - mean) ** 2
-            expected += mean
-            group_squares += mean * mean
-        excess += spread * len(used) / (len(used) - 1) - expected
+        spread = max(
+            0.0,
+            group.events_squared - 2 * rate * group.cross + rate * rate * group.totals_squared,
+        )
+        group_squares = rate * rate * group.totals_squared
+        n = group.instances
+        excess += spread * n / (n - 1) - rate * group.total_sum
         squares += group_squares
     return excess, squares
 
 
-def cluster_size(worse: Counts, other: Counts, events: float) -> float:
+def cluster_size(worse: Counts | CountSums, other: Counts | CountSums, events: float) -> float:
     """How many of the look's ``events`` one instance's own level moves at once, as it enters
     the variance of the log ratio: each group's ``sum(mu_i^2) / sum(mu_i)`` (``mu_i`` the
     instance's share of ``events`` by its requests, so only the requests and the total, on
     which the test conditions, are used), weighted by the other group's share of requests."""
+    worse, other = summed(worse), summed(other)
     everything = worse.total_sum + other.total_sum
     if everything <= 0 or events <= 0 or worse.total_sum <= 0 or other.total_sum <= 0:
         return 0.0
     per_request = events / everything
 
-    def size(group: Counts) -> float:
-        return per_request * math.fsum(t * t for t in group.totals) / group.total_sum
+    def size(group: CountSums) -> float:
+        return per_request * group.totals_squared / group.total_sum
 
     return (size(worse) * other.total_sum + size(other) * worse.total_sum) / everything
 
 
 def observe(
     evidence: Evidence,
-    worse: Counts,
-    other: Counts,
+    worse: Counts | CountSums,
+    other: Counts | CountSums,
     *,
     max_increase: float,
     alpha: float,
     floor: float | None = None,
+    until: float | None = None,
 ) -> Look:
     """Add one look's counts (``worse``: the side whose higher rate is a regression).
 
     ``floor``: the least instance heterogeneity assumed, set on the first look (``C_FLOOR``
-    unless given; 0 takes the counts as Poisson until the looks show otherwise).
+    unless given; 0 takes the counts as Poisson until the looks show otherwise). ``until``:
+    the Unix time the look's counts end (kept as :attr:`Evidence.until`).
     """
+    worse, other = summed(worse), summed(other)
     total_worse, total_other = worse.total_sum, other.total_sum
     x, n = worse.event_sum, worse.event_sum + other.event_sum
     ratios = evidence.log_ratios
@@ -307,7 +350,7 @@ def observe(
         evidence.squared_means + squares,
         clusters,
         evidence.floor if floor is None or evidence.looks else floor,
-        evidence.until,
+        evidence.until if until is None else until,
     )
     rejected = updated.log_mixture >= math.log(1.0 / alpha)
     ratio = updated.ratio

@@ -30,7 +30,7 @@ from .models import (
     Sample,
 )
 from .outbox import Attempt, DeliveryState, Notification
-from .sequential import Counts
+from .sequential import CountSums
 
 
 def _status(value: PlanStatus | str | None) -> PlanStatus | None:
@@ -327,10 +327,11 @@ class PlanStore(Protocol):
 
     def sample_counts(
         self, plan_ids: Collection[str], metrics: Collection[str], since: datetime, until: datetime
-    ) -> dict[tuple[str, str], tuple[Counts, Counts]]:
-        """``{(plan id, metric): (gray counts, baseline counts)}`` over ``(since, until]``: per
-        instance, the sums of the events and totals of its counted samples (those pushed with
-        ``events`` and ``total``), for rate checks."""
+    ) -> dict[tuple[str, str], tuple[CountSums, CountSums]]:
+        """``{(plan id, metric): (gray sums, baseline sums)}`` over ``(since, until]``: each
+        instance's events and totals summed over its counted samples (those pushed with
+        ``events`` and ``total``), then reduced per group to what the rate test reads
+        (:class:`~grayrelease_core.sequential.CountSums`), for rate checks."""
         ...
 
     def instance_counts(self, plan_ids: Collection[str]) -> dict[str, int]:

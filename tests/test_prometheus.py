@@ -22,6 +22,7 @@ from grayrelease_plugins.metrics.prometheus import (
 from grayrelease_core import Plan, PlanItem, Settings, ValidationError
 from grayrelease_core.metrics import (
     Check,
+    Counts,
     MetricQuery,
     MetricSource,
     MetricSourceError,
@@ -562,8 +563,8 @@ def test_a_rate_check_counts_events_and_totals_per_instance(source: PrometheusSo
     paired by labels: gray pods fail 2 of 10 requests a second, the others 0.1 of 10."""
     source.validate_check(RATE_CHECK, "autoRollback.checks[0]")
     seen = observe(source, ask(RATE_CHECK, {"pod-1", "pod.1"}, seconds=8))
-    assert seen.gray_counts is not None
-    assert seen.baseline_counts is not None
+    assert isinstance(seen.gray_counts, Counts)  # per instance, paired by labels
+    assert isinstance(seen.baseline_counts, Counts)
     assert len(seen.gray_counts.totals) == 2
     assert len(seen.baseline_counts.totals) == len(PODS) - 2
     # About 10 requests a second each, over as much of the window as the server has scraped.

@@ -20,6 +20,7 @@ from grayrelease_core import (
     GrayRelease,
     GrayReleaseError,
     LogRecord,
+    ManualClock,
     NotFound,
     PermissionDenied,
     PlanQuery,
@@ -27,6 +28,7 @@ from grayrelease_core import (
     hookimpl,
 )
 from grayrelease_core.models import InstanceHits
+from grayrelease_core.sequential import Counts
 from grayrelease_core.sql import make_engine
 
 from .conftest import Factory, spec_body
@@ -365,3 +367,39 @@ def test_keys_and_instances_differing_only_in_case_stay_apart(make_gr: Factory) 
     assert {r.instance_id for r in gr.plan_instances(plan.id).items} == {"Pod-1", "pod-1"}
     assert make_gr({"backend": "sql"}).backend.get(spec_ref_of("feature.flag")) == "old-b"
     assert gr.list_plans(app_name="DEMO-APP").total == 0
+
+
+def test_counted_samples_sum_per_instance_then_per_group_on_every_database(
+    gr: GrayRelease, clock: ManualClock
+) -> None:
+    """``sample_counts`` does in SQL what ``Counts.sums`` does in Python: each instance's
+    samples in the window summed, then the group's sums of e, t, e*e, e*t and t*t."""
+    plan = gr.start(gr.create_plan(spec_body(), actor="a").id, actor="a")
+    start = clock.now()
+    samples = [
+        ("g1", True, 3, 600),
+        ("g1", True, 1, 400),
+        ("g2", True, 0, 900),
+        ("b1", False, 2, 1000),
+        ("b2", False, 5, 1500),
+        ("b3", False, 0, 0),
+    ]
+    clock.advance(timedelta(minutes=1))
+    gr.push_metrics(
+        plan.id,
+        [
+            {"instanceId": i, "gray": g, "metric": "errors", "events": e, "total": t}
+            for i, g, e, t in samples
+        ]
+        + [{"instanceId": "g1", "gray": True, "metric": "errors", "value": 0.5}],  # no counts
+        actor="agent",
+    )
+    clock.advance(timedelta(minutes=1))
+    gr.push_metrics(  # outside the window
+        plan.id, [{"instanceId": "g2", "metric": "errors", "events": 9, "total": 9}], actor="x"
+    )
+    found = gr._store.sample_counts({plan.id}, {"errors"}, start, start + timedelta(minutes=1))
+    gray, baseline = found[plan.id, "errors"]
+    assert gray == Counts((4.0, 0.0), (1000.0, 900.0)).sums
+    assert baseline == Counts((2.0, 5.0, 0.0), (1000.0, 1500.0, 0.0)).sums
+    assert (gray.instances, baseline.instances) == (2, 2)  # b3 served nothing

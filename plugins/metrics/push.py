@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from grayrelease_core import PlanStore, Settings, ValidationError, hookimpl
-from grayrelease_core.metrics import Check, Counts, MetricQuery, Observation
+from grayrelease_core.metrics import Check, MetricQuery, Observation
+from grayrelease_core.sequential import NO_COUNTS
 
 
 class PushSource:
@@ -53,9 +54,7 @@ class PushSource:
             if rate:
                 counted = self._store.sample_counts(plan_ids, metrics, start, end)
                 for (plan_id, metric), (gray, baseline) in counted.items():
-                    found[start, end, rate, plan_id, metric] = Observation(
-                        _rates(gray), _rates(baseline), gray, baseline
-                    )
+                    found[start, end, rate, plan_id, metric] = Observation((), (), gray, baseline)
                 continue
             groups = self._store.sample_values(plan_ids, metrics, start, end)
             for (plan_id, metric), (gray_values, baseline_values) in groups.items():
@@ -63,7 +62,7 @@ class PushSource:
                     tuple(gray_values), tuple(baseline_values)
                 )
         empty = Observation((), ())
-        counted_empty = Observation((), (), Counts((), ()), Counts((), ()))
+        counted_empty = Observation((), (), NO_COUNTS, NO_COUNTS)
         return [
             found.get(
                 (q.start, q.end, q.check.is_rate, q.plan.id, q.check.metric),
@@ -71,11 +70,6 @@ class PushSource:
             )
             for q in queries
         ]
-
-
-def _rates(counts: Counts) -> tuple[float, ...]:
-    """Each instance's rate, for the charts and the audit row beside the counts."""
-    return tuple(e / t for e, t in zip(counts.events, counts.totals, strict=True) if t > 0)
 
 
 @hookimpl
