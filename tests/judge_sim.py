@@ -90,7 +90,7 @@ class Outcome:
     """Steps taken with no passed analysis in the stage (must be zero)."""
 
 
-def plan_body(app: str, scenario: Scenario, canary_ips: Sequence[str]) -> dict[str, Any]:
+def plan_body(app: str, scenario: Scenario, canary_ips: Sequence[str], salt: str) -> dict[str, Any]:
     check = LATENCY_CHECK if scenario.latency else RATE_CHECK
     return {
         "planName": f"sim {app}",
@@ -103,6 +103,9 @@ def plan_body(app: str, scenario: Scenario, canary_ips: Sequence[str]) -> dict[s
                 "canaryInstances": list(canary_ips),
                 "stepPercentage": STEP_PERCENTAGE,
                 "stepInterval": STEP_MINUTES,
+                # Which instances a percentage reaches follows the salt (by default the plan's
+                # random id): drawn from the run's generator, so a seed replays the run.
+                "salt": salt,
             }
         },
         "grayValues": {"feature": "new"},
@@ -144,7 +147,8 @@ def _batch(scenario: Scenario, size: int, rng: random.Random, path: Path) -> lis
                 Client(f"{app}-i{i}", f"10.{n}.{i // 250}.{i % 250}")
                 for i in range(scenario.instances)
             ]
-            body = plan_body(app, scenario, [c.instance_ip for c in clients[: scenario.canaries]])
+            canary_ips = [c.instance_ip for c in clients[: scenario.canaries]]
+            body = plan_body(app, scenario, canary_ips, f"{rng.getrandbits(64):016x}")
             plan = gr.create_plan(body, actor="sim")
             gr.start(plan.id, actor="sim")
             canaries.append(

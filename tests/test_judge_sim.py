@@ -33,6 +33,7 @@ def test_healthy_canaries_are_not_rolled_back_even_in_a_fleet_wide_incident() ->
 
 
 def test_doubled_errors_at_20_requests_a_minute_are_caught_before_half_the_fleet() -> None:
-    row = measure(Scenario("doubled errors, 20 requests a minute", factor=2.0), 20, SEED)
-    assert row.early >= 19, row
+    # 40 runs: at the 80.5% of the judge issue 17 found, 37 or more would happen 3% of the time.
+    row = measure(Scenario("doubled errors, 20 requests a minute", factor=2.0), 40, SEED)
+    assert row.early >= 37, row
     assert row.steps_without_pass == 0, row
