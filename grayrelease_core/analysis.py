@@ -17,7 +17,7 @@ import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import cast
+from typing import NamedTuple, cast
 
 from .checks import Check
 from .judge import CheckResult, Outcome, Verdict, combine, evidence_key, judge_check
@@ -43,18 +43,21 @@ def analyze(
     """The verdict of every plan in ``plans`` (each with ``autoRollback``) at ``now``."""
     if not plans:
         return {}
-    answers = _ask(plans, sources, store, now)
+    looks = {
+        (plan.id, index): _look(plan, index, check, analysis_interval(plan, schedule), now)
+        for plan, schedule in plans
+        for index, check in enumerate(plan.auto_rollback.checks if plan.auto_rollback else ())
+    }
+    answers = _ask(plans, looks, sources, store)
     recorded = store.instance_counts([plan.id for plan, _ in plans])
     verdicts: dict[str, Verdict] = {}
-    for plan, schedule in plans:
+    for plan, _ in plans:
         assert plan.auto_rollback is not None
         look = plan.progress.analyses + 1
-        interval = analysis_interval(plan, schedule)
         results: list[CheckResult] = []
         starts: list[datetime] = []
         for index, check in enumerate(plan.auto_rollback.checks):
-            evidence = stored_evidence(plan, index, check)
-            start, end = look_window(plan, check, interval, now, evidence)
+            evidence, start, end = looks[plan.id, index]
             starts.append(start)
             try:
                 result = judge_check(
@@ -73,6 +76,21 @@ def analyze(
             results.append(result)
         verdicts[plan.id] = combine(results, look, min(starts, default=now), now)
     return verdicts
+
+
+class _Look(NamedTuple):
+    """One check's look: its stored evidence (rate checks) and its ``(start, end]``."""
+
+    evidence: Evidence
+    start: datetime
+    end: datetime
+
+
+def _look(plan: Plan, index: int, check: Check, interval: timedelta, now: datetime) -> _Look:
+    """Read once per check and tick: the sources are asked for this window, and the judge
+    continues from this evidence."""
+    evidence = stored_evidence(plan, index, check)
+    return _Look(evidence, *look_window(plan, check, interval, now, evidence))
 
 
 def stored_evidence(plan: Plan, index: int, check: Check) -> Evidence:
@@ -107,23 +125,20 @@ def look_window(
 
 def _ask(
     plans: Sequence[tuple[Plan, StepSchedule | None]],
+    looks: Mapping[tuple[str, int], _Look],
     sources: Mapping[str, MetricSource],
     store: PlanStore,
-    now: datetime,
 ) -> dict[tuple[str, int], Observation | Exception]:
     """``{(plan id, check index): answer}``, each source asked once for all its checks."""
     asked: dict[str, list[tuple[str, int, MetricQuery]]] = defaultdict(list)
-    for plan, schedule in plans:
+    for plan, _ in plans:
         assert plan.auto_rollback is not None
-        interval = analysis_interval(plan, schedule)
         members: dict[str, str] | None = None
         for index, check in enumerate(plan.auto_rollback.checks):
             source = sources.get(check.source)
             if members is None and getattr(source, "wants_instances", True):
                 members = store.instance_addresses(plan.id)
-            start, end = look_window(
-                plan, check, interval, now, stored_evidence(plan, index, check)
-            )
+            _, start, end = looks[plan.id, index]
             query = MetricQuery(
                 plan=plan,
                 check=check,

@@ -4,10 +4,11 @@ Absolute checks compare the gray group with a fixed threshold: a value check its
 check its pooled rate (all its events over all its requests). Relative checks compare the gray
 group with the baseline:
 
-- a **rate** check (``measure: rate``: errors of requests) adds each look's counts to an
-  anytime-valid sequential test of the rate ratio (:mod:`~grayrelease_core.sequential`). It
-  may be looked at after every interval, for the plan's whole life, with at most ``alpha``
-  chance of ever rolling back a harmless release, and it weighs instances by their traffic;
+- a **rate** check (``measure: rate``: errors of requests) adds each look's counts to a
+  sequential test of the rate ratio (:mod:`~grayrelease_core.sequential`), looked at after
+  every interval for the plan's whole life without spending ``alpha`` per look; it weighs
+  instances by their traffic and corrects for their own error levels (its false alarms are
+  proven at most ``alpha`` only for alike instances, and measured otherwise);
 - a **value** check (one number per instance, e.g. a latency percentile) runs a one-sided
   Mann-Whitney U test per look, exact under ties, spending a share of ``alpha`` per look
   (:func:`~grayrelease_core.stats.alpha_for_look`); the means must also differ by more than
