@@ -488,20 +488,19 @@ def test_hook_registers_a_source_only_with_a_section() -> None:
 # --- a plan judged by Prometheus, tick by tick -----------------------------------------------
 
 
-def test_a_canary_judged_on_prometheus_rolls_back_when_its_pods_fail(
-    server: PrometheusServer, tmp_path: Any
-) -> None:
+def failed_check_of_a_rolled_back_canary(
+    server: PrometheusServer, tmp_path: Any, queries: dict[str, Any], rules: dict[str, Any]
+) -> dict[str, Any]:
+    """A canary of the failing pods pod-1 and pod.1, judged on Prometheus by ``rules``
+    (``autoRollback``) one minute after it started: it must roll back at the first tick. The
+    failed check's audit details."""
     from grayrelease_core import Client, ConfigRef, GrayRelease, ManualClock, PlanStatus
 
     clock = ManualClock(datetime.now(UTC) - timedelta(minutes=1))
     settings = {
         "database_url": f"sqlite:///{tmp_path / 'gray.db'}",
         "background_sync": False,
-        "prometheus": {
-            "url": server.url,
-            "step": 1,
-            "queries": {"errorRate": {"gray": on(ERROR_RATE, GRAY)}},
-        },
+        "prometheus": {"url": server.url, "step": 1, "queries": queries},
     }
     with GrayRelease.from_settings(settings, clock=clock, load_entrypoints=False) as gr:
         key = ConfigRef("shop", "prod", "default", "payment.timeout")
@@ -519,7 +518,7 @@ def test_a_canary_judged_on_prometheus_rolls_back_when_its_pods_fail(
                 }
             },
             "grayValues": {key.config_key: "3s"},
-            "autoRollback": [{"metric": "errorRate", "source": "prometheus", "threshold": 0.05}],
+            "autoRollback": rules,
         }
         plan = gr.start(gr.create_plan(body, actor="a").id, actor="a")
         for pod in ("pod-1", "pod.1"):
@@ -532,8 +531,21 @@ def test_a_canary_judged_on_prometheus_rolls_back_when_its_pods_fail(
         assert verdict.action == "ANALYSIS_FAILED"
         assert verdict.details is not None
         (check,) = verdict.details["checks"]
-        assert (check["source"], check["grayCount"]) == ("prometheus", 2)
-        assert 0.18 < check["grayMean"] < 0.22
+        assert isinstance(check, dict)
+        return check
+
+
+def test_a_canary_judged_on_prometheus_rolls_back_when_its_pods_fail(
+    server: PrometheusServer, tmp_path: Any
+) -> None:
+    check = failed_check_of_a_rolled_back_canary(
+        server,
+        tmp_path,
+        {"errorRate": {"gray": on(ERROR_RATE, GRAY)}},
+        {"checks": [{"metric": "errorRate", "source": "prometheus", "threshold": 0.05}]},
+    )
+    assert (check["source"], check["grayCount"]) == ("prometheus", 2)
+    assert 0.18 < check["grayMean"] < 0.22
 
 
 # --- rate checks: counted events and totals per instance ---------------------------------------
@@ -612,59 +624,20 @@ def test_a_rate_query_that_answers_no_vector_fails_its_slot(source: PrometheusSo
 def test_a_canary_judged_on_prometheus_counts_rolls_back_when_its_pods_fail(
     server: PrometheusServer, tmp_path: Any
 ) -> None:
-    from grayrelease_core import Client, ConfigRef, GrayRelease, ManualClock, PlanStatus
-
-    clock = ManualClock(datetime.now(UTC) - timedelta(minutes=1))
-    settings = {
-        "database_url": f"sqlite:///{tmp_path / 'counted.db'}",
-        "background_sync": False,
-        "prometheus": {
-            "url": server.url,
-            "queries": {"errors": {"gray": on(EVENTS, GRAY), "grayTotal": on(TOTALS, GRAY)}},
+    check = failed_check_of_a_rolled_back_canary(
+        server,
+        tmp_path,
+        {"errors": {"gray": on(EVENTS, GRAY), "grayTotal": on(TOTALS, GRAY)}},
+        {
+            "checks": [
+                {"metric": "errors", "source": "prometheus", "measure": "rate", "threshold": 0.05}
+            ],
+            "interval": 1,  # the look counts the pods' last minute
         },
-    }
-    with GrayRelease.from_settings(settings, clock=clock, load_entrypoints=False) as gr:
-        key = ConfigRef("shop", "prod", "default", "payment.retries")
-        body = {
-            "planName": "counted",
-            "appName": "shop",
-            "environment": "prod",
-            "configKeys": [key.config_key],
-            "grayStrategy": "CANARY",
-            "grayRules": {
-                "canary": {
-                    "canaryInstances": ["pod-1", "pod.1"],
-                    "stepPercentage": 20,
-                    "stepInterval": 1,
-                }
-            },
-            "grayValues": {key.config_key: "5"},
-            "autoRollback": {
-                "checks": [
-                    {
-                        "metric": "errors",
-                        "source": "prometheus",
-                        "measure": "rate",
-                        "threshold": 0.05,
-                    }
-                ],
-                "interval": 1,
-            },
-        }
-        plan = gr.start(gr.create_plan(body, actor="a").id, actor="a")
-        for pod in ("pod-1", "pod.1"):
-            assert gr.resolve(key, Client(pod, PODS[pod][0])).gray
-        clock.advance(timedelta(minutes=1))  # now: the look counts the pods' last minute
-        report = gr.tick()
-        assert report.rolled_back == [plan.id]
-        assert gr.get_plan(plan.id).status is PlanStatus.ROLLBACK
-        verdict = gr.plan_logs(plan.id).items[-2]
-        assert verdict.action == "ANALYSIS_FAILED"
-        assert verdict.details is not None
-        (check,) = verdict.details["checks"]
-        assert (check["measure"], check["grayCount"]) == ("rate", 2)
-        assert 0.18 < check["grayMean"] < 0.22
-        assert check["grayTotal"] > 0
+    )
+    assert (check["measure"], check["grayCount"]) == ("rate", 2)
+    assert 0.18 < check["grayMean"] < 0.22
+    assert check["grayTotal"] > 0
 
 
 def test_error_series_without_a_totals_series_fail_the_slot_instead_of_counting_nothing(
