@@ -11,7 +11,9 @@ through ``push_metrics``, so the tick has, for every plan, a window of samples t
 instance), a test to run, a verdict and a step to write. ``--measure rate`` (the default):
 counted samples (errors of requests) and the sequential test, whose evidence is saved with
 the plan; ``value``: one error rate per sample and the Mann-Whitney test. ``--database
-postgresql``: a scratch database on the loopback server (see scale_bench.py), dropped after.
+postgresql``: a scratch database on the loopback server (see scale_bench.py), dropped after,
+analyzed after each round of pushes as autovacuum keeps a table in service (see
+``analyze_tables``).
 
 Reported, each the median of its rounds, beside the baseline measured in the same process:
 - baseline: ``store.live_plans()``, the read every tick starts with;
@@ -132,6 +134,16 @@ def push_all(
         gr.push_metrics(plan_id, {"samples": batch}, actor="agent")
 
 
+def analyze_tables(gr: GrayRelease, database: str) -> None:
+    """Give PostgreSQL statistics of the samples just pushed, as autovacuum gives a table in
+    service. A scratch table filled a second ago has none: the planner then expects one row,
+    and sorts the look's 60,000 samples on disk instead of hashing them (about 0.15 s a tick
+    that no production database pays)."""
+    if database == "postgresql":
+        with gr._store._engine.begin() as conn:  # type: ignore[attr-defined]
+            conn.exec_driver_sql("ANALYZE gray_release_monitor")
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--plans", type=int, default=1000)
@@ -167,6 +179,7 @@ def run(args: argparse.Namespace, gr: GrayRelease, clock: ManualClock) -> int:
     for _ in range(args.rounds):
         clock.advance(timedelta(minutes=STEP_MINUTES / 2))
         push_all(gr, ids, args.samples, rng, args.measure)
+        analyze_tables(gr, args.database)
         clock.advance(timedelta(minutes=STEP_MINUTES / 2))
         began = time.perf_counter()
         report = gr.tick()

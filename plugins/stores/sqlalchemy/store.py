@@ -22,11 +22,13 @@ from sqlalchemy import (
     String,
     Table,
     and_,
+    any_,
     bindparam,
     case,
     delete,
     func,
     insert,
+    literal,
     null,
     or_,
     select,
@@ -303,7 +305,7 @@ class SqlPlanStore:
             return {}
         newest = (
             select(func.max(LogRow.id))
-            .where(LogRow.plan_id.in_(list(plan_ids)), LogRow.action != "DENIED")
+            .where(among(self._engine.dialect, LogRow.plan_id, plan_ids), LogRow.action != "DENIED")
             .group_by(LogRow.plan_id)
         )
         with self._engine.connect() as conn:
@@ -487,7 +489,7 @@ class SqlPlanStore:
                 func.avg(MonitorRow.value),
             )
             .where(
-                MonitorRow.plan_id.in_(list(plan_ids)),
+                among(self._engine.dialect, MonitorRow.plan_id, plan_ids),
                 MonitorRow.metric_name.in_(list(metrics)),
                 MonitorRow.sampled_at > since,
                 MonitorRow.sampled_at <= until,
@@ -521,7 +523,7 @@ class SqlPlanStore:
                 func.sum(MonitorRow.event_total).label("t"),
             )
             .where(
-                MonitorRow.plan_id.in_(list(plan_ids)),
+                among(self._engine.dialect, MonitorRow.plan_id, plan_ids),
                 MonitorRow.metric_name.in_(list(metrics)),
                 MonitorRow.sampled_at > since,
                 MonitorRow.sampled_at <= until,
@@ -565,7 +567,7 @@ class SqlPlanStore:
         with self._engine.connect() as conn:
             rows = conn.execute(
                 select(InstanceRow.plan_id, func.count())
-                .where(InstanceRow.plan_id.in_(list(plan_ids)))
+                .where(among(self._engine.dialect, InstanceRow.plan_id, plan_ids))
                 .group_by(InstanceRow.plan_id)
             ).all()
         return {plan_id: int(count) for plan_id, count in rows}
@@ -581,7 +583,7 @@ class SqlPlanStore:
         if not plan_ids or (metrics is not None and not metrics):
             return []
         where = [
-            MonitorRow.plan_id.in_(list(plan_ids)),
+            among(self._engine.dialect, MonitorRow.plan_id, plan_ids),
             MonitorRow.sampled_at >= since,
             MonitorRow.sampled_at < until,
         ]
@@ -1330,11 +1332,22 @@ class SqlPlanStore:
         details: dict[str, list[Any]] = {row.id: [] for row in rows}
         for detail in conn.execute(
             select(DetailRow)
-            .where(DetailRow.plan_id.in_(list(details)))
+            .where(among(conn.dialect, DetailRow.plan_id, details))
             .order_by(DetailRow.position)
         ):
             details[detail.plan_id].append(detail)
         return [_plan_from_rows(row, details[row.id]) for row in rows]
+
+
+def among(dialect: Dialect, column: Any, values: Collection[str]) -> ColumnElement[bool]:
+    """``column IN (values)`` for a list of plan ids. On PostgreSQL it is sent as
+    ``= ANY(%s)`` with one array parameter: psycopg parses a query of 10,000 placeholders
+    in about a tenth of a second, every tick, while an array costs nothing."""
+    if dialect.name == "postgresql":
+        return cast(
+            "ColumnElement[bool]", column == any_(literal(list(values), postgresql.ARRAY(String)))
+        )
+    return cast("ColumnElement[bool]", column.in_(list(values)))
 
 
 def detail_rows(plan: Plan) -> list[dict[str, Any]]:
