@@ -211,6 +211,8 @@ def serve(
         app = create_demo_app(
             options.database_url,
             token,
+            backend=options.backend,
+            settings=options.settings,
             load_examples=load_examples,
             cache_ttl=cache_ttl,
             hit_flush_interval=hit_flush_interval,

@@ -1,12 +1,16 @@
 """The demo config center behind ``grayrelease serve``: a tiny host with gray release mounted.
 
-The host's own config API (``PUT``/``GET /api/config/item``) writes and reads the ``sql``
-backend's table; the gray-release REST API sits beside it under ``/api/gray-release``.
+The host's own config API (``PUT``/``GET /api/config/item``) writes and reads the config
+backend (``--backend``: the ``sql`` table by default, or ``memory``, or any backend plugin);
+the gray-release REST API sits beside it under ``/api/gray-release``, and the
+Apollo-compatible endpoint under ``/api/gray-release/apollo/{environment}``.
 """
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
+from typing import Any
 
 from flask import Blueprint, Flask, Response, request
 from werkzeug.exceptions import HTTPException
@@ -40,27 +44,46 @@ EXAMPLE_VALUES: dict[ConfigRef, str] = {
 """Values the spec's scenarios start from."""
 
 ITEM_FIELDS = ("appName", "environment", "groupName", "configKey")
+ADMIN = "admin"
+
+
+def _with_admin(settings: Mapping[str, Any]) -> dict[str, Any]:
+    auth = settings.get("auth", {})
+    if not isinstance(auth, Mapping):
+        raise ValidationError("settings.auth", "must be an object")
+    admins = auth.get("admins", [])
+    if not isinstance(admins, list):
+        raise ValidationError("settings.auth.admins", "must be a list of actors")
+    return {
+        **settings,
+        "auth": {**auth, "admins": [*admins, ADMIN] if ADMIN not in admins else admins},
+    }
 
 
 def create_demo_app(
     database_url: str,
     admin_token: str,
     *,
+    backend: str = "sql",
+    settings: Mapping[str, Any] | None = None,
     load_examples: bool = False,
     cache_ttl: float | None = None,
     hit_flush_interval: float | None = None,
 ) -> Flask:
-    """A Flask app with the extension on the ``sql`` backend and a config API of its own.
+    """A Flask app with the extension on ``backend`` and a config API of its own.
+
+    ``settings`` are more engine settings (``--settings``: channels, a backend's section);
+    the admin is always among ``auth.admins``.
 
     ``cache_ttl`` and ``hit_flush_interval`` (seconds) override the extension's defaults.
     """
     app = Flask("grayrelease_demo")
     app.config.update(
         GRAYRELEASE_DATABASE_URL=database_url,
-        GRAYRELEASE_BACKEND="sql",
-        GRAYRELEASE_TOKENS={admin_token: "admin"},
+        GRAYRELEASE_BACKEND=backend,
+        GRAYRELEASE_TOKENS={admin_token: ADMIN},
         # Roles on: the generated token's actor is the admin, who grants the others.
-        GRAYRELEASE_SETTINGS={"auth": {"admins": ["admin"]}},
+        GRAYRELEASE_SETTINGS=_with_admin(settings or {}),
         # One process: a key of its own is enough, and sessions end when it stops.
         GRAYRELEASE_SESSION_SECRET=secrets.token_urlsafe(32),
     )
@@ -71,10 +94,10 @@ def create_demo_app(
     extension = GrayRelease(app)
     app.register_blueprint(_config_api(extension))
     if load_examples:
-        backend = extension.state(app).engine.backend
+        values = extension.state(app).engine.backend
         for ref, value in EXAMPLE_VALUES.items():
-            if backend.get(ref) is None:
-                backend.publish(ref, value, actor="examples")
+            if values.get(ref) is None:
+                values.publish(ref, value, actor="examples")
     return app
 
 

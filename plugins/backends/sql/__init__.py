@@ -36,6 +36,8 @@ class SqlBackend:
         store's engine cannot see."""
         self._lock = threading.Lock()
         self._mirror: dict[ConfigRef, str] = {}
+        self._groups: dict[tuple[str, str, str], dict[str, str]] = {}
+        """The mirror by group, so that listing one costs its own size."""
         self._revision: int | None = None
         self.refresh()
 
@@ -67,6 +69,15 @@ class SqlBackend:
             .values(value=ConfigRevisionRow.value + 1)
         )
 
+    def group_values(
+        self, app_name: str, environment: str, group_name: str
+    ) -> tuple[dict[str, str], int]:
+        """A group's values and the table's revision, from the mirror (for the
+        Apollo-compatible client endpoint, which lists a namespace on every read)."""
+        with self._lock:
+            values, revision = self._groups.get((app_name, environment, group_name)), self._revision
+        return dict(values or {}), revision or 0
+
     def refresh(self) -> None:
         with self._lock, self._engine.connect() as conn:
             revision = conn.scalar(
@@ -79,6 +90,10 @@ class SqlBackend:
                 ConfigRef(r.app_name, r.environment, r.group_name, r.config_key): r.value
                 for r in rows
             }
+            groups: dict[tuple[str, str, str], dict[str, str]] = {}
+            for ref, value in self._mirror.items():
+                groups.setdefault(ref[:3], {})[ref.config_key] = value
+            self._groups = groups
             self._revision = revision
 
     def close(self) -> None:
