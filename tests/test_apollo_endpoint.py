@@ -16,7 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from grayrelease_adapters.apollo.client import access_signature
 
-from grayrelease_core import ConfigRef, ManualClock
+from grayrelease_core import ConfigRef, ManualClock, Settings, hookimpl
 
 from .test_http_api import API, AUTH, act, make_app
 from .waiting import eventually
@@ -101,7 +101,7 @@ def test_a_namespace_reads_as_from_apollo_and_the_whitelisted_ip_gets_the_gray_v
     start(http, PLAN)
     assert config(http, ip="192.168.1.100")["configurations"] == GRAY
     assert config(http, ip="10.0.0.1")["configurations"] == BASE
-    # No address, no gray set: Apollo's own gray rules need the ip too.
+    # No ip: the caller's address (the test client's 127.0.0.1) is judged, as in Apollo.
     assert config(http)["configurations"] == BASE
     # A properties namespace may be asked for with its suffix, as Apollo allows.
     suffixed = config(http, f"{DATABASE}.properties", ip="192.168.1.101")
@@ -211,7 +211,8 @@ def test_the_meta_server_points_clients_at_this_service(http: FlaskClient) -> No
 @pytest.mark.parametrize(
     ("url", "params", "field"),
     [
-        (DATABASE, {"ip": "not-an-ip"}, "ip"),
+        (DATABASE, {"ip": "host\x01a"}, "ip"),
+        (DATABASE, {"ip": "h" * 129}, "ip"),
         (f"{APOLLO}/notifications/v2", {"appId": "a", "cluster": "default"}, "notifications"),
         (
             f"{APOLLO}/notifications/v2",
@@ -289,12 +290,64 @@ def test_an_app_with_an_access_key_must_sign_its_requests(
         app.extensions["grayrelease"].close(app)
 
 
+class ListlessBackend:
+    """A host's backend that can read a key but not list a group."""
+
+    name = "listless"
+
+    def get(self, ref: ConfigRef) -> str | None:
+        return None
+
+    def publish(self, ref: ConfigRef, value: str | None, *, actor: str) -> None:
+        """Nothing is kept."""
+
+    def refresh(self) -> None:
+        """Nothing to pick up."""
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class ListlessPlugin:
+    @hookimpl
+    def grayrelease_make_backend(self, settings: Settings) -> ListlessBackend | None:
+        return ListlessBackend() if settings.backend == "listless" else None
+
+
 def test_a_backend_that_cannot_list_a_namespace_says_so(tmp_path: Path, clock: ManualClock) -> None:
-    app = make_app(tmp_path, clock, GRAYRELEASE_BACKEND="sql")
+    from grayrelease_adapters.flask import GrayRelease
+
+    app = Flask("host")
+    app.config.update(
+        GRAYRELEASE_DATABASE_URL=f"sqlite:///{tmp_path / 'gray.db'}",
+        GRAYRELEASE_BACKGROUND_SYNC=False,
+        GRAYRELEASE_BACKEND="listless",
+    )
+    GrayRelease(app, clock=clock, plugins=(ListlessPlugin(),), load_entrypoints=False)
     try:
         answer = app.test_client().get(DATABASE)
         assert answer.status_code == 500
         assert "cannot list a namespace" in answer.json["error"]["message"]  # type: ignore[index]
+    finally:
+        app.extensions["grayrelease"].close(app)
+
+
+def test_the_sql_backend_serves_apollo_clients(tmp_path: Path, clock: ManualClock) -> None:
+    """``grayrelease serve`` (so ``make run``) runs on the sql backend: it must list a group."""
+    app = make_app(tmp_path, clock, GRAYRELEASE_BACKEND="sql")
+    try:
+        engine = app.extensions["grayrelease"].state(app).engine
+        for key, value in BASE.items():
+            engine.backend.publish(
+                ConfigRef("demo-app", "prod", "database", key), value, actor="ops"
+            )
+        engine.backend.publish(ConfigRef("demo-app", "prod", "other", "x"), "1", actor="ops")
+        http = app.test_client()
+        assert config(http, ip="192.168.1.100")["configurations"] == BASE
+        known = poll(http, {"database": -1}).json[0]["notificationId"]
+        start(http, PLAN)
+        assert config(http, ip="192.168.1.100")["configurations"] == GRAY
+        assert poll(http, {"database": known}).status_code == 200
     finally:
         app.extensions["grayrelease"].close(app)
 

@@ -42,6 +42,7 @@ from grayrelease_core.wire import (
 )
 
 from .access_api import register_access_routes
+from .address import client_address
 from .caller import actor, state
 from .http import (
     MAX_ADDRESS,
@@ -186,7 +187,7 @@ def create_api_blueprint(name: str = "grayrelease_api") -> Blueprint:
         client = Client(
             instance_id=required_text(params, "instanceId", maximum=MAX_INSTANCE_ID),
             instance_ip=optional_text(params, "instanceIp", maximum=MAX_ADDRESS)
-            or request.remote_addr
+            or client_address(request, settings.trusted_proxies)
             or "",
             user_id=optional_text(params, "userId", maximum=MAX_INSTANCE_ID),
             labels=_labels(params.get("labels", [])),

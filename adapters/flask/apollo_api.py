@@ -1,11 +1,19 @@
 """An Apollo-compatible config service, so an unmodified Apollo client gets gray release.
 
 Point a client's ``apollo.config-service`` (or ``apollo.meta``) at
-``{url prefix}/apollo/{environment}``: it reads its namespaces from here as it would from
-Apollo's config service, and each answer is the namespace's values from the config backend
-with the gray values of the live plans laid over them, for the clients those plans select, by
-IP, label, percentage or canary step. The client's ``ip`` is its instance id and address,
-its ``label`` the label ``apollo.label``; Apollo clients send no user id.
+``{url prefix}/apollo/{environment}`` (or at ``GRAYRELEASE_APOLLO_PREFIX``; with
+``GRAYRELEASE_APOLLO_ENVIRONMENT`` the endpoint serves one environment at that root with no
+environment in the path, as Apollo's config service does): it reads its namespaces from here
+as it would from Apollo's config service, and each answer is the namespace's values from the
+config backend with the gray values of the live plans laid over them, for the clients those
+plans select, by IP, label, percentage or canary step. The client's ``ip`` is its instance
+id, and its address when it is one; without an ``ip``, or with one that is not an address
+(a host name), the caller's address is used for IP rules, as Apollo does (through the
+proxies in ``GRAYRELEASE_TRUSTED_PROXIES``). Its ``label`` is the label ``apollo.label``;
+Apollo clients send no user id.
+
+A held notification poll sleeps in its worker thread under a plain WSGI server; under
+:mod:`grayrelease_adapters.flask.asgi` it holds no thread (see there).
 
 A namespace's ``notificationId`` is the backend's revision of it plus the store's generation:
 both only grow, so it grows whenever anything a client might see changes (Apollo clients
@@ -20,7 +28,7 @@ import ipaddress
 import json
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from flask import Blueprint, Response, request
 from grayrelease_adapters.apollo.client import access_signature
@@ -29,6 +37,7 @@ from werkzeug.exceptions import HTTPException
 from grayrelease_core import Client, ConfigurationError, GrayReleaseError, ValidationError
 from grayrelease_core.errors import Unauthenticated
 
+from .address import client_address
 from .caller import state
 from .http import (
     error_response,
@@ -45,16 +54,35 @@ APOLLO_LABEL = "apollo.label"
 """The label an Apollo client's ``label`` parameter becomes, for LABEL plans."""
 MAX_NAME = 128
 MAX_NOTIFICATIONS = 100
-"""Namespaces one long poll may list."""
+"""Namespaces one long poll may list (Apollo sets no bound; a poll's URL must fit a request
+line, and a client asks for the namespaces it uses, rarely more than a handful)."""
 RECHECK = 1.0
-"""Seconds between looks at the plans while a long poll is held."""
+"""Seconds between looks at the plans while a long poll is held in a worker thread."""
 SIGNATURE_SKEW_MS = 60_000
 """How far a signed request's timestamp may be from now (Apollo's own bound)."""
 PROPERTIES = ".properties"
+FILE_FORMATS = {
+    "json": "application/json",
+    "yml": "application/yaml",
+    "yaml": "application/yaml",
+    "xml": "application/xml",
+    "txt": "text/plain",
+}
+"""Namespace formats other than properties, by the suffix of the name, and the content type
+of their raw file (Apollo's ``ConfigFileFormat``). Such a namespace holds one key,
+``content``."""
+TEXT = "text/plain;charset=UTF-8"
+HOLD_ENVIRON = "grayrelease.apollo.hold"
+"""Set in the WSGI environ by the async layer: answer at once, and when nothing changed, say
+what to wait for instead of sleeping (see :mod:`grayrelease_adapters.flask.asgi`). A client
+cannot set it: it is no header (those are ``HTTP_*``)."""
+HOLD_HEADER = "X-Grayrelease-Hold"
 
 
-def create_apollo_blueprint() -> Blueprint:
-    """The config service's endpoints; ``init_app`` mounts them at ``{url prefix}/apollo``.
+def create_apollo_blueprint(environment: str | None = None) -> Blueprint:
+    """The config service's endpoints; ``init_app`` mounts them at ``GRAYRELEASE_APOLLO_PREFIX``
+    (default ``{url prefix}/apollo``), under ``/{environment}`` unless ``environment`` fixes
+    the one environment served.
 
     A blueprint of its own: this is Apollo's protocol, not the REST API, so it is not in the
     OpenAPI document.
@@ -64,11 +92,16 @@ def create_apollo_blueprint() -> Blueprint:
     api.register_error_handler(HTTPException, http_error_response)
     api.register_error_handler(Exception, unexpected_error_response)
 
+    def route(rule: str) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
+        if environment is None:
+            return api.get(f"/<environment>{rule}")
+        return api.get(rule, defaults={"environment": environment})
+
     @api.before_request
     def limit_request_body() -> None:
         limit_body(request, state().max_body_bytes)
 
-    @api.get("/<environment>/configs/<app_id>/<cluster>/<namespace>")
+    @route("/configs/<app_id>/<cluster>/<namespace>")
     def apollo_config(environment: str, app_id: str, cluster: str, namespace: str) -> Response:
         settings = state()
         params = _known(("releaseKey", "ip", "label"))
@@ -88,46 +121,55 @@ def create_apollo_blueprint() -> Blueprint:
             }
         )
 
-    @api.get("/<environment>/configfiles/json/<app_id>/<cluster>/<namespace>")
+    @route("/configfiles/json/<app_id>/<cluster>/<namespace>")
     def apollo_config_json(environment: str, app_id: str, cluster: str, namespace: str) -> Response:
         settings = state()
-        params = _known(("ip", "label"))
-        view = _view(settings, environment, app_id, namespace, params)
+        view = _view(settings, environment, app_id, namespace, _known(("ip", "label")))
         if view is None:
-            return _not_found(app_id, cluster, namespace)
+            return Response(status=404)
         return json_response(view)
 
-    @api.get("/<environment>/notifications/v2")
+    @route("/configfiles/raw/<app_id>/<cluster>/<namespace>")
+    def apollo_config_raw(environment: str, app_id: str, cluster: str, namespace: str) -> Response:
+        settings = state()
+        view = _view(settings, environment, app_id, namespace, _known(("ip", "label")))
+        suffix = namespace.rsplit(".", 1)[-1].lower() if "." in namespace else ""
+        kind = FILE_FORMATS.get(suffix)
+        if kind is None:  # a properties namespace: its file
+            return Response(status=404) if view is None else _properties_response(view)
+        content = None if view is None else view.get("content")
+        if content is None:
+            return Response(status=404)
+        return Response(content, content_type=f"{kind};charset=UTF-8")
+
+    @route("/configfiles/<app_id>/<cluster>/<namespace>")
+    def apollo_config_file(environment: str, app_id: str, cluster: str, namespace: str) -> Response:
+        settings = state()
+        view = _view(settings, environment, app_id, namespace, _known(("ip", "label")))
+        return Response(status=404) if view is None else _properties_response(view)
+
+    @route("/notifications/v2")
     def apollo_notifications(environment: str) -> Response:
         settings = state()
         params = _known(("appId", "cluster", "notifications"))
         app_id = required_text(params, "appId", maximum=MAX_NAME)
-        required_text(params, "cluster", maximum=MAX_NAME)
+        cluster = required_text(params, "cluster", maximum=MAX_NAME)
         _authenticate(settings, app_id)
         asked = _asked(params)
         deadline = time.monotonic() + settings.apollo_hold
         while True:
-            changed = []
-            for name, client_id in asked.items():
-                current = _notification_id(settings, environment, app_id, name)
-                if current > client_id:  # as Apollo: only a newer id is news
-                    changed.append(
-                        {
-                            "namespaceName": name,
-                            "notificationId": current,
-                            "messages": {
-                                "details": {f"{app_id}+{params['cluster']}+{name}": current}
-                            },
-                        }
-                    )
+            current = {name: notification_id(settings, environment, app_id, name) for name in asked}
+            changed = changes(app_id, cluster, asked, current)
             if changed:
                 return json_response(changed)
+            if _held_elsewhere():
+                return hold_response(environment, app_id, cluster, asked, settings.apollo_hold)
             left = deadline - time.monotonic()
             if left <= 0:
                 return Response(status=304)
             time.sleep(min(RECHECK, left))  # the sync thread brings other processes' changes
 
-    @api.get("/<environment>/services/config")
+    @route("/services/config")
     def apollo_meta(environment: str) -> Response:
         home = request.base_url.rsplit("/services/config", 1)[0] + "/"
         return json_response(
@@ -135,6 +177,40 @@ def create_apollo_blueprint() -> Blueprint:
         )
 
     return api
+
+
+def changes(
+    app_id: str, cluster: str, asked: Mapping[str, int], current: Mapping[str, int]
+) -> list[dict[str, object]]:
+    """A poll's answer: the namespaces whose id grew past the client's (as Apollo, only a
+    newer id is news), each with Apollo's ``messages``."""
+    return [
+        {
+            "namespaceName": name,
+            "notificationId": current[name],
+            "messages": {"details": {f"{app_id}+{cluster}+{name}": current[name]}},
+        }
+        for name, known in asked.items()
+        if current[name] > known
+    ]
+
+
+def hold_response(
+    environment: str, app_id: str, cluster: str, asked: Mapping[str, int], hold: float
+) -> Response:
+    """What the async layer waits on for a poll that found nothing new (never sent as is)."""
+    what = {
+        "environment": environment,
+        "appId": app_id,
+        "cluster": cluster,
+        "asked": dict(asked),
+        "hold": hold,
+    }
+    return json_response(what, headers={HOLD_HEADER: "1"})
+
+
+def _held_elsewhere() -> bool:
+    return request.environ.get(HOLD_ENVIRON) is True
 
 
 def _known(names: tuple[str, ...]) -> dict[str, str]:
@@ -155,30 +231,39 @@ def _view(
     group = _namespace(namespace)
     base, _revision = _group_values(settings, environment, app_id, group)
     plans = settings.engine.live_plans_in(app_id, environment, group)
+    client = _client(settings, params)  # checked even when nothing is gray: a 400 is a 400
     if not base and not plans:
         return None
     view = dict(base)
-    client = _client(params)
-    if client is not None:
-        for plan in plans:
-            for ref in plan.refs:
-                resolution = settings.engine.resolve(ref, client)
-                if resolution.gray and resolution.value is not None:
-                    view[ref.config_key] = resolution.value
+    for plan in plans:
+        for ref in plan.refs:
+            resolution = settings.engine.resolve(ref, client)
+            if resolution.gray and resolution.value is not None:
+                view[ref.config_key] = resolution.value
     return view
 
 
-def _client(params: Mapping[str, str]) -> Client | None:
-    """The asking instance, known by its address; without one, nobody is in a gray set."""
-    ip = optional_text(params, "ip", maximum=64)
-    if ip is None:
-        return None
-    try:
-        ipaddress.ip_address(ip)
-    except ValueError:
-        raise ValidationError("ip", "must be an IPv4 or IPv6 address", value=ip) from None
+def _client(settings: AppState, params: Mapping[str, str]) -> Client:
+    """The asking instance. Its ``ip`` names it; IP rules match the ``ip`` when it is an
+    address and the caller's address otherwise (Apollo accepts any string there)."""
+    address = client_address(request, settings.trusted_proxies) or ""
+    ip = optional_text(params, "ip", maximum=MAX_NAME)
+    if ip is not None and _is_address(ip):
+        address = ip
     label = optional_text(params, "label", maximum=MAX_NAME)
-    return Client(instance_id=ip, instance_ip=ip, labels={APOLLO_LABEL: label} if label else {})
+    return Client(
+        instance_id=ip or address,
+        instance_ip=address,
+        labels={APOLLO_LABEL: label} if label else {},
+    )
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _group_values(
@@ -189,13 +274,14 @@ def _group_values(
     if values_of is None:
         raise ConfigurationError(
             f"the {backend.name} backend cannot list a namespace, so it cannot serve Apollo "
-            "clients; the apollo and memory backends can"
+            "clients; the apollo, sql and memory backends can"
         )
     values, revision = values_of(app_id, environment, group)
     return values, int(revision)
 
 
-def _notification_id(settings: AppState, environment: str, app_id: str, namespace: str) -> int:
+def notification_id(settings: AppState, environment: str, app_id: str, namespace: str) -> int:
+    """The namespace's id: the backend's revision of it plus the store's generation."""
     _base, revision = _group_values(settings, environment, app_id, _namespace(namespace))
     return revision + settings.engine.generation
 
@@ -203,6 +289,40 @@ def _notification_id(settings: AppState, environment: str, app_id: str, namespac
 def _release_key(view: Mapping[str, str]) -> str:
     text = json.dumps(view, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _properties_response(view: Mapping[str, str]) -> Response:
+    return Response(properties_text(view), content_type=TEXT)
+
+
+def properties_text(view: Mapping[str, str]) -> str:
+    """The namespace as a ``.properties`` file, written as ``java.util.Properties.store``
+    writes to a character stream (Apollo's ``PropertiesUtil.toString``, without the date
+    comment), one ``key=value`` line each, keys sorted so that the file is stable."""
+    return "".join(
+        f"{_escape(key, key=True)}={_escape(value, key=False)}\n"
+        for key, value in sorted(view.items())
+    )
+
+
+_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\f": "\\f"}
+
+
+def _escape(text: str, *, key: bool) -> str:
+    """``Properties.saveConvert`` for a writer: backslash, tab, newlines, form feed and
+    ``=:#!`` escaped; spaces escaped in a key, and at the start of a value; other characters
+    (Chinese included) written as they are."""
+    out = []
+    for position, char in enumerate(text):
+        if char in _ESCAPES:
+            out.append(_ESCAPES[char])
+        elif char in "=:#!":
+            out.append("\\" + char)
+        elif char == " " and (key or position == 0):
+            out.append("\\ ")
+        else:
+            out.append(char)
+    return "".join(out)
 
 
 def _asked(params: Mapping[str, str]) -> dict[str, int]:
@@ -236,7 +356,13 @@ def _namespace(name: str) -> str:
 
 def _authenticate(settings: AppState, app_id: str) -> None:
     """Apollo's access keys: a signed request for an app that has one. Where config reads
-    need a client token, an app without an access key cannot be read here."""
+    need a client token, an app without an access key cannot be read here.
+
+    The signature covers the path and query. Apollo's server sees the path from its root;
+    clients sign the path after the URL they were given (``apollo-client-python``,
+    ``apollo-python-client``), which here is the path after the endpoint's root (and
+    environment). Both are accepted: the environment is then not signed, which only matters
+    where one app's access key is shared by environments it must not cross."""
     secret = settings.apollo_access_keys.get(app_id)
     if secret is None:
         if settings.client_tokens:
@@ -250,14 +376,27 @@ def _authenticate(settings: AppState, app_id: str) -> None:
     now_ms = int(time.time() * 1000)
     if not timestamp.isdigit() or abs(now_ms - int(timestamp)) > SIGNATURE_SKEW_MS:
         raise Unauthenticated("the request's Timestamp is missing or too far from now")
-    # What the client signed: the raw path of the URL it asked for, and its query.
-    path = urllib.parse.quote(request.script_root + request.path)
+    given = request.headers.get("Authorization", "").encode()
     query_string = request.query_string.decode("latin-1")
-    signed = f"{path}?{query_string}" if query_string else path
-    expected = f"Apollo {app_id}:{access_signature(secret, timestamp, signed)}"
-    given = request.headers.get("Authorization", "")
-    if not hmac.compare_digest(given.encode(), expected.encode()):
-        raise Unauthenticated(f"the request is not signed with {app_id}'s access key")
+    for path in _signed_paths(settings):
+        quoted = urllib.parse.quote(path)
+        signed = f"{quoted}?{query_string}" if query_string else quoted
+        expected = f"Apollo {app_id}:{access_signature(secret, timestamp, signed)}"
+        if hmac.compare_digest(given, expected.encode()):
+            return
+    raise Unauthenticated(f"the request is not signed with {app_id}'s access key")
+
+
+def _signed_paths(settings: AppState) -> list[str]:
+    """The paths a client may have signed: from the server's root, and from the endpoint's."""
+    full = request.script_root + request.path
+    root = request.script_root + settings.apollo_prefix
+    if settings.apollo_environment is None:
+        environment = (request.view_args or {}).get("environment", "")
+        root = f"{root}/{environment}"
+    if full.startswith(root + "/"):
+        return [full, full[len(root) :]]
+    return [full]
 
 
 def _not_found(app_id: str, cluster: str, namespace: str) -> Response:

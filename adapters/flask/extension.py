@@ -16,6 +16,7 @@ from grayrelease_core import GrayRelease as Engine
 from grayrelease_core.access import is_reserved
 from grayrelease_core.sync import BackgroundSync
 
+from .address import trusted_proxies
 from .api import create_api_blueprint
 from .apollo_api import create_apollo_blueprint
 from .caller import forget_request, start_request
@@ -46,6 +47,9 @@ DEFAULTS: dict[str, Any] = {
     "GRAYRELEASE_MAX_BODY_BYTES": 1024 * 1024,
     "GRAYRELEASE_APOLLO_HOLD": 60.0,
     "GRAYRELEASE_APOLLO_ACCESS_KEYS": {},
+    "GRAYRELEASE_APOLLO_PREFIX": None,
+    "GRAYRELEASE_APOLLO_ENVIRONMENT": None,
+    "GRAYRELEASE_TRUSTED_PROXIES": [],
     "GRAYRELEASE_SETTINGS": {},
 }
 """Every config key the extension reads, with its default."""
@@ -109,6 +113,13 @@ class GrayRelease:
           when nothing changed (Apollo holds 60; 0 answers at once).
         - ``GRAYRELEASE_APOLLO_ACCESS_KEYS``: ``{"appId": "secret"}``, the access keys Apollo
           clients sign their requests with; an app listed must sign.
+        - ``GRAYRELEASE_APOLLO_PREFIX``: where the Apollo-compatible endpoint is mounted
+          (default ``{GRAYRELEASE_URL_PREFIX}/apollo``; ``""`` for the app's root).
+        - ``GRAYRELEASE_APOLLO_ENVIRONMENT``: serve this one environment with no
+          environment in the endpoint's paths, as Apollo's config service does.
+        - ``GRAYRELEASE_TRUSTED_PROXIES``: addresses or networks of the proxies whose
+          ``X-Forwarded-For`` names the client, for clients that send no address of
+          their own.
         - ``GRAYRELEASE_SETTINGS``: more engine settings and plugin sections.
         """
         if EXTENSION in app.extensions:
@@ -130,6 +141,9 @@ class GrayRelease:
         tick_interval = _interval(config, "GRAYRELEASE_TICK_INTERVAL")
         apollo_hold = _interval(config, "GRAYRELEASE_APOLLO_HOLD")
         apollo_access_keys = _access_keys(config["GRAYRELEASE_APOLLO_ACCESS_KEYS"])
+        apollo_prefix = _apollo_prefix(config["GRAYRELEASE_APOLLO_PREFIX"], prefix)
+        apollo_environment = _apollo_environment(config["GRAYRELEASE_APOLLO_ENVIRONMENT"])
+        proxies = trusted_proxies(config["GRAYRELEASE_TRUSTED_PROXIES"])
         delivery_interval = _interval(config, "GRAYRELEASE_DELIVERY_INTERVAL")
         extra = config["GRAYRELEASE_SETTINGS"]
         if not isinstance(extra, Mapping):
@@ -184,6 +198,9 @@ class GrayRelease:
             courier,
             apollo_hold=apollo_hold,
             apollo_access_keys=apollo_access_keys,
+            apollo_prefix=apollo_prefix,
+            apollo_environment=apollo_environment,
+            trusted_proxies=proxies,
         )
         self._states[app] = state
         weakref.finalize(app, state.close)
@@ -193,7 +210,9 @@ class GrayRelease:
         api = create_api_blueprint()
         register_session_routes(api, keys, tokens, LoginThrottle(engine.clock))
         app.register_blueprint(api, url_prefix=prefix)
-        app.register_blueprint(create_apollo_blueprint(), url_prefix=f"{prefix}/apollo")
+        app.register_blueprint(
+            create_apollo_blueprint(apollo_environment), url_prefix=apollo_prefix or None
+        )
         if console is not None:
             register_console(app, console, prefix)
 
@@ -318,6 +337,28 @@ def _client_tokens(raw: Any) -> frozenset[str]:
             "GRAYRELEASE_CLIENT_TOKENS", "each token must be a string of at least 16 characters"
         )
     return frozenset(tokens)
+
+
+def _apollo_prefix(raw: Any, prefix: str) -> str:
+    if raw is None:
+        return f"{prefix}/apollo"
+    if not isinstance(raw, str) or not (
+        raw == "" or (raw.startswith("/") and not raw.endswith("/"))
+    ):
+        raise ValidationError(
+            "GRAYRELEASE_APOLLO_PREFIX", 'must start with "/" and not end with one', value=raw
+        )
+    return raw
+
+
+def _apollo_environment(raw: Any) -> str | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not raw.strip() or len(raw) > 128 or "/" in raw:
+        raise ValidationError(
+            "GRAYRELEASE_APOLLO_ENVIRONMENT", "must be an environment name (no /)", value=raw
+        )
+    return raw
 
 
 def _prefix(raw: Any) -> str:

@@ -9,6 +9,8 @@ import attrs
 from grayrelease_core import GrayRelease as Engine
 from grayrelease_core.sync import BackgroundSync
 
+from .address import Network
+
 
 @attrs.define
 class AppState:
@@ -30,6 +32,13 @@ class AppState:
     """Seconds an Apollo client's notification poll is held (``GRAYRELEASE_APOLLO_HOLD``)."""
     apollo_access_keys: Mapping[str, str] = attrs.Factory(dict)
     """App id -> the secret its Apollo clients sign with (``GRAYRELEASE_APOLLO_ACCESS_KEYS``)."""
+    apollo_prefix: str = "/api/gray-release/apollo"
+    """Where the Apollo-compatible endpoint is mounted (``GRAYRELEASE_APOLLO_PREFIX``)."""
+    apollo_environment: str | None = None
+    """The one environment it serves with no environment in its paths
+    (``GRAYRELEASE_APOLLO_ENVIRONMENT``); ``None``: ``{prefix}/{environment}/...``."""
+    trusted_proxies: tuple[Network, ...] = ()
+    """Proxies whose ``X-Forwarded-For`` names the client (``GRAYRELEASE_TRUSTED_PROXIES``)."""
 
     def close(self) -> None:
         """Stop the threads (waiting for a round in progress), then close the engine."""
