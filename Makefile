@@ -2,11 +2,12 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+PORT ?= 8080
 # A strict editable install links every module into a plain folder on sys.path, so mypy
 # and pytest both see the prefixed package names (grayrelease_plugins, grayrelease_adapters).
 SOURCES := $(shell find grayrelease_core plugins adapters -name '*.py' -o -name 'py.typed' -o -name '*.mako' 2>/dev/null)
 
-.PHONY: run demo test lint typecheck unit bench bench-http bench-scale bench-tick bench-actions bench-judge clean
+.PHONY: run demo test lint typecheck unit bench bench-http bench-scale bench-tick bench-actions bench-judge bench-polls clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml $(SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,7 +16,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml $(SOURCES)
 	touch $@
 
 run: $(VENV)/.installed
-	$(BIN)/grayrelease serve --load-examples
+	$(BIN)/grayrelease serve --port $(PORT) --load-examples
 
 demo: $(VENV)/.installed
 	$(BIN)/python docs/examples/demo.py
@@ -37,6 +38,10 @@ bench: $(VENV)/.installed
 
 bench-http: $(VENV)/.installed
 	$(BIN)/python benchmarks/http_bench.py
+
+# 10,000 held Apollo polls on one `grayrelease serve`, beside config reads (raises its file limit).
+bench-polls: $(VENV)/.installed
+	$(BIN)/python benchmarks/polls_bench.py
 
 # Needs the PostgreSQL server of GRAYRELEASE_BENCH_POSTGRES_URL (default: the loopback one).
 bench-scale: $(VENV)/.installed

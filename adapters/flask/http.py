@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
@@ -199,6 +200,16 @@ def limit_body(request: Request, limit: int) -> None:
     request.max_content_length = limit
     if request.content_length is not None and request.content_length > limit:
         raise too_large(limit)
+    if not length and environ.get("wsgi.input_terminated") and "stream" not in vars(request):
+        # A chunked body on a server that streams it (uvicorn): read one byte past the
+        # limit, or a body just over it would be cut at the limit and read as if whole.
+        # Then it is a body of known length, as waitress makes every chunked body.
+        body = environ["wsgi.input"].read(limit + 1)
+        if len(body) > limit:
+            raise too_large(limit)
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        vars(request).pop("content_length", None)  # a cached None
 
 
 def too_large(limit: int | None) -> PayloadTooLarge:

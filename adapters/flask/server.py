@@ -1,33 +1,48 @@
-"""Serving an app with waitress, a production WSGI server, and stopping cleanly on SIGTERM."""
+"""Serving an app with uvicorn, its Apollo polls held on the event loop, and stopping cleanly.
+
+The Flask app runs on a pool of ``threads`` through :mod:`grayrelease_adapters.flask.asgi`,
+so requests that take a thread are served as under a threaded WSGI server, while Apollo
+clients' held notification polls take none: ten thousand clients do not starve config
+reads. On SIGTERM or Ctrl-C the held polls are answered at once (304, as when a hold ends),
+requests in progress finish, and the gray-release engine is flushed.
+"""
 
 from __future__ import annotations
 
-import json
+import errno
 import signal
+import socket
 import sys
 from collections.abc import Callable
 from types import FrameType
 
-import waitress
+import uvicorn
 from flask import Flask
-from waitress.channel import HTTPChannel
-from waitress.task import ErrorTask
-from waitress.utilities import RequestEntityTooLarge
 
-from .http import too_large
+from grayrelease_core import ConfigurationError
 
-BODY_SLACK = 64 * 1024
-"""Bytes waitress lets past the app's limit, so that the app, which counts exactly (waitress
-counts a chunked body's framing too), answers a body just over it; anything further over
-is refused by waitress as soon as the headers (or that many chunked bytes) are in."""
+from .asgi import create_asgi_app
+
+GRACE_SECONDS = 10
+"""How long requests in progress may take to finish once the server is told to stop."""
 
 
 class Stop(SystemExit):
-    """Raised by the signal handler to leave waitress's loop.
+    """Raised by the SIGTERM handler, to leave uvicorn's loop when it re-raises the signal
+    it caught (and to stop before uvicorn runs, or after it returned)."""
 
-    A ``SystemExit``: waitress swallows plain exceptions raised while it handles a connection
-    event and would keep serving, so a SIGTERM under load would be lost.
-    """
+
+class _Server(uvicorn.Server):
+    """uvicorn, answering the held polls as soon as it is told to stop: it would otherwise
+    wait for each to run out its hold before it stops."""
+
+    def __init__(self, config: uvicorn.Config, release: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._release = release
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._release()
+        super().handle_exit(sig, frame)
 
 
 def serve(
@@ -35,56 +50,56 @@ def serve(
 ) -> None:
     """Serve ``app`` until SIGTERM or Ctrl-C, then flush the gray-release engine and return.
 
-    Waitress reads a whole body before it calls the app, so the body limit
-    (``GRAYRELEASE_MAX_BODY_BYTES``) is given to waitress too: a 200 MB body is refused
-    by its ``Content-Length`` alone, not read first.
+    The body limit (``GRAYRELEASE_MAX_BODY_BYTES``) is the app's: a body is refused by its
+    ``Content-Length`` before it is read, and a chunked one as soon as it passes the limit.
     """
-    limit = app.extensions["grayrelease"].state(app).max_body_bytes
-    server = waitress.create_server(
-        app,
-        host=host,
-        port=port,
-        threads=threads,
-        ident="grayrelease",
-        max_request_body_size=limit + BODY_SLACK,
+    asgi = create_asgi_app(app, threads=threads)
+    config = uvicorn.Config(
+        asgi,
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        server_header=False,
+        timeout_graceful_shutdown=GRACE_SECONDS,
     )
-    server.channel_class = _channel_class(limit)
+    server = _Server(config, asgi.watcher.release)
+    listener = _listen(host, port)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         raise Stop(signal.Signals(signum).name)
 
     previous = signal.signal(signal.SIGTERM, stop)
     try:
-        on_ready(int(server.effective_port))
+        on_ready(int(listener.getsockname()[1]))
         sys.stdout.flush()
-        server.run()
+        server.run(sockets=[listener])
     except (Stop, KeyboardInterrupt):
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
-        server.close()
+        listener.close()
         extension = app.extensions.get("grayrelease")
         if extension is not None:
             extension.close(app)
         print("grayrelease: stopped; buffered instance hits written", flush=True)
 
 
-def _channel_class(limit: int) -> type[HTTPChannel]:
-    """Waitress's connection handler, answering its own 413 in the API's error shape."""
-
-    class JsonErrorTask(ErrorTask):  # type: ignore[misc]
-        def execute(self) -> None:
-            if not isinstance(self.request.error, RequestEntityTooLarge):
-                super().execute()
-                return
-            body = json.dumps({"error": too_large(limit).to_dict()}).encode()
-            self.status = "413 Request Entity Too Large"
-            self.response_headers.append(("Content-Type", "application/json"))
-            self.set_close_on_finish()
-            self.content_length = len(body)
-            self.write(body)
-
-    class Channel(HTTPChannel):  # type: ignore[misc]
-        error_task_class = JsonErrorTask
-
-    return Channel
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before the banner names its port (``0``: a free one)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP named, not 0: asyncio turns Nagle off only on sockets that say they are
+    # TCP, and with it on every answer waits 40 ms for the client's delayed ACK.
+    listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(2048)
+    except OSError as exc:
+        listener.close()
+        if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+            raise ConfigurationError(
+                f"cannot listen on {host}:{port} ({exc.strerror}); choose another port with "
+                "--port (make run PORT=...)"
+            ) from None
+        raise
+    return listener
