@@ -162,3 +162,33 @@ def test_a_bad_poll_is_answered_by_the_view_not_held(
         answer = asyncio.run(request(served.port, target, timeout=5))
         assert answer.status == status
         assert served.asgi.watcher.held == 0
+
+
+def test_the_host_asgi_example_in_apollo_md_builds_the_app(
+    tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/apollo.md's asgi.py for a host, run against a host app of its own."""
+    import sys
+    import types
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "apollo.md").read_text()
+    [snippet] = [block for block in text.split("```python\n")[1:] if "create_asgi_app" in block]
+    host = types.ModuleType("my_config_center")
+    built: list[Flask] = []
+
+    def create_app() -> Flask:
+        built.append(apollo_app(tmp_path, clock))
+        return built[-1]
+
+    host.create_app = create_app  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "my_config_center", host)
+    namespace: dict[str, Any] = {}
+    exec(snippet.split("```", 1)[0], namespace)
+    asgi = namespace["make_asgi"]()
+    try:
+        assert isinstance(asgi, HeldPollApp)
+        assert asgi.flask_app is built[0]
+        with Served(built[0], threads=2) as served:
+            assert asyncio.run(request(served.port, poll_target(APOLLO, -1))).status == 200
+    finally:
+        built[0].extensions["grayrelease"].close(built[0])
