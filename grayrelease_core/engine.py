@@ -19,7 +19,7 @@ from typing import Any, cast
 import attrs
 import pluggy
 
-from . import lifecycle, ticker
+from . import collector, lifecycle, ticker
 from .access import (
     ANY,
     MAX_TOKEN_DAYS,
@@ -693,6 +693,10 @@ class GrayRelease:
         :param now: an aware datetime (the engine's clock when omitted).
         """
         now = self._tick_time(now)
+        with collector.paused():
+            return self._tick(now)
+
+    def _tick(self, now: datetime) -> TickReport:
         self.flush_hits()  # the judge and the metric sources see every recorded instance
         self.sync()
         report = TickReport(now)
