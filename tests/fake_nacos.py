@@ -2,7 +2,7 @@
 
 An HTTP server on 127.0.0.1 in a thread, used as a context manager::
 
-    with FakeNacos({"nacos": "secret"}, clock=clock) as nacos:
+    with FakeNacos({"nacos": "secret"}, clock=clock, version="2.2.3") as nacos:
         client = ...(nacos.base_url, username="nacos", password="secret")
         nacos.set("", "DEFAULT_GROUP", "app.yaml", "ratio: 10")  # an edit in the console
         nacos.configs  # {(tenant, group, dataId): content}
@@ -24,11 +24,19 @@ differs), so the fake follows the server's source (``ConfigController``, ``Param
 * Validation: a missing required parameter is 400 with Spring's JSON error page; an invalid
   ``dataId``/``group``/``tenant`` (letters, digits and ``_-.:`` only) or a blank ``content`` is
   400 with the text ``caused: <reason>;`` -- a real server refuses to store blank content.
-* ``casMd5`` is read from the *request header* ``casMd5``, as Nacos 2.x does; a mismatch is
-  HTTP 500 ``caused: Cas publish fail, server md5 may have changed.;``. A CAS publish of an
-  absent config creates it (the server's ``insertOrUpdateCas``). ``casMd5`` sent as a form or
-  query parameter is ignored by a real server, silently losing the check, so the fake refuses it
-  with a 400 instead of imitating that.
+* ``version`` (default ``DEFAULT_VERSION``) is what the server says it is, and decides
+  compare-and-set. From 2.3.0 (``ConfigController.publishConfig`` reads it since 2.3.0-BETA)
+  ``casMd5`` is read from the *request header* ``casMd5``; a mismatch is HTTP 500
+  ``caused: Cas publish fail, server md5 may have changed.;``, and a CAS publish of an absent
+  config creates it (the server's ``insertOrUpdateCas``). Before 2.3.0 (1.4.x to 2.2.x) the
+  header is ignored and the publish overwrites, as those servers do. ``casMd5`` sent as a form
+  or query parameter is ignored by every real server, silently losing the check, so the fake
+  refuses it with a 400 instead of imitating that.
+* The version is answered, outside auth, at ``GET /nacos/v1/console/server/state`` as
+  ``{"version": ..., "standalone_mode": "standalone", "function_mode": null}`` (a 2.2+ server
+  adds other keys: rely on ``version`` only). From 3.0.0 that console route is gone from the
+  server's port and ``GET /nacos/v3/admin/core/state`` answers the same object wrapped as
+  ``{"code":0,"message":"success","data":{...}}``; before 3.0.0 that route is a 404.
 * The client address used for ``betaIps`` is the server's ``RequestUtil.getRemoteIp``: the first
   entry of ``X-Forwarded-For``, else ``X-Real-IP``, else the socket's address -- so tests on
   loopback send ``X-Forwarded-For``. ``betaIps`` is split on ``,`` without trimming, as the
@@ -43,7 +51,10 @@ differs), so the fake follows the server's source (``ConfigController``, ``Param
   content with ``Config-Type``, ``Content-MD5`` and, for a beta reader, ``isBeta: true``;
   ``config data not exist`` plus a newline for 404. ``DELETE ...&beta=true`` stops the beta and
   answers ``{"code":200,"message":"stop beta ok","data":true}``; ``GET ...&beta=true`` answers
-  the beta as ``{"code":200,"message":"query beta ok","data":{...} or null}``.
+  the beta as ``{"code":200,"message":"query beta ok","data":{...} or null}``. While
+  ``beta_stops_fail`` is true, a beta stop fails as the server's ``stopBeta`` does when its
+  storage throws: HTTP 200 with ``{"code":500,"message":"remove beta data error","data":false}``,
+  and the beta keeps running.
 
 Not imitated: tags (a ``tag`` publish is refused with 501, a ``tag`` read is 404), the v2
 API, aggregation, history, the console's search. ``fail(502)`` and ``hang()`` turn the server
@@ -74,6 +85,14 @@ from .loopback import LoopbackServer
 CONFIGS_PATH = "/nacos/v1/cs/configs"
 LISTENER_PATH = "/nacos/v1/cs/configs/listener"
 LOGIN_PATHS = ("/nacos/v1/auth/login", "/nacos/v1/auth/users/login")
+STATE_PATH = "/nacos/v1/console/server/state"
+STATE_PATH_V3 = "/nacos/v3/admin/core/state"
+DEFAULT_VERSION = "2.5.1"
+"""The version the fake says it is unless told otherwise."""
+CAS_SINCE = (2, 3, 0)
+"""The first version whose HTTP publish honours ``casMd5``."""
+CONSOLE_MOVED = (3, 0, 0)
+"""The first version whose console routes are no longer on the server's port."""
 
 MAX_CONTENT = 10 * 1024 * 1024
 """Characters of content a server takes by default (``nacos.config.maxContent``)."""
@@ -156,7 +175,8 @@ class _Request(NamedTuple):
 
 class FakeNacos(LoopbackServer):
     """The config part of a Nacos 2.x server's v1 Open API; auth is on when ``users`` (name to
-    password) is given. ``min_hold`` is the least a long poll is held, in real seconds."""
+    password) is given. ``min_hold`` is the least a long poll is held, in real seconds;
+    ``version`` is the Nacos version imitated (compare-and-set, the state routes)."""
 
     methods = ("GET", "POST", "DELETE", "PUT")
 
@@ -167,8 +187,12 @@ class FakeNacos(LoopbackServer):
         clock: Clock | None = None,
         token_ttl: int = 18000,
         min_hold: float = HOLD_FLOOR,
+        version: str = DEFAULT_VERSION,
     ) -> None:
         self.users = dict(users) if users is not None else None
+        self.version = version
+        self.beta_stops_fail = False
+        """While true, ``DELETE ...&beta=true`` fails as a real server does: HTTP 200, code 500."""
         self.clock: Clock = clock or SystemClock()
         self.token_ttl = token_ttl
         self.min_hold = min_hold
@@ -263,6 +287,10 @@ class FakeNacos(LoopbackServer):
         if path in LOGIN_PATHS:
             self._allow(request, "POST")
             return self._login(request)
+        console_moved = _version(self.version) >= CONSOLE_MOVED
+        if path == (STATE_PATH_V3 if console_moved else STATE_PATH):
+            self._allow(request, "GET")
+            return self._state(wrapped=console_moved)
         if path == CONFIGS_PATH:
             self._allow(request, "GET", "POST", "DELETE")
             self._authorize(request)
@@ -328,6 +356,12 @@ class FakeNacos(LoopbackServer):
 
     def _forbid(self, request: _Request, message: str) -> NoReturn:
         raise _spring_error(self.clock, 403, message, request.path)
+
+    def _state(self, *, wrapped: bool) -> _Answer:
+        """``ServerStateController``: outside auth (no ``@Secured``; on the ignore list too)."""
+        state = {"standalone_mode": "standalone", "function_mode": None, "version": self.version}
+        answer = {"code": 0, "message": "success", "data": state} if wrapped else state
+        return _Answer(200, json.dumps(answer), _JSON)
 
     # --- configs -------------------------------------------------------------------------------
 
@@ -405,7 +439,8 @@ class FakeNacos(LoopbackServer):
             raise _Answer(501, "the fake does not imitate tagged configs")
         config_type = _config_type(request.params.get("type", ""))
         beta_ips = request.headers.get("betaIps", "")
-        cas_md5 = request.headers.get("casMd5", "")
+        # Before 2.3.0 the controller never reads the header: the check is silently lost.
+        cas_md5 = request.headers.get("casMd5", "") if _version(self.version) >= CAS_SINCE else ""
         with self._changed:
             target = self._betas.get(key) if beta_ips.strip() else self._configs.get(key)
             # An absent config is created whatever casMd5 says (insertOrUpdateCas).
@@ -421,6 +456,10 @@ class FakeNacos(LoopbackServer):
     def _delete(self, request: _Request) -> _Answer:
         key, _ = self._key(request)
         if request.params.get("beta") == "true":
+            if self.beta_stops_fail:
+                # stopBeta catches the storage's error and answers it with HTTP 200.
+                failed = {"code": 500, "message": "remove beta data error", "data": False}
+                return _Answer(200, json.dumps(failed), _JSON)
             with self._changed:
                 self._betas.pop(key, None)
                 self._changed.notify_all()
@@ -515,6 +554,15 @@ def _check_tag(tag: str) -> None:
             raise _caused(f"invalid tag : {tag}")
         if len(tag) > 16:
             raise _caused("too long tag, over 16")
+
+
+def _version(text: str) -> tuple[int, int, int]:
+    """``2.3.0-BETA`` as ``(2, 3, 0)``; a version that does not start with a number is 0."""
+    match = re.match(r"(\d+)(?:\.(\d+))?(?:\.(\d+))?", text)
+    if match is None:
+        return (0, 0, 0)
+    major, minor, patch = (int(part or 0) for part in match.groups())
+    return (major, minor, patch)
 
 
 def _config_type(value: str) -> str:

@@ -20,7 +20,16 @@ import pytest
 
 from grayrelease_core import ManualClock
 
-from .fake_nacos import CONFIGS_PATH, LISTENER_PATH, Beta, FakeNacos, Seen, nacos_md5
+from .fake_nacos import (
+    CONFIGS_PATH,
+    LISTENER_PATH,
+    STATE_PATH,
+    STATE_PATH_V3,
+    Beta,
+    FakeNacos,
+    Seen,
+    nacos_md5,
+)
 from .loopback import Answer, send
 
 USERS = {"nacos": "s3cret"}
@@ -293,6 +302,25 @@ def test_cas_publish_of_an_absent_config_creates_it_as_the_server_does(fake: Fak
     assert fake.configs == {("", GROUP, DATA_ID): "v1"}
 
 
+@pytest.mark.parametrize("version", ["1.4.8", "2.0.4", "2.2.3", "2.2.4"])
+def test_before_2_3_0_cas_md5_is_ignored_and_the_publish_overwrites(version: str) -> None:
+    """What those servers do: their HTTP publish never reads the header."""
+    with FakeNacos(min_hold=0.0, version=version) as old:
+        publish(old, "v1")
+        answer = publish(old, "v2", headers={"casMd5": nacos_md5("v0")})
+        assert (answer.status, answer.body) == (200, "true")
+        assert read(old).body == "v2"
+
+
+@pytest.mark.parametrize("version", ["2.3.0-BETA", "2.3.0", "2.4.0.1", "3.0.0"])
+def test_from_2_3_0_a_stale_cas_md5_is_refused(version: str) -> None:
+    with FakeNacos(min_hold=0.0, version=version) as fake:
+        publish(fake, "v1")
+        answer = publish(fake, "v2", headers={"casMd5": nacos_md5("v0")})
+        assert answer.status == 500
+        assert read(fake).body == "v1"
+
+
 def test_cas_md5_as_a_form_field_is_refused_not_silently_dropped(fake: FakeNacos) -> None:
     publish(fake, "v1")
     answer = publish(fake, "v2", casMd5=nacos_md5("v0"))
@@ -333,10 +361,50 @@ def test_the_beta_can_be_queried_and_stopped(fake: FakeNacos) -> None:
     assert read(fake, beta="true").json()["data"] is None
 
 
+def test_a_failing_beta_stop_answers_200_with_code_500_and_the_beta_stays(fake: FakeNacos) -> None:
+    publish(fake, "formal")
+    publish(fake, "beta", headers={"betaIps": BETA_IP})
+    params = {"dataId": DATA_ID, "group": GROUP, "beta": "true"}
+    fake.beta_stops_fail = True
+    failed = call(fake, "DELETE", CONFIGS_PATH, params)
+    assert failed.status == 200  # the server's stopBeta answers its failure in the body
+    assert failed.json() == {"code": 500, "message": "remove beta data error", "data": False}
+    assert read(fake, ip=BETA_IP).body == "beta"
+    fake.beta_stops_fail = False
+    assert call(fake, "DELETE", CONFIGS_PATH, params).json()["data"] is True
+    assert fake.betas == {}
+
+
 def test_a_beta_without_a_formal_config_is_404_outside(fake: FakeNacos) -> None:
     publish(fake, "beta", headers={"betaIps": BETA_IP})
     assert read(fake, ip=BETA_IP).body == "beta"
     assert read(fake).status == 404
+
+
+# --- the server's version ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", ["1.4.8", "2.2.3", "2.5.1"])
+def test_the_console_state_route_says_the_version_without_auth(version: str) -> None:
+    with FakeNacos(USERS, min_hold=0.0, version=version) as server:
+        answer = call(server, "GET", STATE_PATH)
+        assert answer.status == 200
+        assert answer.json() == {
+            "standalone_mode": "standalone",
+            "function_mode": None,
+            "version": version,
+        }
+        assert call(server, "GET", STATE_PATH_V3).status == 404
+        assert call(server, "POST", STATE_PATH, form={}).status == 405
+
+
+def test_from_3_0_0_the_version_is_on_the_admin_route_only() -> None:
+    with FakeNacos(USERS, min_hold=0.0, version="3.0.0") as server:
+        assert call(server, "GET", STATE_PATH).status == 404
+        answer = call(server, "GET", STATE_PATH_V3)
+        assert answer.status == 200
+        assert answer.json()["code"] == 0
+        assert answer.json()["data"]["version"] == "3.0.0"
 
 
 # --- long polling --------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import json
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,13 @@ import grayrelease_adapters.nacos.backend as nacos_backend
 import pytest
 from grayrelease_adapters.flask.openapi import PLAN_EXAMPLES
 from grayrelease_adapters.nacos import NacosBackend, NacosSettings
+from grayrelease_adapters.nacos.client import ConfigId, NacosClient
 
 from grayrelease_core import (
     BackendError,
     Client,
     ConfigRef,
+    ConfigurationError,
     GrayRelease,
     ManualClock,
     PlanStatus,
@@ -28,7 +31,7 @@ from grayrelease_core import (
 )
 
 from .conftest import spec_body
-from .fake_nacos import FakeNacos
+from .fake_nacos import CONFIGS_PATH, FakeNacos
 from .loopback import free_port
 from .waiting import eventually
 
@@ -63,6 +66,24 @@ def settings(fake: FakeNacos, tmp_path: Path, **nacos: Any) -> dict[str, Any]:
             **nacos,
         },
     }
+
+
+@contextmanager
+def nacos_of(version: str, clock: ManualClock) -> Iterator[FakeNacos]:
+    """A fake imitating Nacos ``version`` (the fixture's is the fake's default, 2.5.1)."""
+    with FakeNacos(USERS, clock=clock, token_ttl=3600, min_hold=0.2, version=version) as fake:
+        yield fake
+
+
+def one_shot(fake: FakeNacos, tmp_path: Path, **nacos: Any) -> NacosBackend:
+    """A backend without the watcher (as the CLI runs it): what it read stays until refresh."""
+    merged = {**settings(fake, tmp_path)["nacos"], "watch": False, **nacos}
+    return NacosBackend(NacosSettings.from_section(merged))
+
+
+def config_calls(fake: FakeNacos, since: int) -> list[str]:
+    """The methods of the config calls the fake received after the first ``since`` requests."""
+    return [seen.method for seen in fake.requests[since:] if seen.path == CONFIGS_PATH]
 
 
 @pytest.fixture
@@ -177,26 +198,134 @@ def test_a_watch_read_answered_before_our_publish_does_not_overwrite_it(
     eventually(lambda: backend.get(ref) == "edited")
 
 
-def test_a_concurrent_edit_in_nacos_is_refused_not_overwritten(
-    nacos: FakeNacos, tmp_path: Path
+SHOP = ("prod", "database", "shop.properties")
+SHOP_URL = ConfigRef("shop", "prod", "database", "database.url")
+
+
+def refuse_then_publish(fake: FakeNacos, backend: NacosBackend) -> list[str]:
+    """An edit in Nacos between our read and our publish is refused, not overwritten; read
+    afresh, the publish goes through. The config calls the refused publish made."""
+    fake.set(*SHOP, "database.url=a\nother=1\n")
+    assert backend.get(SHOP_URL) == "a"
+    fake.set(*SHOP, "database.url=a\nother=2\n")  # someone edits it in the console
+    before = len(fake.requests)
+    with pytest.raises(BackendError) as caught:
+        backend.publish(SHOP_URL, "b", actor="alice")
+    assert caught.value.details["casFailed"] is True
+    assert "changed in Nacos" in caught.value.message
+    assert fake.configs[SHOP] == "database.url=a\nother=2\n"  # nothing overwritten
+    calls = config_calls(fake, before)
+    backend.refresh()  # read afresh: now it goes through
+    backend.publish(SHOP_URL, "b", actor="alice")
+    assert fake.configs[SHOP] == "database.url=b\nother=2\n"
+    return calls
+
+
+@pytest.mark.parametrize("compare_and_set", ["require", "read-compare-publish"])
+@pytest.mark.parametrize("version", ["2.3.0", "2.5.1", "3.0.0"])
+def test_invariant_no_silent_overwrite_nacos_refuses_a_stale_publish_from_2_3_0(
+    version: str, compare_and_set: str, tmp_path: Path, clock: ManualClock
 ) -> None:
-    section = NacosSettings.from_section({**settings(nacos, tmp_path)["nacos"], "watch": False})
-    backend = NacosBackend(section)
-    try:
-        nacos.set("prod", "database", "shop.properties", "database.url=a\nother=1\n")
-        ref = ConfigRef("shop", "prod", "database", "database.url")
-        assert backend.get(ref) == "a"
-        nacos.set("prod", "database", "shop.properties", "database.url=a\nother=2\n")
-        with pytest.raises(BackendError) as caught:
-            backend.publish(ref, "b", actor="alice")
-        assert caught.value.details["casFailed"] is True
-        assert "changed in Nacos" in caught.value.message
-        assert nacos.configs[("prod", "database", "shop.properties")].endswith("other=2\n")
-        backend.refresh()  # read afresh: now it goes through
-        backend.publish(ref, "b", actor="alice")
-        assert nacos.configs[("prod", "database", "shop.properties")] == "database.url=b\nother=2\n"
-    finally:
-        backend.close()
+    """Nacos 2.3.0 and later compare casMd5 themselves (3.x says its version on another
+    route): one publish call, refused by the server, whatever the setting."""
+    with nacos_of(version, clock) as fake:
+        backend = one_shot(fake, tmp_path, compare_and_set=compare_and_set)
+        try:
+            assert refuse_then_publish(fake, backend) == ["POST"]
+        finally:
+            backend.close()
+
+
+@pytest.mark.parametrize("version", ["1.4.8", "2.0.4", "2.2.3", "2.2.4"])
+def test_invariant_no_silent_overwrite_a_server_ignoring_cas_md5_is_refused_at_start(
+    version: str, tmp_path: Path, clock: ManualClock
+) -> None:
+    with nacos_of(version, clock) as fake, pytest.raises(ConfigurationError) as caught:
+        GrayRelease.from_settings(
+            settings(fake, tmp_path), clock=clock, plugins=(nacos_plugin,), load_entrypoints=False
+        )
+    message = caught.value.message
+    assert f"is version {version}, which ignores casMd5" in message
+    assert "2.3.0" in message
+    assert "set settings.nacos.compare_and_set to 'read-compare-publish'" in message
+    assert caught.value.details["field"] == "settings.nacos.compare_and_set"
+    assert caught.value.details["version"] == version
+
+
+@pytest.mark.parametrize("version", ["1.4.8", "2.2.3"])
+def test_invariant_no_silent_overwrite_read_compare_publish_refuses_an_edit_before_the_compare(
+    version: str, tmp_path: Path, clock: ManualClock
+) -> None:
+    """The server would overwrite (the fake's test shows it): the backend reads the config
+    again just before publishing, and refuses."""
+    with nacos_of(version, clock) as fake:
+        backend = one_shot(fake, tmp_path, compare_and_set="read-compare-publish")
+        try:
+            assert refuse_then_publish(fake, backend) == ["GET"]  # refused before any POST
+            before = len(fake.requests)
+            backend.publish(SHOP_URL, "c", actor="alice")
+            assert config_calls(fake, before) == ["GET", "POST"]  # compared, then published
+        finally:
+            backend.close()
+
+
+def test_read_compare_publish_runs_a_plan_from_start_to_rollback_on_2_2_3(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    with nacos_of("2.2.3", clock) as fake:
+        key = ("prod", "default", "feature.newPayment.enabled")
+        fake.set(*key, "false")
+        with GrayRelease.from_settings(
+            settings(fake, tmp_path, compare_and_set="read-compare-publish"),
+            clock=clock,
+            plugins=(nacos_plugin,),
+            load_entrypoints=False,
+        ) as engine:
+            body = PLAN_EXAMPLES["percentage"]["value"]
+            plan = engine.start(engine.create_plan(body, actor="alice").id, actor="alice")
+            engine.complete(plan.id, actor="alice")
+            assert fake.configs[key] == "true"
+            engine.rollback(plan.id, actor="alice")
+            assert fake.configs[key] == "false"
+
+
+def test_invariant_no_silent_overwrite_a_server_down_at_start_is_asked_before_publishing(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    """The read path does not need the version, so a server down at start does not stop
+    the backend; the first publish asks, and refuses against a server ignoring casMd5."""
+    with nacos_of("2.2.3", clock) as fake:
+        fake.set("prod", "default", "k", "v1")
+        fake.fail(502)
+        backend = one_shot(fake, tmp_path)
+        try:
+            fake.heal()
+            ref = ConfigRef("shop", "prod", "default", "k")
+            assert backend.get(ref) == "v1"
+            with pytest.raises(ConfigurationError, match=r"is version 2\.2\.3"):
+                backend.publish(ref, "v2", actor="alice")
+            assert fake.configs[("prod", "default", "k")] == "v1"
+        finally:
+            backend.close()
+
+
+def test_invariant_no_silent_overwrite_a_server_that_does_not_say_its_version_is_not_trusted(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    """A proxy that forwards only the config API: the version is unknown, so compare-and-set
+    cannot be promised; with the fallback the backend compares itself."""
+    with nacos_of("2.5.1", clock) as fake:
+        fake.fail(404)
+        with pytest.raises(ConfigurationError) as caught:
+            one_shot(fake, tmp_path)
+        assert "did not say its version" in caught.value.message
+        assert caught.value.details["version"] is None
+        backend = one_shot(fake, tmp_path, compare_and_set="read-compare-publish")
+        fake.heal()
+        try:
+            assert refuse_then_publish(fake, backend) == ["GET"]
+        finally:
+            backend.close()
 
 
 def test_a_complete_that_fails_half_way_restores_what_it_published(
@@ -295,6 +424,41 @@ def test_a_beta_that_could_not_be_stopped_is_stopped_when_nacos_is_back(
     assert read_as(nacos, "192.168.1.100", "pool.size") == ("10", False)
 
 
+def test_a_beta_stop_nacos_answers_as_failed_raises_and_is_retried_until_it_holds(
+    nacos: FakeNacos,
+    beta_engine: GrayRelease,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Nacos answers a failed beta stop with HTTP 200 and ``{"code":500,...,"data":false}``:
+    that is a failure, not a stop, and the stop is tried again at the next refresh."""
+    monkeypatch.setattr(nacos_backend, "BETA_RETRY", 0.0)
+    key = ("prod", "default", "pool.size")
+    nacos.set(*key, "10")
+    plan_id = whitelist_plan(beta_engine)
+    assert key in nacos.betas
+    nacos.beta_stops_fail = True
+    client = NacosClient(nacos.base_url, username="nacos", password="s3cret")
+    with pytest.raises(BackendError) as caught:
+        client.delete(ConfigId(*key), beta=True)
+    assert "remove beta data error" in caught.value.message
+    assert "the beta still runs" in caught.value.message
+    beta_engine.rollback(plan_id, actor="alice", reason="errors")  # the rollback itself holds
+    assert beta_engine.get_plan(plan_id).status is PlanStatus.ROLLBACK
+    assert key in nacos.betas
+    assert "not settled" in caplog.text
+    beta_engine.backend.refresh()  # Nacos still fails: the stop stays due
+    assert key in nacos.betas
+    nacos.beta_stops_fail = False
+    stops = len([r for r in nacos.requests if r.method == "DELETE"])
+    beta_engine.backend.refresh()
+    assert key not in nacos.betas
+    assert len([r for r in nacos.requests if r.method == "DELETE"]) == stops + 1
+    assert read_as(nacos, "192.168.1.100", "pool.size") == ("10", False)
+    beta_engine.backend.refresh()  # settled: not sent again
+    assert len([r for r in nacos.requests if r.method == "DELETE"]) == stops + 1
+
+
 def test_keys_inside_a_file_and_other_strategies_get_no_beta(
     nacos: FakeNacos, beta_engine: GrayRelease
 ) -> None:
@@ -391,6 +555,7 @@ def test_the_backend_is_an_installed_entry_point(
         ({"poll_timeout": 0}, "settings.nacos.poll_timeout"),
         ({"watch": "yes"}, "settings.nacos.watch"),
         ({"beta": 1}, "settings.nacos.beta"),
+        ({"compare_and_set": "maybe"}, "settings.nacos.compare_and_set"),
         ({"servers": ["a"]}, "settings.nacos.servers"),
     ],
 )

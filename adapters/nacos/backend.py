@@ -6,7 +6,11 @@ the first time a key in it is read, then kept in memory and watched by one long-
 original-value snapshot and the drift check alike.
 
 Publishing compares and sets: the content is published with the MD5 of what this backend last
-saw (``casMd5``), so a change made in Nacos since is refused, not overwritten.
+saw (``casMd5``), so a change made in Nacos since is refused, not overwritten. Nacos honours
+``casMd5`` over HTTP from 2.3.0 only (older servers overwrite silently), so the backend asks the
+server its version when it starts and refuses to start against an older one, unless
+``compare_and_set`` is ``read-compare-publish``: the config is then read again just before
+each publish and the publish refused when it changed (a short window remains: docs/nacos.md).
 
 With ``beta``, the backend also hears plan events (a backend is a plugin too): while an
 IP_WHITELIST plan on whole data ids is live, its gray values are published as Nacos betas to
@@ -24,10 +28,18 @@ from collections.abc import Callable, Mapping
 
 import attrs
 
-from grayrelease_core import BackendError, ConfigRef, PlanEvent, hookimpl
+from grayrelease_core import BackendError, ConfigRef, ConfigurationError, PlanEvent, hookimpl
 
-from .client import ConfigId, NacosClient, nacos_md5
-from .settings import KeyFile, NacosSettings
+from .client import (
+    CAS_OVER_HTTP,
+    SERVER_STATES,
+    ConfigId,
+    NacosClient,
+    changed_since_read,
+    honours_cas_md5,
+    nacos_md5,
+)
+from .settings import FIELD, READ_COMPARE_PUBLISH, KeyFile, NacosSettings
 
 log = logging.getLogger("grayrelease")
 MAX_BACKOFF = 30.0
@@ -85,6 +97,10 @@ class NacosBackend:
         self._betas_due: dict[ConfigId, Beta | None] = {}
         """Betas to publish (or, ``None``, to stop) that Nacos has not taken yet."""
         self._beta_retry_at = 0.0
+        self._read_first: bool | None = None
+        """Whether a publish reads the config first (read-compare-publish) rather than leave
+        the compare to Nacos; ``None`` until the server's version is known."""
+        self._learn_server(starting=True)
         if settings.watch:
             self._watcher = threading.Thread(
                 target=self._watch, name="grayrelease-nacos", daemon=True
@@ -109,6 +125,9 @@ class NacosBackend:
         return entry.keys.get(ref.config_key)
 
     def publish(self, ref: ConfigRef, value: str | None, *, actor: str) -> None:
+        read_first = self._read_first
+        if read_first is None:
+            read_first = self._learn_server(starting=False)
         config, file = self.settings.locate(ref)
         entry = self._mirror.get(config) or self._load(config, file)
         if file is None:
@@ -127,6 +146,10 @@ class NacosBackend:
                     f"{config}: {exc}",
                     details={"server": self.settings.server, "config": str(config)},
                 ) from exc
+        # A server that ignores casMd5: compare here. An edit landing between this read and
+        # the publish below is still overwritten (docs/nacos.md).
+        if read_first and self._client.get(config) != entry.content:
+            raise changed_since_read(self.settings.server, config)
         self._client.publish(
             config,
             content,
@@ -151,6 +174,68 @@ class NacosBackend:
         self._watching.set()
         if self._watcher is not None:
             self._watcher.join(timeout=1.0)  # a poll in flight ends with the daemon thread
+
+    # --- what the server can do ------------------------------------------------------------
+
+    def _learn_server(self, *, starting: bool) -> bool:
+        """Ask the server its version and settle how publishes compare and set: whether a
+        publish must read the config first (read-compare-publish).
+
+        A server that cannot be asked at start is asked again before each publish until it
+        answers; meanwhile, under ``read-compare-publish``, publishes read first.
+
+        :raises ConfigurationError: the server cannot compare and set (or does not say its
+            version) and ``compare_and_set`` is ``require``.
+        :raises BackendError: (not ``starting``) the server could not be asked, under ``require``.
+        """
+        server = self.settings.server
+        since = ".".join(map(str, CAS_OVER_HTTP))
+        fallback = self.settings.compare_and_set == READ_COMPARE_PUBLISH
+        try:
+            version = self._client.server_version()
+        except BackendError as exc:
+            if starting:
+                log.warning("grayrelease: %s; asking again before the first publish", exc.message)
+                return fallback
+            if not fallback:
+                raise BackendError(
+                    f"{exc.message}; compare-and-set needs to know whether Nacos is {since} "
+                    f"or later: let {' and '.join(SERVER_STATES)} through to Nacos, or set "
+                    f"{FIELD}.compare_and_set to {READ_COMPARE_PUBLISH!r}",
+                    details=exc.details,
+                ) from exc
+            return True
+        if version is not None and honours_cas_md5(version):
+            self._read_first = False
+            return False
+        if version is None:
+            problem = (
+                f"Nacos at {server} did not say its version (neither "
+                f"{' nor '.join(SERVER_STATES)} answered one), so whether it honours casMd5 "
+                f"(Nacos {since} and later do) is unknown"
+            )
+            remedy = "let those routes through to Nacos"
+        else:
+            problem = (
+                f"Nacos at {server} is version {version}, which ignores casMd5 on an HTTP "
+                f"publish (Nacos honours it from {since} on): a publish would overwrite an "
+                "edit made in Nacos since it was read"
+            )
+            remedy = f"upgrade Nacos to {since} or later"
+        if not fallback:
+            raise ConfigurationError(
+                f"{problem}. Either {remedy}, or set {FIELD}.compare_and_set to "
+                f"{READ_COMPARE_PUBLISH!r} to read each config again just before publishing "
+                "it (docs/nacos.md says what window that leaves)",
+                details={
+                    "field": f"{FIELD}.compare_and_set",
+                    "server": server,
+                    "version": version,
+                },
+            )
+        log.info("grayrelease: %s; publishing by %s", problem, READ_COMPARE_PUBLISH)
+        self._read_first = True
+        return True
 
     # --- beta offload ------------------------------------------------------------------------
 

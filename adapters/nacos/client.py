@@ -1,5 +1,5 @@
 """A small client of Nacos's v1 config Open API: login, read, publish (with ``casMd5`` and
-``betaIps``), delete, and the long-polling listener.
+``betaIps``), delete, the long-polling listener, and the server's version.
 
 Every failure is a ``BackendError`` naming the server and the cause; the password and the
 access token never appear in one.
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 import time
 import urllib.parse
@@ -25,6 +26,13 @@ CONFIGS = "/nacos/v1/cs/configs"
 LISTENER = "/nacos/v1/cs/configs/listener"
 REFRESH_AT = 0.8
 """Log in again once this share of the token's lifetime has passed."""
+SERVER_STATES = ("/nacos/v1/console/server/state", "/nacos/v3/admin/core/state")
+"""Where Nacos says its version, outside auth: 1.x and 2.x on the console's route (a JSON
+object with ``version``); 3.x, whose console moved to a port of its own, on its admin route
+(the object wrapped as ``{"code":0,"data":{...}}``)."""
+CAS_OVER_HTTP = (2, 3, 0)
+"""The first Nacos whose HTTP publish reads ``casMd5`` (alibaba/nacos#11120, in 2.3.0-BETA):
+older servers ignore it and overwrite."""
 CAS_FAILED = "cas publish fail"
 SERVER_MIN_HOLD = 10.0
 """Seconds a Nacos server holds a long poll at the least (``LongPollingService``)."""
@@ -107,11 +115,7 @@ class NacosClient:
         what = f"publishing {config}" + (" as a beta" if beta_ips else "")
         answer = self._call("POST", CONFIGS, form, what=what, headers=headers)
         if answer.status == 500 and CAS_FAILED in answer.body.lower():
-            raise BackendError(
-                f"{config} changed in Nacos ({self.server}) since it was read; nothing was "
-                "published: read it again and retry",
-                details={"server": self.server, "config": str(config), "casFailed": True},
-            )
+            raise changed_since_read(self.server, config)
         self._check(answer, what)
         if answer.body.strip() != "true":
             raise self._error(what, f"Nacos answered {answer.body[:200]!r}, not true")
@@ -122,6 +126,29 @@ class NacosClient:
         what = f"deleting {config}" + ("'s beta" if beta else "")
         answer = self._call("DELETE", CONFIGS, params, what=what)
         self._check(answer, what)
+        if beta and not _beta_stopped(answer.body):
+            # Nacos (stopBeta, 1.4 to 3.x) answers a failed stop with HTTP 200 and
+            # {"code":500,"message":"remove beta data error","data":false}.
+            raise self._error(what, f"Nacos answered {answer.body[:200]!r}: the beta still runs")
+
+    def server_version(self) -> str | None:
+        """The version the server says it is; ``None`` when it says none (each state route
+        is missing or answers no version: a proxy that forwards only the config API, a
+        build without a version).
+
+        :raises BackendError: the server could not be asked (down, no answer, a 403, a 5xx).
+        """
+        what = "asking its version"
+        for path in SERVER_STATES:
+            # No token: the route is outside Nacos's auth, and the login can wait.
+            answer = self._send("GET", path, {}, what, None, None, None)
+            if answer.status == 404:
+                continue
+            self._check(answer, what)
+            version = _version_answer(answer.body)
+            if version is not None:
+                return version
+        return None
 
     def listen(self, md5s: Mapping[ConfigId, str], timeout: float) -> list[ConfigId]:
         """Wait up to ``timeout`` seconds for any of the configs to differ from its MD5
@@ -191,7 +218,7 @@ class NacosClient:
         if method == "POST":
             body = urllib.parse.urlencode(query).encode()
             send_headers["Content-Type"] = "application/x-www-form-urlencoded;charset=utf-8"
-        else:
+        elif query:
             url += "?" + urllib.parse.urlencode(query)
         request = urllib.request.Request(url, data=body, method=method, headers=send_headers)
         return exchange(
@@ -230,6 +257,24 @@ class NacosClient:
             raise self._error(what, f"HTTP {answer.status}: {answer.body[:200]}")
 
 
+def changed_since_read(server: str, config: ConfigId) -> BackendError:
+    """The refusal of a publish whose config changed in Nacos since it was read."""
+    return BackendError(
+        f"{config} changed in Nacos ({server}) since it was read; nothing was "
+        "published: read it again and retry",
+        details={"server": server, "config": str(config), "casFailed": True},
+    )
+
+
+def honours_cas_md5(version: str) -> bool:
+    """Whether a Nacos of ``version`` (``2.2.3``, ``2.3.0-BETA``, ``2.4.0.1``) refuses an
+    HTTP publish whose ``casMd5`` is stale, rather than ignoring it."""
+    numbers = re.match(r"\s*(\d+)(?:\.(\d+))?(?:\.(\d+))?", version)
+    if numbers is None:
+        return False
+    return tuple(int(n or 0) for n in numbers.groups()) >= CAS_OVER_HTTP
+
+
 def _params(config: ConfigId) -> dict[str, str]:
     params = {"dataId": config.data_id, "group": config.group}
     if config.tenant:
@@ -237,13 +282,29 @@ def _params(config: ConfigId) -> dict[str, str]:
     return params
 
 
-def _login_answer(body: str) -> tuple[str | None, float]:
+def _json_object(body: str) -> dict[str, Any]:
     try:
         data = json.loads(body)
     except ValueError:
-        return None, 0.0
-    if not isinstance(data, dict):
-        return None, 0.0
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _beta_stopped(body: str) -> bool:
+    answer = _json_object(body)
+    return answer.get("code") == 200 and answer.get("data") is True
+
+
+def _version_answer(body: str) -> str | None:
+    state = _json_object(body)
+    if "version" not in state and isinstance(state.get("data"), dict):
+        state = state["data"]  # 3.x wraps it
+    version = state.get("version")
+    return version.strip() if isinstance(version, str) and version.strip() else None
+
+
+def _login_answer(body: str) -> tuple[str | None, float]:
+    data = _json_object(body)
     token = data.get("accessToken")
     ttl = data.get("tokenTtl", 18000)
     if not isinstance(token, str) or not token:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final, Literal
 
 import attrs
 from grayrelease_adapters.placeholders import fill, ref_template
@@ -18,6 +18,9 @@ from .files import FORMATS, FileFormat
 FIELD = "settings.nacos"
 DEFAULT_SERVER = "http://127.0.0.1:8848"
 """Nacos is run by its users; its own default address."""
+REQUIRE: Final = "require"
+READ_COMPARE_PUBLISH: Final = "read-compare-publish"
+CompareAndSet = Literal["require", "read-compare-publish"]
 
 
 @attrs.frozen
@@ -48,6 +51,12 @@ class NacosSettings:
     watch: bool = True
     """Keep a long-polling thread on the data ids read; off for one-shot processes (the CLI),
     which then read Nacos afresh before each publish."""
+    compare_and_set: CompareAndSet = REQUIRE
+    """How a publish is kept from overwriting an edit made in Nacos since it was read.
+    ``require``: by Nacos itself (``casMd5``, honoured over HTTP from Nacos 2.3.0), and the
+    backend refuses to start against a server that cannot. ``read-compare-publish``: against
+    such a server, read the config just before publishing and refuse when it changed, which
+    leaves a short window (docs/nacos.md)."""
 
     @classmethod
     def from_section(cls, section: Mapping[str, Any]) -> NacosSettings:
@@ -63,6 +72,7 @@ class NacosSettings:
                 "poll_timeout",
                 "watch",
                 "beta",
+                "compare_and_set",
             ),
             required=(),
             field=FIELD,
@@ -83,6 +93,13 @@ class NacosSettings:
         for name, flag in (("watch", watch), ("beta", beta)):
             if not isinstance(flag, bool):
                 raise ValidationError(f"{FIELD}.{name}", "must be true or false", value=flag)
+        compare_and_set = data.get("compare_and_set", REQUIRE)
+        if compare_and_set not in (REQUIRE, READ_COMPARE_PUBLISH):
+            raise ValidationError(
+                f"{FIELD}.compare_and_set",
+                f"must be {REQUIRE!r} or {READ_COMPARE_PUBLISH!r}",
+                value=compare_and_set,
+            )
         return cls(
             server=server,
             username=username,
@@ -93,6 +110,7 @@ class NacosSettings:
             poll_timeout=seconds(data.get("poll_timeout", 30), f"{FIELD}.poll_timeout", 120),
             watch=watch,
             beta=beta,
+            compare_and_set=compare_and_set,
         )
 
     def locate(self, ref: ConfigRef) -> tuple[ConfigId, KeyFile | None]:
