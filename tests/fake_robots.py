@@ -11,6 +11,9 @@ timestamp, the JSON body of a known msgtype with the fields it needs, the byte l
 messages a minute per robot, answering HTTP 200 with ``{"errcode", "errmsg"}`` as the services
 do. ``fail(502)`` and ``hang()`` turn a server into a broken one for fault tests. Time comes
 from ``clock`` (the real one by default), so a test can move a minute on without sleeping.
+``wecom_mentions(received.body)`` tells whom a WeCom message notifies, by the robot's rules:
+``@all`` only in a text message's ``mentioned_list`` or ``mentioned_mobile_list``; ``<@userid>``
+in the content of a text or a markdown (``<@all>`` there is printed, not a mention).
 Where the documentation gives no error code (a malformed body) the fakes use the ones the
 services are seen to answer; callers should only rely on the documented ones.
 """
@@ -21,6 +24,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import threading
 import urllib.parse
 from collections.abc import Iterable, Mapping
@@ -44,6 +48,11 @@ WECOM_MAX_TEXT = 2048
 MAX_REQUEST = 1 << 20
 """Bodies over this are not read at all (HTTP 413), to keep a runaway test bounded."""
 
+WECOM_EVERYONE = "@all"
+WECOM_USERID = re.compile(r"<@([A-Za-z0-9][A-Za-z0-9_.@-]{0,63})>")
+"""``<@userid>`` in a content: a WeCom userid is letters, digits and ``_-@.``, a letter or a
+digit first, so ``<@@all>`` cannot be one."""
+
 OK = (0, "ok")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -66,6 +75,16 @@ class Received(NamedTuple):
         """The msgtype's object (``body["markdown"]``, ``body["text"]``...)."""
         part: dict[str, Any] = self.body[self.msgtype]
         return part
+
+
+class WeComMentions(NamedTuple):
+    """Whom a WeCom message notifies in the group."""
+
+    everyone: bool
+    users: tuple[str, ...]
+    """User ids mentioned (``mentioned_list``, ``<@userid>``), in order."""
+    mobiles: tuple[str, ...]
+    """Mobile numbers mentioned (``mentioned_mobile_list``), in order."""
 
 
 class Refusal(Exception):
@@ -290,6 +309,33 @@ def _check_wecom_shape(message: dict[str, Any]) -> None:
         for name in ("mentioned_list", "mentioned_mobile_list"):
             if name in part and not _strings(part[name]):
                 raise Refusal(40035, f"invalid {name}")
+
+
+def wecom_mentions(message: Mapping[str, Any]) -> WeComMentions:
+    """Whom an accepted WeCom ``message`` notifies.
+
+    Only a text message has ``mentioned_list`` and ``mentioned_mobile_list``, the one way to
+    mention everyone (``@all`` in either); a markdown has only its ``content``, so lists sent
+    with one mention nobody. In a content only ``<@userid>`` mentions: ``<@all>`` and
+    ``<@@all>`` are shown as written, and a mobile number cannot be mentioned there.
+    """
+    msgtype = message["msgtype"]
+    part = message[msgtype]
+    everyone = False
+    users: list[str] = []
+    mobiles: list[str] = []
+    if msgtype == "text":
+        for name, into in (("mentioned_list", users), ("mentioned_mobile_list", mobiles)):
+            for entry in part.get(name, []):
+                if entry == WECOM_EVERYONE:
+                    everyone = True
+                else:
+                    into.append(entry)
+    if msgtype in ("text", "markdown"):
+        # No member of the fakes' groups is called "all": <@all> notifies nobody.
+        found = WECOM_USERID.findall(part["content"])
+        users.extend(user for user in found if user.lower() != "all")
+    return WeComMentions(everyone, tuple(dict.fromkeys(users)), tuple(dict.fromkeys(mobiles)))
 
 
 # --- helpers ---------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from grayrelease_core import ManualClock, Settings, ValidationError, hookspecs
 from grayrelease_core.notify import DeliveryError, Message, Notifier
 
-from .fake_robots import FakeDingTalk, FakeWeCom, RobotServer
+from .fake_robots import FakeDingTalk, FakeWeCom, RobotServer, WeComMentions, wecom_mentions
 from .loopback import free_port
 
 TOKEN = "a1b2c3d4e5f6"
@@ -150,6 +150,116 @@ def test_wecom_text_arrives_with_title_link_and_mentioned_list(fake_wecom: FakeW
             "mentioned_list": ["zhangsan", "@all"],
         },
     }
+
+
+# --- mentions --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("msgtype", ["markdown", "text"])
+@pytest.mark.parametrize(
+    "recipients", [["@all"], ["zhangsan", "@all", "lisi"], [" @ALL ", "zhangsan"]]
+)
+def test_invariant_wecom_mention_of_everyone_reaches_everyone(
+    fake_wecom: FakeWeCom, msgtype: str, recipients: list[str]
+) -> None:
+    wecom_notifier(fake_wecom.webhook_url(KEY), msgtype=msgtype).send(MESSAGE, recipients)
+
+    [got] = fake_wecom.accepted
+    mentions = wecom_mentions(got.body)
+    assert mentions.everyone
+    users = [r for r in recipients if r.strip().lower() != "@all"]
+    assert mentions.users == tuple(users)  # the named ones are still named
+    # Only a text message can mention everyone; nothing is left to print "@all" literally.
+    assert got.msgtype == "text"
+    assert "@all" not in got.content["content"].lower()
+    assert got.content["content"] == f"{MESSAGE.title}\n\n{MESSAGE.text}\n\n{LINK}"
+
+
+def test_wecom_markdown_without_everyone_stays_markdown_and_mentions_user_ids(
+    fake_wecom: FakeWeCom,
+) -> None:
+    wecom_notifier(fake_wecom.webhook_url(KEY)).send(MESSAGE, ["zhangsan", "li.si@corp"])
+
+    [got] = fake_wecom.accepted
+    assert got.msgtype == "markdown"
+    assert wecom_mentions(got.body) == WeComMentions(False, ("zhangsan", "li.si@corp"), ())
+
+
+WECOM_USER_ID = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,20}", fullmatch=True)
+
+
+@given(
+    st.sampled_from(["markdown", "text"]),
+    st.lists(st.one_of(WECOM_USER_ID, st.sampled_from(["@all", " @all", "@ALL"])), max_size=8),
+)
+def test_invariant_wecom_every_recipient_is_mentioned(msgtype: str, recipients: list[str]) -> None:
+    notifier = wecom_notifier(WE, msgtype=msgtype)
+    body = json.loads(notifier.body(MESSAGE, recipients))
+
+    mentions = wecom_mentions(body)
+    everyone = any(r.strip().lower() == "@all" for r in recipients)
+    assert mentions.everyone == everyone
+    named = [r for r in recipients if r.strip().lower() != "@all"]
+    assert mentions.users == tuple(dict.fromkeys(named))
+    if body["msgtype"] == "markdown":
+        assert "@all" not in body["markdown"]["content"].lower()
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            {"msgtype": "markdown", "markdown": {"content": "hi <@all>"}},
+            WeComMentions(False, (), ()),
+        ),
+        (
+            {"msgtype": "markdown", "markdown": {"content": "hi <@@all>"}},
+            WeComMentions(False, (), ()),
+        ),
+        (
+            {"msgtype": "markdown", "markdown": {"content": "hi", "mentioned_list": ["@all"]}},
+            WeComMentions(False, (), ()),
+        ),
+        (
+            {"msgtype": "markdown", "markdown": {"content": "<@zs> <@13800000000>"}},
+            WeComMentions(False, ("zs", "13800000000"), ()),  # a user id, never a mobile
+        ),
+        (
+            {"msgtype": "text", "text": {"content": "@all hi"}},
+            WeComMentions(False, (), ()),
+        ),
+        (
+            {"msgtype": "text", "text": {"content": "hi", "mentioned_mobile_list": ["@all"]}},
+            WeComMentions(True, (), ()),
+        ),
+        (
+            {
+                "msgtype": "text",
+                "text": {
+                    "content": "hi <@ww>",
+                    "mentioned_list": ["zs", "@all"],
+                    "mentioned_mobile_list": ["13800000000"],
+                },
+            },
+            WeComMentions(True, ("zs", "ww"), ("13800000000",)),
+        ),
+    ],
+    ids=[
+        "markdown-at-all",
+        "markdown-at-at-all",
+        "markdown-mentioned-list",
+        "markdown-user-ids",
+        "text-at-all-in-content",
+        "text-mobile-list-all",
+        "text-lists",
+    ],
+)
+def test_the_wecom_fake_counts_only_the_mentions_wecom_makes(
+    fake_wecom: FakeWeCom, body: dict[str, Any], expected: WeComMentions
+) -> None:
+    assert b'"errcode": 0' in post(fake_wecom.webhook_url(KEY), json.dumps(body).encode())
+    [got] = fake_wecom.accepted
+    assert wecom_mentions(got.body) == expected
 
 
 # --- rate limits -----------------------------------------------------------------------------
@@ -342,25 +452,30 @@ def test_the_dingtalk_fake_refuses_an_oversized_body_as_not_retryable(
 
 
 @pytest.mark.parametrize(
-    ("msgtype", "limit", "original", "tail"),
+    ("msgtype", "recipients", "limit", "tail"),
     [
-        ("markdown", 4096, LONG_MARKDOWN, f"\n\n[查看计划]({LINK})\n\n<@zhangsan>"),
-        ("text", 2048, LONG_MARKDOWN, f"\n\n{LINK}"),
+        ("markdown", ["zhangsan"], 4096, f"\n\n[查看计划]({LINK})\n\n<@zhangsan>"),
+        ("text", ["zhangsan"], 2048, f"\n\n{LINK}"),
+        # A markdown channel mentioning everyone sends a text message: the text's limit.
+        ("markdown", ["zhangsan", "@all"], 2048, f"\n\n{LINK}"),
     ],
+    ids=["markdown", "text", "markdown-to-everyone"],
 )
 def test_wecom_truncates_a_long_content_to_fit(
-    fake_wecom: FakeWeCom, msgtype: str, limit: int, original: str, tail: str
+    fake_wecom: FakeWeCom, msgtype: str, recipients: list[str], limit: int, tail: str
 ) -> None:
     notifier = wecom_notifier(fake_wecom.webhook_url(KEY), msgtype=msgtype)
-    message = Message(title="长消息", text=original, markdown=original, link=LINK)
-    notifier.send(message, ["zhangsan"])
+    message = Message(title="长消息", text=LONG_MARKDOWN, markdown=LONG_MARKDOWN, link=LINK)
+    notifier.send(message, recipients)
 
     [got] = fake_wecom.accepted
+    assert got.msgtype == ("text" if limit == 2048 else "markdown")
     content: str = got.content["content"]
     assert limit - 4 < len(content.encode()) <= limit
-    head = "长消息\n\n" if msgtype == "text" else ""
+    head = "长消息\n\n" if got.msgtype == "text" else ""
     assert content.startswith(head)
-    cut_part(content[len(head) :], original, tail)
+    cut_part(content[len(head) :], LONG_MARKDOWN, tail)
+    assert wecom_mentions(got.body) == WeComMentions("@all" in recipients, ("zhangsan",), ())
 
 
 def test_the_wecom_fake_refuses_an_oversized_content() -> None:

@@ -10,9 +10,11 @@ or ``"key": "..."`` (and ``"base_url"``, default ``https://qyapi.weixin.qq.com``
 the markdown link to the plan (default ``查看计划``).
 
 Recipients are WeCom user ids to mention: ``<@userid>`` in a markdown's content,
-``mentioned_list`` of a text message (where ``@all`` mentions everyone). A content too long
-for the robot (4096 bytes of markdown, 2048 of text) is cut, on a character boundary, rather
-than refused. The protocol is in ``PROTOCOLS.md`` (WeCom group robot).
+``mentioned_list`` of a text message. ``@all`` mentions everyone, which the robot does only in
+a text message's ``mentioned_list`` (a markdown would print it), so a notification to ``@all``
+goes out as a text message whatever ``msgtype`` says. A content too long for the robot (4096
+bytes of markdown, 2048 of text) is cut, on a character boundary, rather than refused. The
+protocol is in ``PROTOCOLS.md`` (WeCom group robot).
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ RATE_WINDOW_SECONDS = 60.0
 """The robot takes 20 messages a minute; a minute later the window has room again."""
 INVALID_WEBHOOK = 93000
 BUSY = -1
+EVERYONE = "@all"
+"""The recipient that mentions the whole group; only a text message can carry it."""
 
 
 @attrs.frozen
@@ -119,9 +123,9 @@ class WeComNotifier:
 
     def body(self, message: Message, recipients: Sequence[str]) -> bytes:
         """The JSON body for ``message``; its content within the robot's byte limit."""
-        users = list(dict.fromkeys(r.strip() for r in recipients if r.strip()))
+        users = list(dict.fromkeys(_user(r) for r in recipients if r.strip()))
         payload: dict[str, Any]
-        if self.settings.msgtype == "text":
+        if self.settings.msgtype == "text" or EVERYONE in users:
             tail = f"\n\n{message.link}" if message.link else ""
             content = _fit(f"{message.title}\n\n", message.text, tail, MAX_TEXT_BYTES)
             payload = {"msgtype": "text", "text": {"content": content}}
@@ -137,6 +141,13 @@ class WeComNotifier:
             payload = {"msgtype": "markdown", "markdown": {"content": content}}
         # The limits count the content's bytes, so the JSON escapes do not matter here.
         return json_body(payload)
+
+
+def _user(recipient: str) -> str:
+    """``recipient`` as ``mentioned_list`` takes it: ``@all`` in any case is everyone (a user id
+    cannot start with ``@``), anything else a user id."""
+    user = recipient.strip()
+    return EVERYONE if user.lower() == EVERYONE else user
 
 
 def _fit(head: str, text: str, tail: str, limit: int) -> str:
