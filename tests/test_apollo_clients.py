@@ -190,21 +190,55 @@ def signed(app_id: str, secret: str, path: str) -> dict[str, str]:
     return {"Authorization": f"Apollo {app_id}:{signature}", "Timestamp": timestamp}
 
 
-def test_a_signature_of_the_path_after_the_clients_url_is_accepted(
+ROOTED = "/apollo"
+"""The endpoint at a root of its own, serving one environment."""
+
+
+def rooted_app(tmp_path: Path, clock: ManualClock, **config: Any) -> Flask:
+    return apollo_app(
+        tmp_path,
+        clock,
+        GRAYRELEASE_APOLLO_PREFIX=ROOTED,
+        GRAYRELEASE_APOLLO_ENVIRONMENT="prod",
+        GRAYRELEASE_APOLLO_ACCESS_KEYS={"demo-app": "s3cret"},
+        **config,
+    )
+
+
+def test_a_signature_of_the_path_after_the_clients_url_is_accepted_at_an_own_root(
     tmp_path: Path, clock: ManualClock
 ) -> None:
-    app = apollo_app(tmp_path, clock, GRAYRELEASE_APOLLO_ACCESS_KEYS={"demo-app": "s3cret"})
+    app = rooted_app(tmp_path, clock)
     try:
         http = app.test_client()
         query = urllib.parse.urlencode({"ip": "10.0.0.1"})
         relative = f"/configs/demo-app/default/database?{query}"
-        full = f"{DATABASE}?{query}"
+        full = f"{ROOTED}{relative}"
         for path in (relative, full):
             assert http.get(full, headers=signed("demo-app", "s3cret", path)).status_code == 200
         # Still a signature of this request: another path or another secret is refused.
         other = "/configs/demo-app/default/other?" + query
         assert http.get(full, headers=signed("demo-app", "s3cret", other)).status_code == 401
         assert http.get(full, headers=signed("demo-app", "wrong", relative)).status_code == 401
+    finally:
+        app.extensions["grayrelease"].close(app)
+
+
+def test_invariant_a_signature_cannot_be_replayed_into_another_environment(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    """With the environment in the path, only a signature that covers it is accepted."""
+    app = apollo_app(tmp_path, clock, GRAYRELEASE_APOLLO_ACCESS_KEYS={"demo-app": "s3cret"})
+    try:
+        http = app.test_client()
+        query = urllib.parse.urlencode({"ip": "10.0.0.1"})
+        relative = f"/configs/demo-app/default/database?{query}"
+        seen_in_dev = signed("demo-app", "s3cret", relative)
+        assert http.get(f"{DATABASE}?{query}", headers=seen_in_dev).status_code == 401
+        full = signed("demo-app", "s3cret", f"{DATABASE}?{query}")
+        assert http.get(f"{DATABASE}?{query}", headers=full).status_code == 200
+        dev = DATABASE.replace("/prod/", "/dev/")
+        assert http.get(f"{dev}?{query}", headers=full).status_code == 401
     finally:
         app.extensions["grayrelease"].close(app)
 
@@ -217,12 +251,7 @@ def test_apollo_client_python_with_an_access_key_follows_a_plan(
     from werkzeug.serving import make_server
 
     monkeypatch.setenv("HOME", str(tmp_path))  # its file cache goes under ~/data/apollo
-    app = apollo_app(
-        tmp_path,
-        clock,
-        GRAYRELEASE_APOLLO_HOLD=2.0,
-        GRAYRELEASE_APOLLO_ACCESS_KEYS={"demo-app": "s3cret"},
-    )
+    app = rooted_app(tmp_path, clock, GRAYRELEASE_APOLLO_HOLD=2.0)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     serving.start()
@@ -231,7 +260,7 @@ def test_apollo_client_python_with_an_access_key_follows_a_plan(
         client = ApolloClient(
             app_id="demo-app",
             cluster="default",
-            config_url=f"http://127.0.0.1:{server.server_port}{APOLLO}",
+            config_url=f"http://127.0.0.1:{server.server_port}{ROOTED}",
             secret="s3cret",
             namespaces=["database"],
             enable_dotenv=False,

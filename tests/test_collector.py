@@ -50,21 +50,23 @@ def test_invariant_the_collector_is_off_during_a_tick_and_on_after() -> None:
 
 
 def test_overlapping_pauses_share_one_and_the_last_gives_it_back() -> None:
-    entered, release = threading.Barrier(2), threading.Event()
+    entered, release = threading.Barrier(2, timeout=10), threading.Event()
 
     def tick_in_a_thread() -> None:
         with paused():
             entered.wait()
-            release.wait()
+            release.wait(10)
 
-    thread = threading.Thread(target=tick_in_a_thread)
+    thread = threading.Thread(target=tick_in_a_thread, daemon=True)
     thread.start()
-    with paused():
-        entered.wait()
-        assert not gc.isenabled()
-    assert not gc.isenabled()  # the other pause is still running
-    release.set()
-    thread.join()
+    try:
+        with paused():
+            entered.wait()
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the other pause is still running
+    finally:
+        release.set()
+        thread.join(10)
     assert gc.isenabled()
 
 

@@ -60,10 +60,11 @@ class Served:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.asgi.watcher.release()
+        self.asgi.watcher.release_soon()
         self.server.should_exit = True
         self.thread.join(15)
         self.listener.close()
+        assert not self.thread.is_alive(), "uvicorn did not stop"
 
 
 @pytest.fixture
@@ -137,7 +138,7 @@ def test_a_poll_whose_hold_runs_out_gets_304_and_stopping_answers_the_rest(
             async def held_then_stopped() -> list[Answer]:
                 polls = await open_polls(served.port, poll_target(APOLLO, known), 20, batch=20)
                 await asyncio.to_thread(wait_held, served, 20)
-                served.asgi.watcher.release()  # what the server does on SIGTERM
+                served.asgi.watcher.release_soon()  # what the server does on SIGTERM
                 return await asyncio.wait_for(asyncio.gather(*polls), 10)
 
             answers = asyncio.run(held_then_stopped())
@@ -192,3 +193,102 @@ def test_the_host_asgi_example_in_apollo_md_builds_the_app(
             assert asyncio.run(request(served.port, poll_target(APOLLO, -1))).status == 200
     finally:
         built[0].extensions["grayrelease"].close(built[0])
+
+
+def test_a_head_poll_is_refused_not_held_in_a_thread(app: Flask) -> None:
+    """Flask answers HEAD on a GET route: the view would sleep a worker for the hold."""
+    with Served(app, threads=1) as served:
+        known = known_id(served.port)
+
+        async def head() -> Answer:
+            reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+            target = poll_target(APOLLO, known)
+            writer.write(f"HEAD {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            raw = await asyncio.wait_for(reader.read(), 5)
+            writer.close()
+            return Answer(int(raw.split(b" ", 2)[1]), b"", time.monotonic())
+
+        assert asyncio.run(head()).status == 405
+        assert served.asgi.watcher.held == 0
+
+
+def test_a_poll_whose_client_hangs_up_is_no_longer_waited_on(app: Flask) -> None:
+    with Served(app, threads=2) as served:
+        known = known_id(served.port)
+
+        async def hang_up() -> None:
+            polls = await open_polls(served.port, poll_target(APOLLO, known), 10, batch=10)
+            await asyncio.to_thread(wait_held, served, 10)
+            for task in polls:
+                task.cancel()  # closes each connection
+            await asyncio.gather(*polls, return_exceptions=True)
+
+        asyncio.run(hang_up())
+        deadline = time.monotonic() + 10
+        while served.asgi.watcher.held:
+            assert time.monotonic() < deadline, f"{served.asgi.watcher.held} polls still held"
+            time.sleep(0.05)
+
+
+def test_every_route_is_refused_a_body_over_the_limit_and_never_given_part_of_one(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    """The host's own routes too: under the layer a body over the limit is a 413, never an
+    empty or cut body handed over as if whole."""
+    host = apollo_app(tmp_path, clock, GRAYRELEASE_MAX_BODY_BYTES=4096)
+    received: list[int] = []
+
+    @host.post("/host/upload")
+    def upload() -> str:
+        from flask import request as flask_request
+
+        received.append(len(flask_request.get_data()))
+        return "ok"
+
+    def exchange(port: int, head: str, body: bytes) -> int:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(head.encode() + body)
+            raw = b""
+            while b"\r\n\r\n" not in raw:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                raw += chunk
+        return int(raw.split(b" ", 2)[1])
+
+    try:
+        with Served(host, threads=2) as served:
+            base = "POST /host/upload HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            declared = exchange(served.port, base + "Content-Length: 5000000\r\n\r\n", b"x" * 100)
+            body = b"y" * 5000
+            chunks = f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
+            streamed = exchange(served.port, base + "Transfer-Encoding: chunked\r\n\r\n", chunks)
+            small = exchange(served.port, base + "Content-Length: 10\r\n\r\n", b"z" * 10)
+        assert (declared, streamed, small) == (413, 413, 200)
+        assert received == [10]
+    finally:
+        host.extensions["grayrelease"].close(host)
+
+
+def test_header_names_with_underscores_are_dropped() -> None:
+    from grayrelease_adapters.flask.asgi import _environ
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/api/x",
+        "root_path": "/api-v2",
+        "query_string": b"",
+        "headers": [
+            (b"x-forwarded-for", b"10.0.0.1"),
+            (b"x_forwarded_for", b"192.168.1.100"),
+            (b"cookie", b"a=1"),
+            (b"cookie", b"b=2"),
+        ],
+        "client": ("127.0.0.1", 5000),
+    }
+    environ = _environ(scope)
+    assert environ["HTTP_X_FORWARDED_FOR"] == "10.0.0.1"
+    assert environ["HTTP_COOKIE"] == "a=1; b=2"
+    # A root path is taken off at a segment boundary only.
+    assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == ("/api-v2", "/api/x")

@@ -359,10 +359,12 @@ def _authenticate(settings: AppState, app_id: str) -> None:
     need a client token, an app without an access key cannot be read here.
 
     The signature covers the path and query. Apollo's server sees the path from its root;
-    clients sign the path after the URL they were given (``apollo-client-python``,
-    ``apollo-python-client``), which here is the path after the endpoint's root (and
-    environment). Both are accepted: the environment is then not signed, which only matters
-    where one app's access key is shared by environments it must not cross."""
+    some clients (``apollo-client-python``, ``apollo-python-client``) sign the path after the
+    URL they were given. Where the endpoint serves one environment at a root of its own
+    (``GRAYRELEASE_APOLLO_ENVIRONMENT``) that is the path after the root, and both are
+    accepted. Where the environment is in the path, only the full path is: a signature of
+    the path after it would not cover the environment, and a request seen in one could be
+    replayed in another with the same app's key."""
     secret = settings.apollo_access_keys.get(app_id)
     if secret is None:
         if settings.client_tokens:
@@ -388,13 +390,11 @@ def _authenticate(settings: AppState, app_id: str) -> None:
 
 
 def _signed_paths(settings: AppState) -> list[str]:
-    """The paths a client may have signed: from the server's root, and from the endpoint's."""
+    """The paths a client may have signed: from the server's root, and, where the endpoint
+    serves one environment, from the endpoint's root."""
     full = request.script_root + request.path
     root = request.script_root + settings.apollo_prefix
-    if settings.apollo_environment is None:
-        environment = (request.view_args or {}).get("environment", "")
-        root = f"{root}/{environment}"
-    if full.startswith(root + "/"):
+    if settings.apollo_environment is not None and root and full.startswith(root + "/"):
         return [full, full[len(root) :]]
     return [full]
 

@@ -41,6 +41,7 @@ import attrs
 from flask import Flask
 
 from .apollo_api import HOLD_ENVIRON, HOLD_HEADER, changes, notification_id
+from .http import too_large
 from .state import AppState
 
 Scope = MutableMapping[str, Any]
@@ -78,18 +79,26 @@ class PollWatcher:
         self._waiting: dict[Key, set[_Held]] = {}
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._failing = False
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The loop the polls are held on (for :meth:`release_soon`)."""
+        self._loop = loop
 
     @property
     def held(self) -> int:
         """Polls held now."""
         return len({held for waiting in self._waiting.values() for held in waiting})
 
-    async def hold(self, what: dict[str, Any]) -> list[dict[str, object]] | None:
+    async def hold(
+        self, what: dict[str, Any], gone: asyncio.Future[None] | None = None
+    ) -> list[dict[str, object]] | None:
         """Wait for a change of one of the poll's namespaces (its answer), or the end of its
-        hold (``None``: Apollo's 304)."""
+        hold, or ``gone`` (the client hung up): ``None``, Apollo's 304."""
         if self._closing:
             return None
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         held = _Held(
             what["environment"], what["appId"], what["cluster"], what["asked"], loop.create_future()
         )
@@ -99,9 +108,11 @@ class PollWatcher:
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._watch(), name="grayrelease-apollo-polls")
         try:
-            return await asyncio.wait_for(asyncio.shield(held.answer), float(what["hold"]))
-        except TimeoutError:
-            return None
+            waits: set[asyncio.Future[Any]] = {held.answer}
+            if gone is not None:
+                waits.add(gone)
+            await asyncio.wait(waits, timeout=float(what["hold"]), return_when="FIRST_COMPLETED")
+            return held.answer.result() if held.answer.done() else None
         finally:
             for key in keys:
                 waiting = self._waiting.get(key)
@@ -111,12 +122,21 @@ class PollWatcher:
                         del self._waiting[key]
 
     def release(self) -> None:
-        """Answer every held poll now (304): the server is stopping."""
+        """Answer every held poll now (304): the server is stopping. Call it on the loop;
+        from a signal handler or another thread, :meth:`release_soon`."""
         self._closing = True
         for waiting in list(self._waiting.values()):
             for held in waiting:
                 if not held.answer.done():
                     held.answer.set_result(None)
+
+    def release_soon(self) -> None:
+        """:meth:`release`, run by the loop: safe from a signal handler, which may interrupt
+        the watcher between its look at a future and its answer."""
+        self._closing = True
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self.release)
 
     async def _watch(self) -> None:
         """Look at the waited-on namespaces until no poll is held."""
@@ -126,8 +146,13 @@ class PollWatcher:
             try:
                 current = await asyncio.to_thread(self._ids, keys)
             except Exception:  # the backend is down: the polls wait, the next look retries
-                log.exception("grayrelease: looking at Apollo notification ids failed")
+                if not self._failing:  # once, not five times a second
+                    log.exception("grayrelease: looking at Apollo notification ids failed")
+                self._failing = True
                 continue
+            if self._failing:
+                log.warning("grayrelease: Apollo notification ids can be looked at again")
+                self._failing = False
             for key, number in current.items():
                 for held in list(self._waiting.get(key, ())):
                     if held.answer.done() or number <= held.asked[key[2]]:
@@ -165,20 +190,29 @@ class HeldPollApp:
         environ = await self._environ(scope, receive)
         if environ is None:
             return  # the client went away while sending its body
-        if scope["method"] == "GET" and self._poll_path(environ["PATH_INFO"]):
-            environ[HOLD_ENVIRON] = True
-            status, headers, body = await self._call(environ, self._poll_pool)
-            if any(name == HOLD_HEADER.lower().encode() for name, _ in headers):
-                await self._hold(json.loads(body), send)
+        if isinstance(environ, int):
+            await _respond(send, 413, [(b"content-type", b"application/json")], _too_large(environ))
+            return
+        if self._poll_path(environ["PATH_INFO"]):
+            if scope["method"] == "HEAD":  # Flask would answer it by sleeping in a thread
+                await _respond(send, 405, [(b"allow", b"GET")], b"")
                 return
-        else:
-            status, headers, body = await self._call(environ, self._pool)
+            if scope["method"] == "GET":
+                environ[HOLD_ENVIRON] = True
+                status, headers, body = await self._call(environ, self._poll_pool)
+                if any(name == HOLD_HEADER.lower().encode() for name, _ in headers):
+                    await self._hold(json.loads(body), receive, send)
+                    return
+                await _respond(send, status, headers, body)
+                return
+        status, headers, body = await self._call(environ, self._pool)
         await _respond(send, status, headers, body)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                self.watcher.bind(asyncio.get_running_loop())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.watcher.release()
@@ -187,33 +221,46 @@ class HeldPollApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _hold(self, what: dict[str, Any], send: Send) -> None:
-        """Hold a poll the view found nothing new for, then answer as the view would."""
-        answer = await self.watcher.hold(what)
+    async def _hold(self, what: dict[str, Any], receive: Receive, send: Send) -> None:
+        """Hold a poll the view found nothing new for, then answer as the view would. A
+        client that hangs up meanwhile stops being waited on (behind a load balancer whose
+        idle timeout is under the hold, that is most of them)."""
+        gone = asyncio.ensure_future(_disconnected(receive))
+        try:
+            answer = await self.watcher.hold(what, gone)
+        finally:
+            gone.cancel()
+        if gone.done() and not gone.cancelled():
+            return
         if answer is None:
             await _respond(send, 304, [], b"")
             return
         body = json.dumps(answer, ensure_ascii=False, separators=(",", ":")).encode()
         await _respond(send, 200, [(b"content-type", b"application/json")], body)
 
-    async def _environ(self, scope: Scope, receive: Receive) -> dict[str, Any] | None:
-        """The WSGI environ, with the body read here on the loop, at most one byte past the
-        limit (a declared length over it is not read at all): the app then answers 413 by
-        the length, and a slow sender holds no thread."""
+    async def _environ(self, scope: Scope, receive: Receive) -> dict[str, Any] | int | None:
+        """The WSGI environ, with the body read here on the loop; the limit (an ``int``,
+        answered 413 for every route) when the body is over ``GRAYRELEASE_MAX_BODY_BYTES``:
+        a declared length over it is not read at all, a chunked body not past one byte over
+        it, and no route is ever handed part of a body as if it were all of it. A slow
+        sender holds no thread. ``None``: the client hung up."""
         environ = _environ(scope)
         declared = environ.get("CONTENT_LENGTH", "")
+        if declared.isdigit() and int(declared) > self._max_body:
+            return self._max_body
         body = bytearray()
-        if not (declared.isdigit() and int(declared) > self._max_body):
-            more = True
-            while more and len(body) <= self._max_body:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    return None
-                body.extend(message.get("body", b""))
-                more = message.get("more_body", False)
-            if not declared:  # chunked: a body of known length from here on, as waitress
-                environ.pop("HTTP_TRANSFER_ENCODING", None)
-                environ["CONTENT_LENGTH"] = str(len(body))
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            body.extend(message.get("body", b""))
+            if len(body) > self._max_body:
+                return self._max_body
+            more = message.get("more_body", False)
+        if not declared:  # chunked: a body of known length from here on, as waitress
+            environ.pop("HTTP_TRANSFER_ENCODING", None)
+            environ["CONTENT_LENGTH"] = str(len(body))
         environ["wsgi.input"] = io.BytesIO(bytes(body))
         return environ
 
@@ -253,7 +300,20 @@ def _run_wsgi(app: Flask, environ: dict[str, Any]) -> tuple[int, list[Header], b
     return int(status.split(" ", 1)[0]), encoded, b"".join(chunks)
 
 
+async def _disconnected(receive: Receive) -> None:
+    """Ends when the client hangs up (its body was read before: nothing else comes)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+def _too_large(limit: int) -> bytes:
+    return json.dumps({"error": too_large(limit).to_dict()}, ensure_ascii=False).encode()
+
+
 async def _respond(send: Send, status: int, headers: list[Header], body: bytes) -> None:
+    """The whole answer, with its length (the app's own answers carry it already)."""
+    if status not in (204, 304) and not any(name == b"content-length" for name, _ in headers):
+        headers = [*headers, (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -262,7 +322,7 @@ def _environ(scope: Scope) -> dict[str, Any]:
     """PEP 3333's environ for an ASGI HTTP scope (the body is added by the caller)."""
     root = scope.get("root_path", "")
     path = scope["path"]
-    if root and path.startswith(root):
+    if root and (path == root or path.startswith(root + "/")):
         path = path[len(root) :]
     server = scope.get("server") or ("localhost", 80)
     environ: dict[str, Any] = {
@@ -285,10 +345,15 @@ def _environ(scope: Scope) -> dict[str, Any]:
     if client:
         environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = client[0], str(client[1])
     for raw_name, raw_value in scope.get("headers", []):
+        if b"_" in raw_name:
+            # X_Forwarded_For would become HTTP_X_FORWARDED_FOR and merge with the real one:
+            # dropped, as waitress and nginx drop them.
+            continue
         name = raw_name.decode("latin-1").upper().replace("-", "_")
         key = name if name in ("CONTENT_TYPE", "CONTENT_LENGTH") else f"HTTP_{name}"
         value = raw_value.decode("latin-1")
-        environ[key] = f"{environ[key]},{value}" if key in environ else value
+        joint = "; " if key == "HTTP_COOKIE" else ","
+        environ[key] = f"{environ[key]}{joint}{value}" if key in environ else value
     return environ
 
 

@@ -60,9 +60,12 @@ def serve(
         access_log=False,
         log_level="warning",
         server_header=False,
+        # The app decides whom to believe (GRAYRELEASE_TRUSTED_PROXIES); uvicorn's default
+        # would take X-Forwarded-For from any local caller as its address.
+        proxy_headers=False,
         timeout_graceful_shutdown=GRACE_SECONDS,
     )
-    server = _Server(config, asgi.watcher.release)
+    server = _Server(config, asgi.watcher.release_soon)
     listener = _listen(host, port)
 
     def stop(signum: int, frame: FrameType | None) -> None:
