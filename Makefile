@@ -7,7 +7,7 @@ PORT ?= 8080
 # and pytest both see the prefixed package names (grayrelease_plugins, grayrelease_adapters).
 SOURCES := $(shell find grayrelease_core plugins adapters -name '*.py' -o -name 'py.typed' -o -name '*.mako' 2>/dev/null)
 
-.PHONY: run demo test lint typecheck unit bench bench-http bench-scale bench-tick bench-actions bench-judge bench-polls clean
+.PHONY: run demo test lint typecheck unit bench bench-http bench-scale bench-tick bench-actions bench-judge bench-polls screenshots clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml $(SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,7 +15,16 @@ $(VENV)/.installed: setup.cfg pyproject.toml $(SOURCES)
 	$(BIN)/python -m pip install --quiet --config-settings editable_mode=strict -e '.[flask,postgresql,mysql,nacos,test,bench]'
 	touch $@
 
-run: $(VENV)/.installed
+# Running needs only the flask extra (no test or benchmark tools): a cold `make run` is quick.
+# A full install that is up to date serves as well.
+$(VENV)/.installed-run: setup.cfg pyproject.toml $(SOURCES)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	if [ -f $(VENV)/.installed ] && $(MAKE) -q $(VENV)/.installed; then :; else \
+	  $(BIN)/python -m pip install --quiet --upgrade pip && \
+	  $(BIN)/python -m pip install --quiet --config-settings editable_mode=strict -e '.[flask]'; fi
+	touch $@
+
+run: $(VENV)/.installed-run
 	$(BIN)/grayrelease serve --port $(PORT) --load-examples
 
 demo: $(VENV)/.installed
@@ -32,6 +41,10 @@ unit: $(VENV)/.installed
 	$(BIN)/python -m pytest
 
 test: lint typecheck unit
+
+# The console's screenshots in docs/images/ (make test takes them into a scratch folder).
+screenshots: $(VENV)/.installed
+	GRAYRELEASE_SCREENSHOTS=docs/images $(BIN)/python -m pytest tests/test_console.py
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/resolve_bench.py

@@ -4,7 +4,9 @@ served by waitress under the console's strict Content-Security-Policy.
 Each test logs in through the page and does what an operator does: create each kind of plan
 in the dialog, start it, watch a canary widen as the ticker advances, pause, resume, complete,
 roll back, and meet a validation error and a permission error. Screenshots of the main views
-go to ``docs/images/`` for docs/console.md.
+are taken on every run (into a scratch folder, so ``make test`` leaves ``git status`` clean);
+``make screenshots`` (``GRAYRELEASE_SCREENSHOTS=docs/images``) writes them to
+``docs/images/`` for docs/console.md.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from __future__ import annotations
 import configparser
 import fnmatch
 import json
+import os
 import re
+import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -48,7 +52,13 @@ BOB = "bob-token-0123456789abcdefgh"  # viewer everywhere
 CAROL = "carol-token-0123456789abcdef"  # releaser everywhere
 API = "/api/gray-release"
 CONSOLE = "/gray-release"
-IMAGES = Path(__file__).resolve().parent.parent / "docs" / "images"
+ROOT = Path(__file__).resolve().parent.parent
+IMAGES = (
+    ROOT / os.environ["GRAYRELEASE_SCREENSHOTS"]
+    if os.environ.get("GRAYRELEASE_SCREENSHOTS")
+    else Path(tempfile.gettempdir()) / "grayrelease-screenshots"
+)
+"""Where screenshots go: docs/images only when asked (``make screenshots``)."""
 STATIC = Path(__file__).resolve().parent.parent / "adapters" / "flask" / "console" / "static"
 
 VALUES = {
