@@ -14,12 +14,15 @@ from grayrelease_core import ConfigRef, GrayRelease, ManualClock
 
 from .databases import KINDS, fresh_database
 
-# Under CI every property and fuzz test draws the same examples each run (a failure there is
-# replayed with the seed hypothesis prints, or by running the test again); outside CI they
-# keep exploring new ones.
-hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
-if os.environ.get("CI") == "true":
-    hypothesis_settings.load_profile("ci")
+# Every property and fuzz test draws the same examples each run, under CI and under a
+# newcomer's `make test` alike: a failure is replayed by running the test again, or from the
+# blob hypothesis prints (@reproduce_failure). GRAYRELEASE_HYPOTHESIS=explore draws new
+# examples each run (with --hypothesis-seed=N to replay one), to look for new failures.
+hypothesis_settings.register_profile("fixed", derandomize=True, print_blob=True)
+hypothesis_settings.register_profile("explore", print_blob=True)
+hypothesis_settings.load_profile(
+    "explore" if os.environ.get("GRAYRELEASE_HYPOTHESIS") == "explore" else "fixed"
+)
 
 Factory = Callable[..., GrayRelease]
 
