@@ -50,8 +50,9 @@ def serve(
 ) -> None:
     """Serve ``app`` until SIGTERM or Ctrl-C, then flush the gray-release engine and return.
 
-    The body limit (``GRAYRELEASE_MAX_BODY_BYTES``) is the app's: a body is refused by its
-    ``Content-Length`` before it is read, and a chunked one as soon as it passes the limit.
+    The body limit (``GRAYRELEASE_MAX_BODY_BYTES``) holds for every route, the host's too:
+    the ASGI layer refuses a body by its ``Content-Length`` before reading it, and a chunked
+    one as soon as it passes the limit (413 in the API's error shape).
     """
     asgi = create_asgi_app(app, threads=threads)
     config = uvicorn.Config(
