@@ -24,6 +24,15 @@ def parse_entry(entry: str, field: str) -> Address | Network:
         ) from None
 
 
+def is_address(text: str) -> bool:
+    """Whether ``text`` is one IPv4 or IPv6 address (not a block, not a host name)."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 @functools.lru_cache(maxsize=65_536)
 def ip_entry(entry: str) -> Address | Network | None:
     """``entry`` as an address or CIDR block, or ``None`` when it is neither (an instance id).

@@ -10,57 +10,40 @@ an IP whitelist is the whole rule.)
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable
 from typing import Any
 
 from flask import Request
 
 from grayrelease_core import ValidationError
+from grayrelease_core.addresses import AddressSet, is_address, parse_entry
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 FIELD = "GRAYRELEASE_TRUSTED_PROXIES"
 
 
-def trusted_proxies(raw: Any) -> tuple[Network, ...]:
-    """``GRAYRELEASE_TRUSTED_PROXIES``: addresses or networks (``10.0.0.0/8``)."""
+def trusted_proxies(raw: Any) -> AddressSet | None:
+    """``GRAYRELEASE_TRUSTED_PROXIES``: addresses or networks (``10.0.0.0/8``), matched as
+    IP whitelists are; ``None`` when there are none."""
     if isinstance(raw, str) or not isinstance(raw, Iterable):
         raise ValidationError(FIELD, "must be a list of addresses or networks (10.0.0.0/8)")
-    networks = []
+    entries = []
     for entry in raw:
-        try:
-            networks.append(ipaddress.ip_network(entry, strict=False))
-        except (TypeError, ValueError):
+        if not isinstance(entry, str):
             raise ValidationError(
                 FIELD, "each entry must be an address or a network (10.0.0.0/8)", value=entry
-            ) from None
-    return tuple(networks)
+            )
+        entries.append(parse_entry(entry, FIELD))
+    return AddressSet(entries) if entries else None
 
 
-def client_address(request: Request, trusted: tuple[Network, ...]) -> str | None:
+def client_address(request: Request, trusted: AddressSet | None) -> str | None:
     """The client's address: the peer, or, when the peer is a trusted proxy, the right-most
     address of ``X-Forwarded-For`` that is not one (``None`` when there is no peer)."""
     peer = request.remote_addr
-    if not trusted or peer is None or not _is_trusted(peer, trusted):
+    if trusted is None or peer is None or peer not in trusted:
         return peer
     forwarded = [hop.strip() for hop in request.headers.get("X-Forwarded-For", "").split(",")]
     for hop in reversed([hop for hop in forwarded if hop]):
-        if not _is_trusted(hop, trusted):
-            return hop if _is_address(hop) else peer
+        if hop not in trusted:
+            return hop if is_address(hop) else peer
     return peer
-
-
-def _is_trusted(address: str, trusted: tuple[Network, ...]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in trusted)
-
-
-def _is_address(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True

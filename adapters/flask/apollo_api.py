@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import json
 import time
 import urllib.parse
@@ -35,6 +34,7 @@ from grayrelease_adapters.apollo.client import access_signature
 from werkzeug.exceptions import HTTPException
 
 from grayrelease_core import Client, ConfigurationError, GrayReleaseError, ValidationError
+from grayrelease_core.addresses import is_address
 from grayrelease_core.errors import Unauthenticated
 
 from .address import client_address
@@ -248,7 +248,7 @@ def _client(settings: AppState, params: Mapping[str, str]) -> Client:
     address and the caller's address otherwise (Apollo accepts any string there)."""
     address = client_address(request, settings.trusted_proxies) or ""
     ip = optional_text(params, "ip", maximum=MAX_NAME)
-    if ip is not None and _is_address(ip):
+    if ip is not None and is_address(ip):
         address = ip
     label = optional_text(params, "label", maximum=MAX_NAME)
     return Client(
@@ -256,14 +256,6 @@ def _client(settings: AppState, params: Mapping[str, str]) -> Client:
         instance_ip=address,
         labels={APOLLO_LABEL: label} if label else {},
     )
-
-
-def _is_address(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _group_values(

@@ -7,9 +7,8 @@ from collections.abc import Mapping
 import attrs
 
 from grayrelease_core import GrayRelease as Engine
+from grayrelease_core.addresses import AddressSet
 from grayrelease_core.sync import BackgroundSync
-
-from .address import Network
 
 
 @attrs.define
@@ -37,7 +36,7 @@ class AppState:
     apollo_environment: str | None = None
     """The one environment it serves with no environment in its paths
     (``GRAYRELEASE_APOLLO_ENVIRONMENT``); ``None``: ``{prefix}/{environment}/...``."""
-    trusted_proxies: tuple[Network, ...] = ()
+    trusted_proxies: AddressSet | None = None
     """Proxies whose ``X-Forwarded-For`` names the client (``GRAYRELEASE_TRUSTED_PROXIES``)."""
 
     def close(self) -> None:

@@ -20,7 +20,6 @@ retried at the next refresh until it goes through, so an ended plan's beta does 
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import threading
 import time
@@ -29,6 +28,7 @@ from collections.abc import Callable, Mapping
 import attrs
 
 from grayrelease_core import BackendError, ConfigRef, ConfigurationError, PlanEvent, hookimpl
+from grayrelease_core.addresses import is_address
 
 from .client import (
     CAS_OVER_HTTP,
@@ -247,7 +247,7 @@ class NacosBackend:
         if event.action not in BETA_LIVE | BETA_OVER:
             return
         # Nacos matches betas by exact address: CIDR blocks stay with the library.
-        ips = tuple(a for a in plan.rules.get("ipWhitelist", ()) if _is_address(a))
+        ips = tuple(a for a in plan.rules.get("ipWhitelist", ()) if is_address(a))
         wanted: dict[ConfigId, Beta | None] = {}
         for item, ref in zip(plan.items, plan.refs, strict=True):
             config, file = self.settings.locate(ref)
@@ -325,14 +325,6 @@ class NacosBackend:
                 log.warning("grayrelease: watching Nacos failed (%s); again in %gs", exc, backoff)
                 self._stopped.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
-
-
-def _is_address(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _entry(content: str | None, file: KeyFile | None) -> Entry:
