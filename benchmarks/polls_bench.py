@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -37,8 +38,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.apollo_polls import Load, open_polls, poll_target, read_load, request
+from tests.demo_server import DemoServer, demo_server
 
-TOKEN = "bench-admin-token-0123456789"
 API = "/api/gray-release"
 APOLLO = f"{API}/apollo/prod"
 READ = (
@@ -64,35 +65,6 @@ def raise_file_limit(needed: int) -> int:
     return wanted
 
 
-def start_server(database: Path) -> tuple[subprocess.Popen[str], int]:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "grayrelease_adapters.flask.cli",
-            "--database-url",
-            f"sqlite:///{database}",
-            "serve",
-            "--port",
-            "0",
-            "--admin-token",
-            TOKEN,
-            "--load-examples",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert process.stdout is not None
-    first = process.stdout.readline()
-    found = re.search(r"listening on http://127\.0\.0\.1:(\d+)", first)
-    if found is None:
-        process.kill()
-        raise SystemExit(f"the server did not start: {first}{process.stdout.read()}")
-    return process, int(found.group(1))
-
-
 def resident_mb(pid: int) -> float:
     status = Path(f"/proc/{pid}/status").read_text()
     kilobytes = int(re.search(r"VmRSS:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
@@ -116,13 +88,13 @@ def wait_idle(pid: int, timeout: float) -> float:
     raise SystemExit(f"the server was still busy {timeout:.0f} s after the polls were opened")
 
 
-def call(port: int, path: str, body: object | None = None) -> dict[str, object]:
+def call(served: DemoServer, path: str, body: object | None = None) -> dict[str, object]:
     data = json.dumps(body).encode() if body is not None else b""
     req = urllib.request.Request(
-        f"http://127.0.0.1:{port}{API}{path}",
+        f"{served.base}{API}{path}",
         data=data,
         method="POST",
-        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+        headers={"Authorization": f"Bearer {served.token}", "Content-Type": "application/json"},
     )
     with urllib.request.urlopen(req, timeout=30) as answer:
         result: dict[str, object] = json.loads(answer.read())
@@ -137,7 +109,8 @@ def describe(name: str, load: Load, baseline: Load | None = None) -> str:
     )
 
 
-async def crowd(args: argparse.Namespace, process: subprocess.Popen[str], port: int) -> int:
+async def crowd(args: argparse.Namespace, served: DemoServer) -> int:
+    process, port = served.process, served.port
     baseline = await read_load(port, READ, connections=args.connections, seconds=args.seconds)
     idle_mb = resident_mb(process.pid)
     first = await request(port, poll_target(APOLLO, -1))
@@ -147,9 +120,9 @@ async def crowd(args: argparse.Namespace, process: subprocess.Popen[str], port: 
     early = [task for task in polls if task.done()]
     held_mb = resident_mb(process.pid)
     loaded = await read_load(port, READ, connections=args.connections, seconds=args.seconds)
-    plan = await asyncio.to_thread(call, port, "/plan", PLAN)
+    plan = await asyncio.to_thread(call, served, "/plan", PLAN)
     started = time.monotonic()
-    await asyncio.to_thread(call, port, f"/plan/{plan['planId']}/start")
+    await asyncio.to_thread(call, served, f"/plan/{plan['planId']}/start")
     answers = await asyncio.gather(*polls, return_exceptions=True)
     statuses: dict[object, int] = {}
     for answer in answers:
@@ -195,18 +168,17 @@ def main() -> int:
     limit = raise_file_limit(args.polls + 1000)
     if limit < args.polls + 100:
         raise SystemExit(f"the file limit is {limit}: too few for {args.polls} polls")
-    with tempfile.TemporaryDirectory() as scratch:
-        process, port = start_server(Path(scratch) / "bench.db")
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        demo_server(f"sqlite:///{Path(scratch) / 'bench.db'}") as served,
+    ):
+        print(f"server pid {served.process.pid} on port {served.port}; file limit {limit}")
         try:
-            print(f"server pid {process.pid} on port {port}; file limit {limit}")
-            return asyncio.run(crowd(args, process, port))
+            return asyncio.run(crowd(args, served))
         finally:
-            process.terminate()
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            served.process.terminate()  # a clean stop; demo_server kills it if it hangs
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                served.process.wait(30)
 
 
 if __name__ == "__main__":

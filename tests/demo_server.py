@@ -21,10 +21,15 @@ class DemoServer:
     base: str
     token: str
 
+    @property
+    def port(self) -> int:
+        return int(self.base.rsplit(":", 1)[1])
+
 
 @contextmanager
-def demo_server(database_url: str) -> Iterator[DemoServer]:
-    """Start the demo server on a free port; killed at the end unless the test stopped it."""
+def demo_server(database_url: str, *options: str) -> Iterator[DemoServer]:
+    """Start the demo server on a free port; killed at the end unless the test stopped it.
+    ``options`` go before ``serve`` (``--backend memory``, ``--settings FILE``)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("GRAYRELEASE_ADMIN_TOKEN", None)
     process = subprocess.Popen(
@@ -34,6 +39,7 @@ def demo_server(database_url: str) -> Iterator[DemoServer]:
             "grayrelease_adapters.flask.cli",
             "--database-url",
             database_url,
+            *options,
             "serve",
             "--port",
             "0",

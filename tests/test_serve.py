@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import re
 import signal
 import socket
 import subprocess
@@ -18,43 +16,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .apollo_polls import open_polls, poll_target, request
+from .demo_server import demo_server
 
-TOKEN = "serve-admin-token-0123456789"
 APOLLO = "/api/gray-release/apollo/prod"
 
 
 @contextmanager
 def serving(tmp_path: Path, *options: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "grayrelease_adapters.flask.cli",
-            "--database-url",
-            f"sqlite:///{tmp_path / 'gray.db'}",
-            *options,
-            "serve",
-            "--port",
-            "0",
-            "--admin-token",
-            TOKEN,
-            "--load-examples",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        assert process.stdout is not None
-        first = process.stdout.readline()
-        found = re.search(r"listening on http://127\.0\.0\.1:(\d+)", first)
-        assert found is not None, first + process.stdout.read()
-        yield process, int(found.group(1))
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+    """``grayrelease serve --load-examples`` on a scratch SQLite file: its process and port."""
+    with demo_server(f"sqlite:///{tmp_path / 'gray.db'}", *options) as served:
+        yield served.process, served.port
 
 
 def get(port: int, path: str) -> tuple[int, bytes]:
@@ -167,8 +138,9 @@ def test_reads_answer_while_polls_are_held(tmp_path: Path) -> None:
 def test_invariant_a_local_caller_cannot_name_its_address_in_a_header(tmp_path: Path) -> None:
     """uvicorn's default would take X-Forwarded-For from any local caller as its address;
     without GRAYRELEASE_TRUSTED_PROXIES the header is nobody's word."""
-    with serving(tmp_path) as (_process, port):
-        headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    with demo_server(f"sqlite:///{tmp_path / 'gray.db'}") as served:
+        port = served.port
+        headers = {"Authorization": f"Bearer {served.token}", "Content-Type": "application/json"}
         plan = {
             "planName": "ip gray",
             "appName": "demo-app",
